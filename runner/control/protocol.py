@@ -1,0 +1,189 @@
+"""Control-plane protocol v1: the request and response bodies, shared by the runner's client and
+the reference server (`server_stub`), which derives its OpenAPI document from them.
+
+All endpoints live under `/api/v1` and take `Authorization: Bearer <token>`:
+
+    POST /runners/register            RegisterRequest -> RegisterResponse   (registration token)
+    POST /runs                        CreateRunRequest -> RunInfo (201)      (admin token)
+    GET  /runs?status=&repo=&limit=   -> RunList
+    GET  /runs/{id}                   -> the materialized run document (JSON object)
+    POST /runs/claim                  ClaimRequest -> ClaimResponse (200) | 204 (runner token)
+    POST /runs/{id}/start             LeaseRequest -> HeartbeatResponse     confirm a claim
+    POST /runs/{id}/heartbeat         LeaseRequest -> HeartbeatResponse
+    POST /runs/{id}/diffs             DiffBatch -> DiffAck
+    POST /runs/{id}/logs              LogChunk -> LogAck
+    POST /runs/{id}/finish            FinishRequest -> RunInfo
+    POST /runs/{id}/cancel            -> RunInfo
+    POST /runs/{id}/tasks/{task}/trigger  -> RunInfo
+    POST /runs/{id}/trigger-all       -> RunInfo
+    GET  /runs/{id}/logs/{task}?offset=   -> bytes (text/plain)
+    GET  /repos/{repo}/blob/{commit}/{path}  -> bytes
+    GET  /repos/{repo}/archive/{commit}      -> tar.gz
+
+Errors are JSON `ErrorBody` with a 4xx/5xx status. 409 bodies say how to continue:
+`lease_lost` (stop the run's work, keep the journal), `seq_gap` (`expected_seq`),
+`offset_mismatch` (`offset`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+API_PREFIX = "/api/v1"
+MAX_CLAIM_WAIT = 30.0
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    error: str = Field(description="machine-readable code, e.g. 'lease_lost', 'seq_gap'")
+    message: str
+    expected_seq: int | None = None
+    offset: int | None = None
+    problems: list[dict[str, Any]] | None = None
+
+
+class RegisterRequest(_Body):
+    """Register a runner with the registration token."""
+
+    name: str = Field(min_length=1, max_length=200)
+    labels: list[str] = Field(default_factory=list, max_length=100)
+
+
+class RegisterResponse(BaseModel):
+    """The runner's id and its own token (shown once; the server stores a hash)."""
+
+    runner_id: str
+    token: str
+
+
+class CreateRunRequest(_Body):
+    """Queue a run of a workflow file at a ref of a repository."""
+
+    repo: str = Field(min_length=1, max_length=200)
+    ref: str = Field(min_length=1, max_length=400)
+    workflow_path: str = Field(min_length=1, max_length=1000)
+    params: dict[str, str] = Field(default_factory=dict)
+    labels: list[str] = Field(default_factory=list, max_length=100)
+
+
+class RunInfo(BaseModel):
+    """A run as the queue sees it."""
+
+    id: str
+    repo: str
+    commit: str
+    workflow_path: str
+    params: dict[str, str]
+    labels: list[str]
+    status: str = Field(description="the run document's status")
+    queue: Literal["queued", "leased", "paused", "done"]
+    attempt: int
+    runner_id: str | None = None
+    cancel_requested: bool = False
+    created_at: str
+
+
+class RunList(BaseModel):
+    """Answer of GET /runs."""
+
+    runs: list[RunInfo]
+
+
+class ClaimRequest(_Body):
+    """Long-poll for a run whose labels are a subset of these."""
+
+    labels: list[str] = Field(default_factory=list, max_length=100)
+    capacity: int = Field(default=1, ge=1, le=1000)
+    wait: float = Field(default=MAX_CLAIM_WAIT, ge=0, le=MAX_CLAIM_WAIT)
+
+
+class Lease(BaseModel):
+    """Proof that a runner holds a run; every write carries its token."""
+
+    token: str
+    ttl: float = Field(description="seconds the lease lasts unless renewed by a heartbeat")
+
+
+class ClaimedRun(BaseModel):
+    """What a runner needs to execute a claimed run."""
+
+    id: str
+    repo: str
+    commit: str
+    workflow_path: str
+    params: dict[str, str]
+    labels: list[str]
+    attempt: int
+
+
+class ClaimResponse(BaseModel):
+    """A claimed run and its lease."""
+
+    run: ClaimedRun
+    lease: Lease
+
+
+class LeaseRequest(_Body):
+    """Start (confirm) or heartbeat a lease."""
+
+    lease: str
+
+
+class HeartbeatResponse(BaseModel):
+    """Lease renewed; `cancel_requested` tells the runner to stop the run's tasks."""
+
+    ttl: float
+    cancel_requested: bool
+
+
+class WireDiff(_Body):
+    """One diff: RFC 6902 operations, its writer and the writer's seq (from 1, no gaps)."""
+
+    writer: str = Field(min_length=1, max_length=200)
+    seq: int = Field(ge=1)
+    ops: list[dict[str, Any]]
+    ts: str | None = None
+
+
+class DiffBatch(_Body):
+    """Diffs in order; applied one by one, each atomically; stops at the first refusal."""
+
+    lease: str | None = Field(default=None, description="required from runners")
+    diffs: list[WireDiff] = Field(min_length=1, max_length=1000)
+
+
+class DiffAck(BaseModel):
+    """How many diffs of the batch are now applied (new or already seen)."""
+
+    applied: int
+    duplicates: int
+    next_seq: dict[str, int] = Field(description="per writer: the seq the server expects next")
+
+
+class LogChunk(_Body):
+    """Bytes of a task's log at `offset`, base64-encoded in `data`."""
+
+    lease: str | None = None
+    task: str = Field(min_length=1, max_length=100)
+    offset: int = Field(ge=0)
+    data: str = Field(description="base64 of the raw bytes")
+
+
+class LogAck(BaseModel):
+    """The server's log length for the task after this chunk."""
+
+    offset: int
+
+
+class FinishRequest(_Body):
+    """The runner is done with the run: its final status, or released for manual triggers."""
+
+    lease: str
+    status: Literal["Completed", "Failed", "Canceled", "AwaitingTrigger"]

@@ -1,0 +1,174 @@
+"""The run document: the JSON shape every backend, the server and the CLI agree on.
+
+A run is one JSON object (a plain dict, so that RFC 6902 diffs apply to it directly):
+
+    {
+      "id": uuid4, "name": str, "workflow": {...}, "workflow_digest": "sha256:...",
+      "workflow_path": str | None, "params": {str: str},
+      "status": RunStatus, "created_at": iso8601, "started_at": iso | None, "ended_at": iso | None,
+      "cancel_requested": bool, "error": str | None,
+      "tasks": {task_id: Task},
+      "state": {...}           # the workflow state written by steps ($STATE_OUTPUTS)
+    }
+
+    Task = {
+      "id": uuid4, "node_id": str, "status": TaskStatus,
+      "master": bool,               # a matrix node's master task (never runs itself)
+      "parent": uuid4 | None,       # a matrix child's master
+      "matrix": {...} | None,       # a matrix child's item
+      "matrix_key": str | None,     # canonical JSON of the item: identity across re-evaluation
+      "triggered": bool,            # a manual task that a user has triggered
+      "attempt": int,               # 0 before the first start; retries and re-runs increment it
+      "interrupted": int,           # how often it was Running when its runner died
+      "started_at": iso | None, "ended_at": iso | None,
+      "step": int | None,           # index of the step running now or that failed
+      "error": str | None,          # one line: why it Failed / was Blocked
+      "outputs": {...}              # task outputs ($TASK_OUTPUTS)
+    }
+
+Every change to a document is a diff (see `runner.state.diff`); the helpers below build the
+operations, they never mutate a document themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from enum import Enum
+from typing import Any
+
+DOC_VERSION = 1
+
+
+class TaskStatus(str, Enum):
+    """Status of one task."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    AWAITING_TRIGGER = "AwaitingTrigger"
+    BLOCKED = "Blocked"
+    WONT_DO = "WontDo"
+
+
+class RunStatus(str, Enum):
+    """Status of a run."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    AWAITING_TRIGGER = "AwaitingTrigger"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+
+TERMINAL_TASK = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.WONT_DO,
+                           TaskStatus.BLOCKED})
+TERMINAL_RUN = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
+
+Op = dict[str, Any]
+"""One RFC 6902 operation: {"op": "add"|"replace"|"remove"|..., "path": "/a/b", "value": ...}."""
+
+
+def new_id() -> str:
+    """A fresh UUID v4 as a string."""
+    return str(uuid.uuid4())
+
+
+def canonical_json(value: Any) -> str:
+    """Compact JSON with sorted keys: the identity of a matrix item, the input of digests."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def workflow_digest(workflow: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of the workflow."""
+    return "sha256:" + hashlib.sha256(canonical_json(workflow).encode()).hexdigest()
+
+
+def new_run(workflow: dict[str, Any], *, name: str, params: dict[str, str], created_at: str,
+            workflow_path: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+    """A fresh Pending run document with no tasks (the scheduler creates them)."""
+    return {
+        "doc_version": DOC_VERSION,
+        "id": run_id or new_id(),
+        "name": name,
+        "workflow": workflow,
+        "workflow_digest": workflow_digest(workflow),
+        "workflow_path": workflow_path,
+        "params": dict(params),
+        "status": RunStatus.PENDING.value,
+        "created_at": created_at,
+        "started_at": None,
+        "ended_at": None,
+        "cancel_requested": False,
+        "error": None,
+        "tasks": {},
+        "state": {},
+    }
+
+
+def new_task(node_id: str, *, status: TaskStatus = TaskStatus.PENDING, master: bool = False,
+             parent: str | None = None, matrix: dict[str, Any] | None = None,
+             task_id: str | None = None) -> dict[str, Any]:
+    """A task record ready to be added with `add_task_op`."""
+    return {
+        "id": task_id or new_id(),
+        "node_id": node_id,
+        "status": status.value,
+        "master": master,
+        "parent": parent,
+        "matrix": matrix,
+        "matrix_key": canonical_json(matrix) if matrix is not None else None,
+        "triggered": False,
+        "attempt": 0,
+        "interrupted": 0,
+        "started_at": None,
+        "ended_at": None,
+        "step": None,
+        "error": None,
+        "outputs": {},
+    }
+
+
+def pointer_escape(key: str) -> str:
+    """Escape one JSON Pointer reference token (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def add_task_op(task: dict[str, Any]) -> Op:
+    """Add a new task to the document."""
+    return {"op": "add", "path": f"/tasks/{task['id']}", "value": task}
+
+
+def task_field_op(task_id: str, field: str, value: Any) -> Op:
+    """Set one field of a task."""
+    return {"op": "replace", "path": f"/tasks/{task_id}/{field}", "value": value}
+
+
+def run_field_op(field: str, value: Any) -> Op:
+    """Set one top-level field of the run."""
+    return {"op": "replace", "path": f"/{field}", "value": value}
+
+
+def state_set_op(key: str, value: Any) -> Op:
+    """Set one top-level key of the workflow state (add works for new and existing keys)."""
+    return {"op": "add", "path": f"/state/{pointer_escape(key)}", "value": value}
+
+
+def output_set_op(task_id: str, key: str, value: Any) -> Op:
+    """Set one output of a task."""
+    return {"op": "add", "path": f"/tasks/{task_id}/outputs/{pointer_escape(key)}", "value": value}
+
+
+def task_label(doc: dict[str, Any], task: dict[str, Any]) -> str:
+    """How the seed's transcripts name a task: `node` or `node, team: frontend` for a child."""
+    if task.get("matrix"):
+        items = ", ".join(f"{k}: {_plain(v)}" for k, v in task["matrix"].items())
+        return f"{task['node_id']}, {items}"
+    return str(task["node_id"])
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

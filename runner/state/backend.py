@@ -1,0 +1,64 @@
+"""The state backend protocol: where run documents, their diff history and task logs live.
+
+Implementations: `runner.state.local.LocalBackend` (SQLite, the embedded default) and, for runs
+reported to a control plane, a journal-first backend in `runner.state` that delivers through
+`runner.control.client`. The executor talks to this protocol only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from runner.state.diff import Diff
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of `ferry list`."""
+
+    id: str
+    name: str
+    status: str
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+
+
+class StateBackend(Protocol):
+    """Durable store of runs. Every method is atomic; all writes are diffs."""
+
+    def create_run(self, doc: dict[str, Any]) -> None:
+        """Store a new run document (its creation is the first entry of its history)."""
+        ...
+
+    def load(self, run_id: str) -> dict[str, Any]:
+        """The materialized document; `UnknownRun` if there is none."""
+        ...
+
+    def apply(self, diff: Diff) -> bool:
+        """Apply a diff atomically. Idempotent: a (run, writer, seq) seen before returns False and
+        changes nothing. A gap in the writer's seq raises `SeqGap`; a diff that does not apply
+        raises `PatchConflict` and changes nothing."""
+        ...
+
+    def changes_since(self, run_id: str, cursor: int) -> tuple[list[Diff], int]:
+        """Diffs applied after `cursor` (0 = from the start) and the new cursor: how a running
+        process sees what other processes wrote (cancel, triggers)."""
+        ...
+
+    def history(self, run_id: str) -> list[Diff]:
+        """Every diff of the run, in the order applied."""
+        ...
+
+    def list_runs(self, limit: int = 20, status: str | None = None) -> list[RunSummary]:
+        """Most recent runs first."""
+        ...
+
+    def append_log(self, run_id: str, task_id: str, data: bytes) -> None:
+        """Append raw output of a task."""
+        ...
+
+    def read_log(self, run_id: str, task_id: str, offset: int = 0) -> bytes:
+        """A task's output from byte `offset` on."""
+        ...

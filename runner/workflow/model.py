@@ -1,0 +1,284 @@
+"""Pydantic models of a Butterflow v1 workflow, with Ferry's documented extensions.
+
+The models accept unknown keys silently (`extra="ignore"`): the validator walks the raw document
+and reports them as warnings with a "did you mean" hint, errors under `--strict`.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds in `30s`, `10m`, `1.5h`, `250ms` or a bare number of seconds; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number or a string such as '30s' or '10m'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"'{value}' is not a duration (use e.g. '30s', '10m', '2h', '250ms')")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than zero")
+    return seconds
+
+
+def _stringify(value: Any) -> Any:
+    """Env values may be written as YAML numbers or booleans; processes only see strings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+_VERSION = re.compile(r"^1(\.0){0,2}$")
+
+
+def _version(value: Any) -> Any:
+    """`1`, `"1"`, `"1.0"` and `"1.0.0"` all mean version 1 of the language."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and _VERSION.match(value.strip()):
+        return "1"
+    return value
+
+
+EnvValue = Annotated[str, BeforeValidator(_stringify)]
+Duration = Annotated[str | float, Field(description="e.g. '30s', '10m', '2h', or seconds")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class SchemaType(str, Enum):
+    """Types a state schema entry or a template input may declare."""
+
+    ARRAY = "array"
+    OBJECT = "object"
+    STRING = "string"
+    NUMBER = "number"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+
+
+class SchemaProperty(_Model):
+    """The type of a value inside the state: items for arrays, properties for objects."""
+
+    type: SchemaType
+    description: str | None = None
+    items: SchemaProperty | None = None
+    properties: dict[str, SchemaProperty] | None = None
+
+
+class StateSchemaEntry(_Model):
+    """One top-level key of the workflow state and its type."""
+
+    name: str = Field(min_length=1)
+    type: SchemaType
+    description: str | None = None
+    items: SchemaProperty | None = None
+    properties: dict[str, SchemaProperty] | None = None
+
+
+class StateSection(_Model):
+    """The `state:` section: the declared schema of the workflow state."""
+
+    schema_: list[StateSchemaEntry] = Field(default_factory=list, alias="schema")
+
+
+class RuntimeType(str, Enum):
+    """Where a task's steps run."""
+
+    DIRECT = "direct"
+    DOCKER = "docker"
+    PODMAN = "podman"
+
+
+class PullPolicy(str, Enum):
+    """When a container runtime pulls the image."""
+
+    IF_NOT_PRESENT = "if-not-present"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class Runtime(_Model):
+    """Runtime of a node or template. Container options are Ferry extensions."""
+
+    type: RuntimeType = RuntimeType.DIRECT
+    image: str | None = None
+    pull: PullPolicy | None = None
+    network: str | None = None
+    memory: str | int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    user: str | None = None
+    privileged: bool = False
+    mounts: list[str] = Field(default_factory=list, description="host:container[:ro] bind mounts")
+
+
+class NodeType(str, Enum):
+    """Automatic nodes run when their dependencies are done; manual ones wait for a trigger."""
+
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+class Trigger(_Model):
+    """`trigger: {type: manual}` makes an automatic node wait for a trigger."""
+
+    type: NodeType = NodeType.AUTOMATIC
+
+
+class Strategy(_Model):
+    """A matrix: one task per item of `values`, or per item of the state array `from_state`."""
+
+    type: Literal["matrix"] = "matrix"
+    values: list[dict[str, Any]] | None = None
+    from_state: str | None = None
+
+
+class Retry(_Model):
+    """Ferry extension: run a failed task again, up to `attempts` times in all."""
+
+    attempts: int = Field(default=1, ge=1, le=100)
+    backoff: Duration = 0.0
+
+
+class UseTemplate(_Model):
+    """`use:` expands a template's steps with these inputs."""
+
+    template: str = Field(min_length=1)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class Step(_Model):
+    """One step: `run` a script, or `use` a template. Other Butterflow kinds are recognised only
+    so that validation can say they are not supported."""
+
+    id: str | None = None
+    name: str | None = None
+    description: str | None = None
+    run: str | None = None
+    use: UseTemplate | None = None
+    env: dict[str, EnvValue] = Field(default_factory=dict)
+    timeout: Duration | None = None
+    ast_grep: dict[str, Any] | None = Field(default=None, alias="ast-grep")
+    js_ast_grep: dict[str, Any] | None = Field(default=None, alias="js-ast-grep")
+    codemod: dict[str, Any] | None = None
+
+    def display_name(self, index: int) -> str:
+        """The step's name, else its id, else the first line of its script."""
+        if self.name:
+            return self.name
+        if self.id:
+            return self.id
+        if self.run:
+            first = self.run.strip().splitlines()[0] if self.run.strip() else ""
+            return first[:60] or f"step {index + 1}"
+        if self.use:
+            return f"use {self.use.template}"
+        return f"step {index + 1}"
+
+
+UNSUPPORTED_STEP_KINDS = {"ast-grep": "ast_grep", "js-ast-grep": "js_ast_grep", "codemod": "codemod"}
+
+
+class TemplateInput(_Model):
+    """A declared input of a template."""
+
+    name: str = Field(min_length=1)
+    type: SchemaType = SchemaType.STRING
+    required: bool = False
+    description: str | None = None
+    default: Any = None
+
+
+class TemplateOutput(_Model):
+    """A declared output of a template."""
+
+    name: str = Field(min_length=1)
+    value: str | None = None
+    description: str | None = None
+
+
+class Template(_Model):
+    """A reusable list of steps with inputs."""
+
+    id: str = Field(min_length=1)
+    name: str | None = None
+    description: str | None = None
+    runtime: Runtime | None = None
+    inputs: list[TemplateInput] = Field(default_factory=list)
+    steps: list[Step]
+    outputs: list[TemplateOutput] = Field(default_factory=list)
+    env: dict[str, EnvValue] = Field(default_factory=dict)
+
+
+class Node(_Model):
+    """A node of the DAG; at run time it becomes one task, or a master and one task per item."""
+
+    id: str = Field(min_length=1)
+    name: str | None = None
+    description: str | None = None
+    type: NodeType = NodeType.AUTOMATIC
+    trigger: Trigger | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    runtime: Runtime | None = None
+    strategy: Strategy | None = None
+    steps: list[Step]
+    env: dict[str, EnvValue] = Field(default_factory=dict)
+    timeout: Duration | None = None
+    retry: Retry | None = None
+
+    @property
+    def display_name(self) -> str:
+        """The node's name, else its id."""
+        return self.name or self.id
+
+    @property
+    def is_manual(self) -> bool:
+        """A manual node, or an automatic one with a manual trigger."""
+        trig = self.trigger is not None and self.trigger.type == NodeType.MANUAL
+        return self.type == NodeType.MANUAL or trig
+
+    @property
+    def is_matrix(self) -> bool:
+        """The node has a matrix strategy."""
+        return self.strategy is not None
+
+
+class Workflow(_Model):
+    """A Butterflow v1 workflow document."""
+
+    version: Annotated[Literal["1"], BeforeValidator(_version)]
+    name: str | None = None
+    description: str | None = None
+    state: StateSection | None = None
+    templates: list[Template] = Field(default_factory=list)
+    nodes: list[Node] = Field(min_length=1)
+
+    def node(self, node_id: str) -> Node:
+        """The node with this id; KeyError if there is none."""
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    def template(self, template_id: str) -> Template:
+        """The template with this id; KeyError if there is none."""
+        for tpl in self.templates:
+            if tpl.id == template_id:
+                return tpl
+        raise KeyError(template_id)

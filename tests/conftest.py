@@ -1,0 +1,54 @@
+"""Fixtures shared by every test: an isolated FERRY_HOME and the container engine."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import IN_CI
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_IMAGE = "ferry-test/busybox:1"
+
+
+@pytest.fixture
+def ferry_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private FERRY_HOME: the CLI puts its database, logs, journals and config under it."""
+    home = tmp_path / "ferry-home"
+    home.mkdir()
+    monkeypatch.setenv("FERRY_HOME", str(home))
+    return home
+
+
+def _engine_answers(binary: str) -> bool:
+    if shutil.which(binary) is None:
+        return False
+    try:
+        return subprocess.run([binary, "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def need_engine(binary: str = "docker") -> None:
+    """Skip when no engine answers, except in CI (CI=true), where a container test fails."""
+    if _engine_answers(binary):
+        return
+    message = f"no {binary} engine answers ('{binary} info' failed)"
+    if IN_CI:
+        pytest.fail(f"{message}; in CI container tests must not skip")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def docker_image() -> Iterator[str]:
+    """The local busybox test image, built when missing; requires a Docker engine."""
+    need_engine("docker")
+    probe = subprocess.run(["docker", "image", "inspect", TEST_IMAGE], capture_output=True)
+    if probe.returncode != 0:
+        subprocess.run([str(REPO_ROOT / "tests/images/build-busybox-image.sh"), "docker"],
+                       check=True)
+    yield TEST_IMAGE
