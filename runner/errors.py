@@ -118,4 +118,4 @@ class LeaseLost(ControlPlaneError):
 
 
 class Conflict(PermanentError):
-    """409 that is not a lost lease: a seq gap or a log offset mismatch; body says where to resume."""
+    """409 other than a lost lease: seq gap or log offset mismatch; the body says where to go on."""

@@ -35,13 +35,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 DOC_VERSION = 1
 
 
-class TaskStatus(str, Enum):
+class TaskStatus(StrEnum):
     """Status of one task."""
 
     PENDING = "Pending"
@@ -53,7 +53,7 @@ class TaskStatus(str, Enum):
     WONT_DO = "WontDo"
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """Status of a run."""
 
     PENDING = "Pending"

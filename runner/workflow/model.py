@@ -7,7 +7,7 @@ and reports them as warnings with a "did you mean" hint, errors under `--strict`
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -17,7 +17,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 def parse_duration(value: str | int | float) -> float:
-    """Seconds in `30s`, `10m`, `1.5h`, `250ms` or a bare number of seconds; ValueError otherwise."""
+    """Seconds in `30s`, `10m`, `1.5h`, `250ms` or a bare number; ValueError otherwise."""
     if isinstance(value, bool):
         raise ValueError("a duration must be a number or a string such as '30s' or '10m'")
     if isinstance(value, int | float):
@@ -61,7 +61,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
-class SchemaType(str, Enum):
+class SchemaType(StrEnum):
     """Types a state schema entry or a template input may declare."""
 
     ARRAY = "array"
@@ -97,7 +97,7 @@ class StateSection(_Model):
     schema_: list[StateSchemaEntry] = Field(default_factory=list, alias="schema")
 
 
-class RuntimeType(str, Enum):
+class RuntimeType(StrEnum):
     """Where a task's steps run."""
 
     DIRECT = "direct"
@@ -105,7 +105,7 @@ class RuntimeType(str, Enum):
     PODMAN = "podman"
 
 
-class PullPolicy(str, Enum):
+class PullPolicy(StrEnum):
     """When a container runtime pulls the image."""
 
     IF_NOT_PRESENT = "if-not-present"
@@ -128,7 +128,7 @@ class Runtime(_Model):
     mounts: list[str] = Field(default_factory=list, description="host:container[:ro] bind mounts")
 
 
-class NodeType(str, Enum):
+class NodeType(StrEnum):
     """Automatic nodes run when their dependencies are done; manual ones wait for a trigger."""
 
     AUTOMATIC = "automatic"
@@ -192,7 +192,11 @@ class Step(_Model):
         return f"step {index + 1}"
 
 
-UNSUPPORTED_STEP_KINDS = {"ast-grep": "ast_grep", "js-ast-grep": "js_ast_grep", "codemod": "codemod"}
+UNSUPPORTED_STEP_KINDS = {
+    "ast-grep": "ast_grep",
+    "js-ast-grep": "js_ast_grep",
+    "codemod": "codemod",
+}
 
 
 class TemplateInput(_Model):
