@@ -1,0 +1,111 @@
+"""Where Ferry keeps its files: the state database, logs, journals, work dirs, config and cache.
+
+`Paths` is built once by the CLI (`Paths.from_env(os.environ)`) and passed down; nothing below
+the CLI looks at the environment. Directories are created on demand with mode 0700 because they
+hold run state, logs and (under the config dir) the runner token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+APP_NAME = "ferry"
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create `path` (and parents) with mode 0700 if missing; return it."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def _safe_segment(value: str, what: str) -> str:
+    """A single path segment: ids come from the database or the wire, never trust a slash."""
+    if not value or value in {".", ".."} or "/" in value or "\\" in value or "\0" in value:
+        raise ValueError(f"invalid {what} for a path: {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The three roots (data, config, cache) and the files under them."""
+
+    data_dir: Path
+    config_dir: Path
+    cache_dir: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Paths:
+        """`FERRY_HOME` (data/, config/, cache/ under it) if set, else platformdirs' user dirs."""
+        home = environ.get("FERRY_HOME", "").strip()
+        if home:
+            return cls.under(Path(home).expanduser())
+        import platformdirs
+
+        return cls(
+            data_dir=Path(platformdirs.user_data_dir(APP_NAME)),
+            config_dir=Path(platformdirs.user_config_dir(APP_NAME)),
+            cache_dir=Path(platformdirs.user_cache_dir(APP_NAME)),
+        )
+
+    @classmethod
+    def under(cls, root: Path) -> Paths:
+        """Everything below one directory (`root/data`, `root/config`, `root/cache`)."""
+        root = root.absolute()
+        return cls(data_dir=root / "data", config_dir=root / "config", cache_dir=root / "cache")
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite state database (WAL mode)."""
+        return self.data_dir / "ferry.db"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Root of the task logs: `logs/<run_id>/<task_id>.log`."""
+        return self.data_dir / "logs"
+
+    @property
+    def journal_dir(self) -> Path:
+        """Root of the per-run journals: `journal/<run_id>.jsonl`."""
+        return self.data_dir / "journal"
+
+    @property
+    def work_dir(self) -> Path:
+        """Root of the per-run working directories."""
+        return self.data_dir / "work"
+
+    @property
+    def runner_config(self) -> Path:
+        """The runner's config file (holds the runner token: mode 0600)."""
+        return self.config_dir / "runner.yaml"
+
+    @property
+    def workflows_cache(self) -> Path:
+        """Downloaded workflow files: `workflows/<repo>/<commit>/...`."""
+        return self.cache_dir / "workflows"
+
+    def log_file(self, run_id: str, task_id: str) -> Path:
+        """The log file of one task."""
+        return (self.logs_dir / _safe_segment(run_id, "run id")
+                / f"{_safe_segment(task_id, 'task id')}.log")
+
+    def journal_file(self, run_id: str) -> Path:
+        """The journal of one run."""
+        return self.journal_dir / f"{_safe_segment(run_id, 'run id')}.jsonl"
+
+    def run_work_dir(self, run_id: str) -> Path:
+        """The working directory root of one run."""
+        return self.work_dir / _safe_segment(run_id, "run id")
+
+    def task_control_dir(self, run_id: str, task_id: str) -> Path:
+        """A task's control directory (scripts, STATE_OUTPUTS, TASK_OUTPUTS)."""
+        return self.run_work_dir(run_id) / "tasks" / _safe_segment(task_id, "task id")
+
+    def ensure(self) -> Paths:
+        """Create the data, config and cache roots (mode 0700); return self."""
+        for path in (self.data_dir, self.config_dir, self.cache_dir):
+            ensure_dir(path)
+        return self
+
