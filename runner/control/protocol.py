@@ -19,6 +19,13 @@ All endpoints live under `/api/v1` and take `Authorization: Bearer <token>`:
     GET  /runs/{id}/logs/{task}?offset=   -> bytes (text/plain)
     GET  /repos/{repo}/blob/{commit}/{path}  -> bytes
     GET  /repos/{repo}/archive/{commit}      -> tar.gz
+    POST /runs/report                 ReportRunRequest -> RunInfo (201, 200 if known) (runner token)
+
+`POST /runs/report` creates a run that a runner executes outside the queue (`ferry run` with the
+`api` backend): queue `external`, owned by that runner; its diffs, logs and finish need that
+runner's token and no lease. Additions since the first draft (compatible, server owner):
+`ReportRunRequest`, queue `external`, `RunInfo.name`, `ErrorBody.applied`, `FinishRequest.lease`
+optional (external runs have none).
 
 Errors are JSON `ErrorBody` with a 4xx/5xx status. 409 bodies say how to continue:
 `lease_lost` (stop the run's work, keep the journal), `seq_gap` (`expected_seq`),
@@ -47,6 +54,8 @@ class ErrorBody(BaseModel):
     expected_seq: int | None = None
     offset: int | None = None
     problems: list[dict[str, Any]] | None = None
+    applied: int | None = Field(default=None,
+                                description="diffs of the batch applied before the refusal")
 
 
 class RegisterRequest(_Body):
@@ -83,11 +92,12 @@ class RunInfo(BaseModel):
     params: dict[str, str]
     labels: list[str]
     status: str = Field(description="the run document's status")
-    queue: Literal["queued", "leased", "paused", "done"]
+    queue: Literal["queued", "leased", "paused", "done", "external"]
     attempt: int
     runner_id: str | None = None
     cancel_requested: bool = False
     created_at: str
+    name: str = ""
 
 
 class RunList(BaseModel):
@@ -185,5 +195,11 @@ class LogAck(BaseModel):
 class FinishRequest(_Body):
     """The runner is done with the run: its final status, or released for manual triggers."""
 
-    lease: str
+    lease: str | None = Field(default=None, description="required for queued runs")
     status: Literal["Completed", "Failed", "Canceled", "AwaitingTrigger"]
+
+
+class ReportRunRequest(_Body):
+    """A run executed outside the queue, reported with its full initial document."""
+
+    run: dict[str, Any]
