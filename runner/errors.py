@@ -119,3 +119,11 @@ class LeaseLost(ControlPlaneError):
 
 class Conflict(PermanentError):
     """409 other than a lost lease: seq gap or log offset mismatch; the body says where to go on."""
+
+    def __init__(self, message: str, status: int | None = 409, body: object = None, *,
+                 code: str = "", expected_seq: int | None = None,
+                 offset: int | None = None) -> None:
+        super().__init__(message, status, body)
+        self.code = code
+        self.expected_seq = expected_seq
+        self.offset = offset
