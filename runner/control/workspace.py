@@ -1,0 +1,109 @@
+"""A claimed run's files: the workflow at its commit (cached) and the workspace archive.
+
+Workflow files are cached under `<cache>/workflows/<repo>/<commit>/<path>`: a commit never
+changes, so a cached copy is always right. Archives come from the network and are checked
+member by member before anything is written: absolute names, `..`, links pointing outside the
+workspace, devices and FIFOs are refused with the member's name.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+from runner.errors import PermanentError
+
+_COMMIT = re.compile(r"^[0-9a-fA-F]{7,64}$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9._@+-][A-Za-z0-9._@+ -]*$")
+
+
+class UnsafeArchive(PermanentError):
+    """The workspace archive has a member that would land outside the workspace."""
+
+
+def _relative_parts(value: str, what: str) -> tuple[str, ...]:
+    """Split a server-given relative path into safe segments, refusing anything odd."""
+    pure = PurePosixPath(value)
+    if pure.is_absolute() or not pure.parts:
+        raise PermanentError(f"{what} '{value}' must be a relative path")
+    for part in pure.parts:
+        if part in {".", ".."} or not _SEGMENT.match(part):
+            raise PermanentError(f"{what} '{value}' has an unsafe segment '{part}'")
+    return pure.parts
+
+
+class WorkflowCache:
+    """Workflow files by repo, commit and path; fetched once per commit."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, repo: str, commit: str, path: str) -> Path:
+        """Where the file of this repo/commit/path is cached."""
+        if not _COMMIT.match(commit):
+            raise PermanentError(f"commit '{commit}' is not a hex SHA")
+        return self.root.joinpath(*_relative_parts(repo, "repo"), commit.lower(),
+                                  *_relative_parts(path, "workflow path"))
+
+    def get(self, repo: str, commit: str, path: str, fetch: Callable[[], bytes]) -> Path:
+        """The cached file, calling `fetch()` and storing its bytes atomically when missing."""
+        target = self.path_for(repo, commit, path)
+        if target.is_file():
+            return target
+        data = fetch()
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".fetch-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+
+def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
+    name = member.name
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or name.startswith("/"):
+        raise UnsafeArchive(f"archive member '{name}' has an absolute path")
+    if ".." in pure.parts:
+        raise UnsafeArchive(f"archive member '{name}' contains '..'")
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise UnsafeArchive(f"archive member '{name}' is a device, FIFO or other special file")
+    if member.issym() or member.islnk():
+        link = PurePosixPath(member.linkname)
+        if link.is_absolute():
+            raise UnsafeArchive(f"archive link '{name}' points to an absolute path '{link}'")
+        base = (dest / pure).parent if member.issym() else dest
+        resolved = os.path.normpath(base / link)
+        if os.path.commonpath([resolved, str(dest)]) != str(dest):
+            raise UnsafeArchive(f"archive link '{name}' -> '{link}' points outside the workspace")
+
+
+def extract_archive(data: bytes, dest: Path) -> int:
+    """Extract a tar(.gz) into `dest` (created, must be empty or missing); returns the number of
+    members. Refuses the whole archive, writing nothing, if one member is unsafe."""
+    dest = dest.absolute()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+            members = archive.getmembers()
+            for member in members:
+                _check_member(member, dest)
+            dest.mkdir(mode=0o755, parents=True, exist_ok=True)
+            try:
+                # The 'data' filter re-checks what we checked and drops setuid bits and owners.
+                archive.extractall(dest, members=members, filter="data")
+            except (tarfile.TarError, OSError) as exc:
+                shutil.rmtree(dest, ignore_errors=True)
+                raise UnsafeArchive(f"workspace archive refused: {exc}") from None
+    except tarfile.TarError as exc:
+        raise PermanentError(f"workspace archive is not a tar file: {exc}") from None
+    return len(members)
