@@ -1,0 +1,347 @@
+"""The control-plane HTTP client: one method per endpoint, typed answers, typed errors.
+
+The client never sleeps and never retries: callers decide, through the one rule `is_transient`
+and the `retrying` helper (tenacity, jittered exponential backoff, stoppable by an Event).
+The bearer token lives in the session headers only; it never appears in a message or a repr.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import requests
+import tenacity
+from pydantic import BaseModel, ValidationError
+
+from runner.control.protocol import (
+    API_PREFIX,
+    MAX_CLAIM_WAIT,
+    ClaimRequest,
+    ClaimResponse,
+    CreateRunRequest,
+    DiffAck,
+    DiffBatch,
+    ErrorBody,
+    FinishRequest,
+    HeartbeatResponse,
+    LeaseRequest,
+    LogAck,
+    LogChunk,
+    RegisterRequest,
+    RegisterResponse,
+    RunInfo,
+    RunList,
+)
+from runner.errors import (
+    AuthError,
+    Conflict,
+    ControlPlaneError,
+    LeaseLost,
+    PermanentError,
+    TransientError,
+)
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 30.0
+_CLAIM_MARGIN = 10.0  # the server holds a claim up to `wait` seconds; allow for the answer
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The one retry rule: connection trouble, timeouts, 5xx and 429 are worth another try."""
+    return isinstance(exc, TransientError)
+
+
+class ControlClient:
+    """Talks protocol v1 to one control plane with one token."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 session: requests.Session | None = None) -> None:
+        base = base_url.rstrip("/")
+        if base.endswith(API_PREFIX):
+            base = base[: -len(API_PREFIX)]
+        self.base_url = base
+        self.timeout = timeout
+        self._session = session or requests.Session()
+        self._auth = {"Authorization": f"Bearer {token}"}
+
+    def __repr__(self) -> str:
+        return f"ControlClient({self.base_url!r})"
+
+    def close(self) -> None:
+        """Close the underlying connection pool."""
+        self._session.close()
+
+    # -- runners and runs -------------------------------------------------------------------
+
+    def register(self, name: str, labels: Sequence[str] = ()) -> RegisterResponse:
+        """Register a runner (the client's token is the registration token)."""
+        body = RegisterRequest(name=name, labels=list(labels))
+        return self._model("POST", "/runners/register", RegisterResponse, body)
+
+    def create_run(self, request: CreateRunRequest) -> RunInfo:
+        """Queue a run of a workflow at a ref (admin token)."""
+        return self._model("POST", "/runs", RunInfo, request)
+
+    def report_run(self, document: dict[str, Any], *, labels: Sequence[str] = ()) -> RunInfo:
+        """Create on the server a run executed outside the queue (`ferry run` with backend api);
+        idempotent by the document's id."""
+        body = {"document": document, "labels": list(labels)}
+        return self._model("POST", "/runs/report", RunInfo, body)
+
+    def list_runs(self, *, status: str | None = None, repo: str | None = None,
+                  limit: int | None = None) -> list[RunInfo]:
+        """Runs the server knows, most recent first."""
+        params = {k: v for k, v in (("status", status), ("repo", repo), ("limit", limit))
+                  if v is not None}
+        return self._model("GET", "/runs", RunList, params=params).runs
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The materialized run document."""
+        data = self._json("GET", f"/runs/{_seg(run_id)}")
+        if not isinstance(data, dict):
+            raise PermanentError(f"GET /runs/{run_id}: answer is not a JSON object")
+        return data
+
+    def claim(self, labels: Sequence[str] = (), *, capacity: int = 1,
+              wait: float = MAX_CLAIM_WAIT) -> ClaimResponse | None:
+        """Long-poll for a run; None when nothing matched before the server's hold ended."""
+        body = ClaimRequest(labels=list(labels), capacity=capacity, wait=wait)
+        resp = self._send("POST", "/runs/claim", body, timeout=wait + _CLAIM_MARGIN)
+        if resp.status_code == 204:
+            return None
+        return _parse(ClaimResponse, resp, "POST /runs/claim")
+
+    def start(self, run_id: str, lease: str) -> HeartbeatResponse:
+        """Confirm a claim."""
+        return self._model("POST", f"/runs/{_seg(run_id)}/start", HeartbeatResponse,
+                           LeaseRequest(lease=lease))
+
+    def heartbeat(self, run_id: str, lease: str) -> HeartbeatResponse:
+        """Renew a lease; the answer says whether a cancel was requested."""
+        return self._model("POST", f"/runs/{_seg(run_id)}/heartbeat", HeartbeatResponse,
+                           LeaseRequest(lease=lease))
+
+    def send_diffs(self, run_id: str, batch: DiffBatch) -> DiffAck:
+        """Deliver diffs in order (idempotent per writer and seq)."""
+        return self._model("POST", f"/runs/{_seg(run_id)}/diffs", DiffAck, batch)
+
+    def send_log(self, run_id: str, chunk: LogChunk) -> LogAck:
+        """Deliver log bytes of a task at an offset (idempotent)."""
+        return self._model("POST", f"/runs/{_seg(run_id)}/logs", LogAck, chunk)
+
+    def finish(self, run_id: str, lease: str, status: str) -> RunInfo:
+        """Hand a run back: its final status, or AwaitingTrigger to release it."""
+        body = FinishRequest.model_validate({"lease": lease, "status": status})
+        return self._model("POST", f"/runs/{_seg(run_id)}/finish", RunInfo, body)
+
+    def cancel(self, run_id: str) -> RunInfo:
+        """Request cancellation of a run."""
+        return self._model("POST", f"/runs/{_seg(run_id)}/cancel", RunInfo)
+
+    def trigger(self, run_id: str, task_id: str) -> RunInfo:
+        """Trigger one AwaitingTrigger task (re-queues the run)."""
+        return self._model("POST", f"/runs/{_seg(run_id)}/tasks/{_seg(task_id)}/trigger",
+                           RunInfo)
+
+    def trigger_all(self, run_id: str) -> RunInfo:
+        """Trigger every AwaitingTrigger task of a run."""
+        return self._model("POST", f"/runs/{_seg(run_id)}/trigger-all", RunInfo)
+
+    # -- bytes -------------------------------------------------------------------------------
+
+    def read_log(self, run_id: str, task_id: str, offset: int = 0) -> bytes:
+        """A task's log from byte `offset` on."""
+        resp = self._send("GET", f"/runs/{_seg(run_id)}/logs/{_seg(task_id)}",
+                          params={"offset": offset})
+        return resp.content
+
+    def get_blob(self, repo: str, commit: str, path: str) -> bytes:
+        """A file of a repository at a commit."""
+        url = f"/repos/{_seg(repo)}/blob/{_seg(commit)}/{quote(path.lstrip('/'), safe='/')}"
+        return self._send("GET", url).content
+
+    def get_archive(self, repo: str, commit: str, dest: Path) -> int:
+        """Stream the tree at a commit (tar.gz) into `dest`; returns the byte count."""
+        resp = self._send("GET", f"/repos/{_seg(repo)}/archive/{_seg(commit)}", stream=True)
+        where = f"GET /repos/{repo}/archive/{commit}"
+        total = 0
+        try:
+            with open(dest, "wb") as out:
+                for block in resp.iter_content(chunk_size=1 << 16):
+                    out.write(block)
+                    total += len(block)
+        except requests.RequestException as exc:
+            raise TransientError(f"{where}: download interrupted: {type(exc).__name__}") from exc
+        finally:
+            resp.close()
+        return total
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _model(self, method: str, path: str, model: type[M], body: BaseModel | dict[str, Any]
+               | None = None, params: dict[str, Any] | None = None) -> M:
+        resp = self._send(method, path, body, params=params)
+        return _parse(model, resp, f"{method} {path}")
+
+    def _json(self, method: str, path: str) -> Any:
+        resp = self._send(method, path)
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise PermanentError(f"{method} {path}: answer is not JSON", resp.status_code) from exc
+
+    def _send(self, method: str, path: str, body: BaseModel | dict[str, Any] | None = None, *,
+              params: dict[str, Any] | None = None, timeout: float | None = None,
+              stream: bool = False) -> requests.Response:
+        where = f"{method} {path}"
+        data: bytes | None = None
+        headers = dict(self._auth)
+        if body is not None:
+            payload = (body.model_dump(mode="json", exclude_none=True)
+                       if isinstance(body, BaseModel) else body)
+            data = json.dumps(payload, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            resp = self._session.request(method, self.base_url + API_PREFIX + path, data=data,
+                                         params=params, headers=headers, stream=stream,
+                                         timeout=timeout or self.timeout)
+        except requests.Timeout as exc:
+            raise TransientError(f"{where}: timed out") from exc
+        except requests.RequestException as exc:
+            raise TransientError(f"{where}: {_describe(exc)}") from exc
+        if resp.status_code >= 400:
+            try:
+                raise error_for(resp.status_code, resp.content, where)
+            finally:
+                resp.close()
+        return resp
+
+
+def error_for(status: int, content: bytes, where: str) -> ControlPlaneError:
+    """The typed error for an HTTP error answer."""
+    body: Any = None
+    code, message = "", ""
+    try:
+        body = json.loads(content) if content else None
+    except ValueError:
+        body = content[:500].decode("utf-8", "replace")
+    parsed: ErrorBody | None = None
+    if isinstance(body, dict):
+        try:
+            parsed = ErrorBody.model_validate(body)
+        except ValidationError:
+            parsed = None
+    if parsed is not None:
+        code, message = parsed.error, parsed.message
+    elif isinstance(body, dict) and isinstance(body.get("detail"), str):
+        message = body["detail"]
+    elif isinstance(body, str):
+        message = body.strip().splitlines()[0] if body.strip() else ""
+    text = f"{where}: HTTP {status}" + (f" {code}" if code else "") + (
+        f": {message}" if message else "")
+    if status >= 500 or status == 429:
+        return TransientError(text)
+    if status in (401, 403):
+        return AuthError(text, status, body)
+    if status == 409:
+        if code == "lease_lost":
+            return LeaseLost(text)
+        return Conflict(text, status, body, code=code,
+                        expected_seq=parsed.expected_seq if parsed else None,
+                        offset=parsed.offset if parsed else None)
+    return PermanentError(text, status, body)
+
+
+def _parse(model: type[M], resp: requests.Response, where: str) -> M:
+    try:
+        return model.model_validate_json(resp.content)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise PermanentError(f"{where}: unexpected answer ({loc}: {first.get('msg')})",
+                             resp.status_code) from exc
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _describe(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.ConnectionError):
+        return "cannot connect to the control plane" if "Connection refused" in str(exc) \
+            else f"connection failed ({type(exc).__name__})"
+    return type(exc).__name__
+
+
+# -- retries --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: attempts (None = unbounded), total time, and the backoff curve."""
+
+    max_attempts: int | None = 5
+    max_time: float | None = None
+    initial: float = 0.5
+    backoff_factor: float = 2.0
+    max_wait: float = 30.0
+
+    @classmethod
+    def from_config(cls, max_retries: int, backoff_factor: float) -> RetryPolicy:
+        """The seed's `retryConfig` (maxRetries, backoffFactor): retries after the first try."""
+        return cls(max_attempts=max_retries + 1, backoff_factor=max(backoff_factor, 1.0))
+
+
+class RetryStopped(TransientError):
+    """The stop event was set while waiting to retry."""
+
+
+def retrying(policy: RetryPolicy = RetryPolicy(), *, stop_event: threading.Event | None = None,
+             retry_on: Callable[[BaseException], bool] = is_transient,
+             on_retry: Callable[[BaseException, float], None] | None = None,
+             ) -> tenacity.Retrying:
+    """A tenacity `Retrying` for control-plane calls: jittered exponential backoff on transient
+    errors, bounded by the policy, waking and raising `RetryStopped` when `stop_event` is set.
+    The last error is re-raised as itself when the policy gives up."""
+    event = stop_event or threading.Event()
+    stops: list[tenacity.stop.stop_base] = [tenacity.stop_when_event_set(event)]
+    if policy.max_attempts is not None:
+        stops.append(tenacity.stop_after_attempt(policy.max_attempts))
+    if policy.max_time is not None:
+        stops.append(tenacity.stop_after_delay(policy.max_time))
+    # exponential from `initial`, capped, plus up to `initial` of jitter so that many runners
+    # coming back after one outage do not knock in step
+    wait = (tenacity.wait_exponential(multiplier=policy.initial, exp_base=policy.backoff_factor,
+                                      max=policy.max_wait)
+            + tenacity.wait_random(0, policy.initial))
+
+    def _sleep(seconds: float) -> None:
+        if event.wait(seconds):
+            raise RetryStopped("stopped while waiting to retry")
+
+    def _before_sleep(state: tenacity.RetryCallState) -> None:
+        if on_retry is not None and state.outcome is not None:
+            exc = state.outcome.exception()
+            if exc is not None:
+                on_retry(exc, state.upcoming_sleep)
+
+    return tenacity.Retrying(stop=tenacity.stop_any(*stops), wait=wait,
+                             retry=tenacity.retry_if_exception(retry_on), sleep=_sleep,
+                             before_sleep=_before_sleep, reraise=True)
+
+
+def call_with_retry(fn: Callable[[], T], policy: RetryPolicy = RetryPolicy(), *,
+                    stop_event: threading.Event | None = None,
+                    on_retry: Callable[[BaseException, float], None] | None = None) -> T:
+    """Call `fn` under `retrying(...)`."""
+    result: T = retrying(policy, stop_event=stop_event, on_retry=on_retry)(fn)
+    return result
+
