@@ -21,7 +21,7 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
-def _safe_segment(value: str, what: str) -> str:
+def safe_segment(value: str, what: str) -> str:
     """A single path segment: ids come from the database or the wire, never trust a slash."""
     if not value or value in {".", ".."} or "/" in value or "\\" in value or "\0" in value:
         raise ValueError(f"invalid {what} for a path: {value!r}")
@@ -88,20 +88,20 @@ class Paths:
 
     def log_file(self, run_id: str, task_id: str) -> Path:
         """The log file of one task."""
-        return (self.logs_dir / _safe_segment(run_id, "run id")
-                / f"{_safe_segment(task_id, 'task id')}.log")
+        return (self.logs_dir / safe_segment(run_id, "run id")
+                / f"{safe_segment(task_id, 'task id')}.log")
 
     def journal_file(self, run_id: str) -> Path:
         """The journal of one run."""
-        return self.journal_dir / f"{_safe_segment(run_id, 'run id')}.jsonl"
+        return self.journal_dir / f"{safe_segment(run_id, 'run id')}.jsonl"
 
     def run_work_dir(self, run_id: str) -> Path:
         """The working directory root of one run."""
-        return self.work_dir / _safe_segment(run_id, "run id")
+        return self.work_dir / safe_segment(run_id, "run id")
 
     def task_control_dir(self, run_id: str, task_id: str) -> Path:
         """A task's control directory (scripts, STATE_OUTPUTS, TASK_OUTPUTS)."""
-        return self.run_work_dir(run_id) / "tasks" / _safe_segment(task_id, "task id")
+        return self.run_work_dir(run_id) / "tasks" / safe_segment(task_id, "task id")
 
     def ensure(self) -> Paths:
         """Create the data, config and cache roots (mode 0700); return self."""
