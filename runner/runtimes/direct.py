@@ -1,0 +1,178 @@
+"""The host runtime: each step is a subprocess in its own session, killed as a whole tree.
+
+Output (stdout and stderr through one pipe, so in the order the step wrote it) reaches the sink
+chunk by chunk as it arrives. The wait wakes on the step's exit (pidfd), on output, and at least
+every 50 ms to notice a cancel. When the step ends, for whatever reason, nothing it started
+survives: see `runner.runtimes.proctree`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from runner.errors import RuntimeUnavailable
+from runner.runtimes.base import OutputSink, StepResult, StepSpec, TaskSpec
+from runner.runtimes.proctree import MARKER_VAR, ProcessFinder, TreeKiller
+
+_CANCEL_POLL = 0.05
+"""Longest time between two looks at the cancel event."""
+_DRAIN_SECONDS = 2.0
+"""How long to keep reading output after the step's processes are gone (or unkillable)."""
+_READ_SIZE = 65536
+
+
+def _spawn_failure(argv0: str, exc: OSError, sink: OutputSink) -> StepResult:
+    """A step whose program cannot be started fails like the shell says: 127 missing, 126 else."""
+    code = 127 if exc.errno == errno.ENOENT else 126
+    sink(f"ferry: cannot run {argv0}: {exc.strerror or exc}\n".encode())
+    return StepResult(exit_code=code)
+
+
+class DirectTask:
+    """An open task on the host: steps run in the workspace, one subprocess tree each."""
+
+    def __init__(self, spec: TaskSpec, base_env: Mapping[str, str], grace_seconds: float,
+                 finder: ProcessFinder) -> None:
+        self._spec = spec
+        self._base_env = dict(base_env)
+        self._grace = grace_seconds
+        self._finder = finder
+
+    def path_for(self, host_path: Path) -> str:
+        """On the host a step sees host paths as they are."""
+        return str(host_path)
+
+    def _env(self, step: StepSpec, marker: str) -> dict[str, str]:
+        env = dict(self._base_env)
+        env.update(self._spec.env)
+        env.update(step.env)
+        env[MARKER_VAR] = marker
+        return env
+
+    def run_step(self, step: StepSpec, sink: OutputSink, cancel: threading.Event) -> StepResult:
+        """Run one step to its end; on timeout or cancel terminate its whole process tree."""
+        marker = uuid.uuid4().hex
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                list(step.argv), cwd=self._spec.workspace, env=self._env(step, marker),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True,
+            )
+        except OSError as exc:
+            return _spawn_failure(str(step.argv[0]) if step.argv else "''", exc, sink)
+        killer = TreeKiller(self._finder, marker=marker, pgid=proc.pid, root_pid=proc.pid,
+                            since=started)
+        assert proc.stdout is not None
+        pipe = proc.stdout.fileno()
+        pidfd = _pidfd(proc.pid)
+        try:
+            reason = self._wait(proc, pipe, pidfd, sink, cancel, step.timeout, started)
+            if reason is not None or killer.alive():
+                killer.terminate(self._grace, reap_root=proc.poll)
+            _drain(pipe, sink)
+            proc.wait()
+        finally:
+            if proc.returncode is None:  # the sink raised: still leave nothing behind
+                killer.terminate(0.0, reap_root=proc.poll)
+                proc.wait()
+            if pidfd is not None:
+                os.close(pidfd)
+            proc.stdout.close()
+        code = proc.returncode
+        return StepResult(
+            exit_code=code if code >= 0 else None,
+            signal=-code if code < 0 else None,
+            reason=reason,
+            duration=time.monotonic() - started,
+        )
+
+    @staticmethod
+    def _wait(proc: subprocess.Popen[bytes], pipe: int, pidfd: int | None, sink: OutputSink,
+              cancel: threading.Event, timeout: float | None, started: float) -> str | None:
+        """Stream output until the main process exits; 'timeout'/'canceled' if cut short."""
+        deadline = started + timeout if timeout is not None else None
+        pipe_open = True
+        while True:
+            if cancel.is_set():
+                return "canceled"
+            wait = _CANCEL_POLL
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return "timeout"
+                wait = min(wait, remaining)
+            watch = ([pipe] if pipe_open else []) + ([pidfd] if pidfd is not None else [])
+            if watch:
+                ready, _, _ = select.select(watch, [], [], wait)
+                if pipe_open and pipe in ready:
+                    data = os.read(pipe, _READ_SIZE)
+                    if data:
+                        sink(data)
+                    else:
+                        pipe_open = False
+            else:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=wait)
+            if proc.poll() is not None:
+                return None
+
+    def close(self) -> None:
+        """Nothing to release on the host: each step already cleaned up after itself."""
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when `pid` exits (Linux >= 5.3), else None."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError:
+        return None
+
+
+def _drain(pipe: int, sink: OutputSink) -> None:
+    """Read what is left in the pipe until EOF, bounded in case a writer could not be killed."""
+    deadline = time.monotonic() + _DRAIN_SECONDS
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        ready, _, _ = select.select([pipe], [], [], remaining)
+        if not ready:
+            return
+        data = os.read(pipe, _READ_SIZE)
+        if not data:
+            return
+        sink(data)
+
+
+class DirectRuntime:
+    """Runs steps directly on the host, with `base_env` (usually the runner's environment)."""
+
+    name = "direct"
+
+    def __init__(self, base_env: Mapping[str, str], grace_seconds: float = 5.0) -> None:
+        self._base_env = dict(base_env)
+        self._grace = grace_seconds
+        self._finder = ProcessFinder()
+
+    def open(self, spec: TaskSpec) -> DirectTask:
+        """Check the workspace exists and return a handle for the task's steps."""
+        if not spec.workspace.is_dir():
+            raise RuntimeUnavailable(f"workspace {spec.workspace} is not a directory")
+        return DirectTask(spec, self._base_env, self._grace, self._finder)
+
+    def reap(self, active_run_ids: set[str]) -> int:
+        """Host steps leave nothing behind once they return: nothing to reap."""
+        return 0

@@ -1,0 +1,153 @@
+"""Find and terminate every process a host step left behind, whatever it did to escape.
+
+A step runs in its own session and process group and carries a unique marker in its
+environment. Its leftovers are: the members of its process group (background jobs), the
+descendants of its main process (while it lives), and any process carrying the marker (the ones
+that called `setsid` or double-forked and were re-parented to init). Reading every process's
+environment is the expensive part, so `ProcessFinder` remembers which pids it has already seen
+and only reads the ones that appeared since the step started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+import psutil
+
+MARKER_VAR = "FERRY_STEP_MARK"
+"""Environment variable carrying a step's unique marker; descendants inherit it."""
+
+_PROC = "/proc"
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _stat_fields(pid: int) -> tuple[str, int] | None:
+    """(state, pgid) of a process from /proc/<pid>/stat, None when it is gone."""
+    raw = _read(f"{_PROC}/{pid}/stat")
+    if raw is None:
+        return None
+    # comm may hold spaces and parentheses: the fields start after the last ')'.
+    rest = raw[raw.rfind(b")") + 2:].split()
+    if len(rest) < 3:
+        return None
+    return rest[0].decode(), int(rest[2])
+
+
+class ProcessFinder:
+    """Lists live processes belonging to a step (marker or process group); thread-safe."""
+
+    def __init__(self) -> None:
+        self._first_seen: dict[int, float] = {}
+        self._lock = threading.Lock()
+        self._self = os.getpid()
+        self._proc_ok = os.path.isdir(_PROC)
+
+    def find(self, marker: str, pgid: int, since: float) -> set[int]:
+        """Live (non-zombie) pids whose environment holds `marker` or whose group is `pgid`,
+        among processes not already seen before `since` (a `time.monotonic()` value)."""
+        if not self._proc_ok:
+            return self._find_psutil(marker, pgid)
+        needle = f"{MARKER_VAR}={marker}\0".encode()
+        now = time.monotonic()
+        try:
+            entries = os.listdir(_PROC)
+        except OSError:
+            return self._find_psutil(marker, pgid)
+        pids = {int(name) for name in entries if name.isdigit()}
+        with self._lock:
+            for gone in set(self._first_seen) - pids:
+                del self._first_seen[gone]
+            fresh: list[int] = []
+            for pid in pids:
+                seen = self._first_seen.setdefault(pid, now)
+                if seen >= since and pid != self._self:
+                    fresh.append(pid)
+        found: set[int] = set()
+        for pid in fresh:
+            fields = _stat_fields(pid)
+            if fields is None or fields[0] in ("Z", "X"):
+                continue
+            if fields[1] == pgid:
+                found.add(pid)
+                continue
+            env = _read(f"{_PROC}/{pid}/environ")
+            if env is not None and (env.startswith(needle) or b"\0" + needle in env):
+                found.add(pid)
+        return found
+
+    def _find_psutil(self, marker: str, pgid: int) -> set[int]:
+        """Portable fallback (no /proc): every process, through psutil."""
+        found: set[int] = set()
+        for proc in psutil.process_iter():
+            try:
+                if proc.pid == self._self or proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                if os.getpgid(proc.pid) == pgid or proc.environ().get(MARKER_VAR) == marker:
+                    found.add(proc.pid)
+            except (psutil.Error, OSError):
+                continue
+        return found
+
+
+def descendants(pid: int) -> set[int]:
+    """Pids of the living descendants of `pid` (empty when it is gone)."""
+    try:
+        return {child.pid for child in psutil.Process(pid).children(recursive=True)}
+    except psutil.Error:
+        return set()
+
+
+def _signal_all(pgid: int, pids: Iterable[int], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+class TreeKiller:
+    """Terminates one step's processes: SIGTERM to all, a grace period, then SIGKILL."""
+
+    def __init__(self, finder: ProcessFinder, *, marker: str, pgid: int, root_pid: int,
+                 since: float) -> None:
+        self._finder = finder
+        self._marker = marker
+        self._pgid = pgid
+        self._root = root_pid
+        self._since = since
+
+    def alive(self) -> set[int]:
+        """The step's processes still running (its main process included while unreaped)."""
+        return descendants(self._root) | self._finder.find(self._marker, self._pgid, self._since)
+
+    def terminate(self, grace: float, reap_root: Callable[[], object] | None = None) -> None:
+        """SIGTERM everything, wait up to `grace` for it to go, SIGKILL what is left."""
+        pids = self.alive() | {self._root}
+        _signal_all(self._pgid, pids, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if reap_root is not None:
+                reap_root()
+            if not self.alive():
+                return
+            time.sleep(0.02)
+        for _ in range(20):
+            pids = self.alive()
+            if reap_root is not None:
+                reap_root()
+            if not pids:
+                return
+            _signal_all(self._pgid, pids, signal.SIGKILL)
+            time.sleep(0.01)
