@@ -1,0 +1,87 @@
+"""LeaseKeeper: renewals, cancel relay, lost leases and offline tolerance (thread logic only;
+the integration tests run it against the real stub server)."""
+
+from __future__ import annotations
+
+import threading
+
+from runner.control.lease import LeaseKeeper
+from runner.control.metrics import DaemonMetrics
+from runner.control.protocol import HeartbeatResponse
+from runner.errors import AuthError, LeaseLost, TransientError
+from tests.helpers import wait_until
+
+
+class ScriptedServer:
+    """Answers heartbeats from a script: a HeartbeatResponse or an exception per call."""
+
+    def __init__(self, *answers: HeartbeatResponse | Exception) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[str, str]] = []
+
+    def heartbeat(self, run_id: str, lease: str) -> HeartbeatResponse:
+        self.calls.append((run_id, lease))
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+OK = HeartbeatResponse(ttl=30, cancel_requested=False)
+
+
+def test_renews_with_the_lease_token_until_stopped() -> None:
+    server = ScriptedServer(OK)
+    cancel = threading.Event()
+    keeper = LeaseKeeper(server, "run-1", "lease-tok", 30, cancel=cancel, interval=0.02)
+    keeper.start()
+    wait_until(lambda: len(server.calls) >= 3, message="three heartbeats")
+    keeper.stop()
+    count = len(server.calls)
+    assert set(server.calls) == {("run-1", "lease-tok")}
+    assert not cancel.is_set() and not keeper.lost.is_set()
+    assert len(server.calls) == count  # really stopped
+
+
+def test_cancel_requested_sets_the_cancel_event() -> None:
+    server = ScriptedServer(OK, HeartbeatResponse(ttl=30, cancel_requested=True))
+    cancel = threading.Event()
+    keeper = LeaseKeeper(server, "run-1", "t", 30, cancel=cancel, interval=0.02)
+    keeper.start()
+    assert cancel.wait(5)
+    assert keeper.cancel_requested.is_set() and not keeper.lost.is_set()
+    keeper.stop()
+
+
+def test_lost_lease_stops_the_work_and_the_keeper() -> None:
+    for error in (LeaseLost("409 lease_lost"), AuthError("403", 403)):
+        server = ScriptedServer(OK, error)
+        cancel = threading.Event()
+        metrics = DaemonMetrics()
+        keeper = LeaseKeeper(server, "run-1", "t", 30, cancel=cancel, interval=0.02,
+                             metrics=metrics)
+        keeper.start()
+        assert keeper.lost.wait(5)
+        assert cancel.is_set()
+        calls = len(server.calls)
+        keeper.stop()
+        assert len(server.calls) == calls == 2  # no heartbeat after the loss
+
+
+def test_transient_errors_keep_the_run_going() -> None:
+    server = ScriptedServer(TransientError("connection refused"), TransientError("reset"), OK)
+    metrics = DaemonMetrics()
+    cancel = threading.Event()
+    keeper = LeaseKeeper(server, "run-1", "t", 30, cancel=cancel, interval=0.02, metrics=metrics)
+    keeper.start()
+    wait_until(lambda: metrics.counter("heartbeats") >= 2, message="recovered heartbeats")
+    keeper.stop()
+    assert metrics.counter("heartbeat_errors") == 2
+    assert not cancel.is_set() and not keeper.lost.is_set()
+    assert metrics.unreachable_for() == 0.0  # a success clears the outage
+
+
+def test_interval_is_a_third_of_the_ttl_and_shorter_while_failing() -> None:
+    keeper = LeaseKeeper(ScriptedServer(OK), "r", "t", 30, cancel=threading.Event())
+    assert all(8.5 <= keeper.interval() <= 10 for _ in range(50))
+    assert all(4.25 <= keeper.interval(failing=True) <= 5 for _ in range(50))
