@@ -35,6 +35,7 @@ from runner.control.protocol import (
     LogChunk,
     RegisterRequest,
     RegisterResponse,
+    ReportRunRequest,
     RunInfo,
     RunList,
 )
@@ -90,11 +91,10 @@ class ControlClient:
         """Queue a run of a workflow at a ref (admin token)."""
         return self._model("POST", "/runs", RunInfo, request)
 
-    def report_run(self, document: dict[str, Any], *, labels: Sequence[str] = ()) -> RunInfo:
+    def report_run(self, document: dict[str, Any]) -> RunInfo:
         """Create on the server a run executed outside the queue (`ferry run` with backend api);
-        idempotent by the document's id."""
-        body = {"document": document, "labels": list(labels)}
-        return self._model("POST", "/runs/report", RunInfo, body)
+        idempotent by the document's id (200 when the server already has it)."""
+        return self._model("POST", "/runs/report", RunInfo, ReportRunRequest(run=document))
 
     def list_runs(self, *, status: str | None = None, repo: str | None = None,
                   limit: int | None = None) -> list[RunInfo]:
@@ -137,8 +137,9 @@ class ControlClient:
         """Deliver log bytes of a task at an offset (idempotent)."""
         return self._model("POST", f"/runs/{_seg(run_id)}/logs", LogAck, chunk)
 
-    def finish(self, run_id: str, lease: str, status: str) -> RunInfo:
-        """Hand a run back: its final status, or AwaitingTrigger to release it."""
+    def finish(self, run_id: str, lease: str | None, status: str) -> RunInfo:
+        """Hand a run back: its final status, or AwaitingTrigger to release it (external runs
+        reported with `report_run` have no lease)."""
         body = FinishRequest.model_validate({"lease": lease, "status": status})
         return self._model("POST", f"/runs/{_seg(run_id)}/finish", RunInfo, body)
 
