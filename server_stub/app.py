@@ -1,0 +1,74 @@
+"""The FastAPI application: routes under /api/v1, JSON errors, body limit, lease reaper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from runner import __version__
+from runner.control.protocol import API_PREFIX
+from server_stub import errors, routes_repos, routes_runners, routes_users, runners
+from server_stub.auth import ADMIN, REGISTRATION, Secret, load_secret
+from server_stub.config import ServerConfig
+from server_stub.core import Core
+from server_stub.limits import BodyLimit
+from server_stub.notifier import Notifier
+
+log = logging.getLogger("ferry.server")
+
+
+async def _reap(core: Core, notifier: Notifier) -> None:
+    """Re-queue runs whose lease deadline passed and wake the claimers."""
+    while True:
+        await asyncio.sleep(core.config.reaper_period)
+        try:
+            expired = await run_in_threadpool(runners.expire_leases, core)
+        except Exception as exc:  # keep reaping; the claim path re-checks deadlines anyway
+            log.error("lease reaper: %s: %s", type(exc).__name__, exc)
+            continue
+        if expired:
+            log.info("re-queued %d run(s) whose lease expired", expired)
+            await notifier.notify()
+
+
+def create_app(config: ServerConfig, *, admin: Secret | None = None,
+               registration: Secret | None = None) -> FastAPI:
+    """The ASGI app for `config`; secrets are loaded (or generated) from the data dir unless
+    given."""
+    admin = admin or load_secret(config.data_dir, ADMIN, config.admin_token)
+    registration = registration or load_secret(config.data_dir, REGISTRATION,
+                                               config.registration_token)
+    core = Core.open(config, admin, registration)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reaper = asyncio.create_task(_reap(core, app.state.notifier))
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            core.db.close()
+
+    app = FastAPI(title="Ferry control plane", version=__version__, lifespan=lifespan,
+                  summary="Protocol v1 between Ferry runners and their control plane.",
+                  openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None, redoc_url=None)
+    app.state.core = core
+    app.state.notifier = Notifier()
+    errors.install(app)
+    for module in (routes_runners, routes_users, routes_repos):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.add_middleware(BodyLimit, limit=config.max_body)
+    return app
+
+
+def openapi_document(app: FastAPI) -> dict[str, object]:
+    """The app's OpenAPI document (what `server_stub/openapi.json` holds)."""
+    return app.openapi()

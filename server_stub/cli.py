@@ -1,0 +1,181 @@
+"""`ferry-server` / `python -m server_stub`: serve the control plane, or write its OpenAPI file.
+
+    ferry-server [serve] --data-dir DIR --repos DIR [--host H] [--port P] [--port-file F]
+                 [--lease-ttl S] [--offline-grace S] [--max-body BYTES] [--log-level L]
+    ferry-server openapi [--output FILE] [--check]
+
+Exit codes: 0 ok, 2 bad usage or configuration, 1 the OpenAPI file is not current (--check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from server_stub.config import DEFAULT_LEASE_TTL, DEFAULT_MAX_BODY, DEFAULT_OFFLINE_GRACE
+
+OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.json"
+ENV_ADMIN = "FERRY_SERVER_ADMIN_TOKEN"
+ENV_REGISTRATION = "FERRY_SERVER_REGISTRATION_TOKEN"
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than zero")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = _positive(text) if text.strip() not in ("0", "0.0") else 0.0
+    return value
+
+
+def _bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of bytes") from None
+    if value < 1024:
+        raise argparse.ArgumentTypeError("must be at least 1024")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `ferry-server`."""
+    parser = argparse.ArgumentParser(prog="ferry-server",
+                                     description="Ferry's reference control plane.")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="serve the API (the default)")
+    _serve_options(serve)
+    _serve_options(parser)
+    openapi = sub.add_parser("openapi", help="write or check server_stub/openapi.json")
+    openapi.add_argument("--output", type=Path, default=OPENAPI_FILE)
+    openapi.add_argument("--check", action="store_true",
+                         help="exit 1 if the file differs from what the code generates")
+    return parser
+
+
+def _serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8750, help="0 picks a free port")
+    p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
+    p.add_argument("--data-dir", type=Path, help="database, logs and generated tokens")
+    p.add_argument("--repos", type=Path, help="directory of bare git repositories")
+    p.add_argument("--lease-ttl", type=_positive, default=DEFAULT_LEASE_TTL,
+                   help="seconds a lease lasts without a heartbeat"
+                        f" (default {DEFAULT_LEASE_TTL:g})")
+    p.add_argument("--offline-grace", type=_non_negative, default=DEFAULT_OFFLINE_GRACE,
+                   help="extra seconds before an expired lease's run is given to another runner"
+                        f" (default {DEFAULT_OFFLINE_GRACE:g})")
+    p.add_argument("--max-body", type=_bytes, default=DEFAULT_MAX_BODY,
+                   help=f"largest request body in bytes (default {DEFAULT_MAX_BODY})")
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--no-access-log", action="store_true", help="do not log each request")
+
+
+def openapi_text() -> str:
+    """The OpenAPI document the code generates, as the checked-in file's text."""
+    from server_stub.app import create_app
+    from server_stub.auth import Secret
+    from server_stub.config import ServerConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dummy = Secret("x", "0" * 64)
+        app = create_app(ServerConfig(data_dir=Path(tmp), repos_dir=Path(tmp)),
+                         admin=dummy, registration=dummy)
+        doc = app.openapi()
+        app.state.core.db.close()
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    text = openapi_text()
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if current != text:
+            print(f"ferry-server: {args.output} is out of date; run 'ferry-server openapi'",
+                  file=sys.stderr)
+            return 1
+        return 0
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _write_port_file(path: Path, port: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{port}\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.data_dir is None or args.repos is None:
+        print("ferry-server: error: --data-dir and --repos are required", file=sys.stderr)
+        return 2
+    if not args.repos.is_dir():
+        print(f"ferry-server: error: --repos {args.repos}: not a directory", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from server_stub.app import create_app
+    from server_stub.auth import ADMIN, REGISTRATION, load_secret
+    from server_stub.config import ServerConfig
+
+    config = ServerConfig(data_dir=args.data_dir, repos_dir=args.repos,
+                          admin_token=os.environ.get(ENV_ADMIN) or None,
+                          registration_token=os.environ.get(ENV_REGISTRATION) or None,
+                          lease_ttl=args.lease_ttl, offline_grace=args.offline_grace,
+                          max_body=args.max_body)
+    try:
+        admin = load_secret(config.data_dir, ADMIN, config.admin_token)
+        registration = load_secret(config.data_dir, REGISTRATION, config.registration_token)
+        sock = _bind(args.host, args.port)
+    except OSError as exc:
+        print(f"ferry-server: error: {exc}", file=sys.stderr)
+        return 2
+    for secret in (admin, registration):
+        if secret.generated:  # shown once; the data dir keeps it (mode 0600) for restarts
+            print(f"{secret.name} token (stored in {config.data_dir / (secret.name + '.token')}):"
+                  f" {secret.generated}", file=sys.stderr, flush=True)
+    app = create_app(config, admin=admin, registration=registration)
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    if args.port_file:
+        _write_port_file(args.port_file, port)
+    print(f"listening on http://{host}:{port}", flush=True)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, lifespan="on",
+                                          access_log=not args.no_access_log,
+                                          timeout_graceful_shutdown=3))
+    server.run(sockets=[sock])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `ferry-server`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "openapi":
+        return _openapi(args)
+    return _serve(args)

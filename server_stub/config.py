@@ -1,0 +1,36 @@
+"""The server's settings, built by the CLI (or a test) and passed to `create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_LEASE_TTL = 30.0
+DEFAULT_OFFLINE_GRACE = 600.0
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where the server keeps its data, where the repos are, and its timings and limits."""
+
+    data_dir: Path
+    repos_dir: Path
+    admin_token: str | None = None
+    registration_token: str | None = None
+    lease_ttl: float = DEFAULT_LEASE_TTL
+    offline_grace: float = DEFAULT_OFFLINE_GRACE
+    max_body: int = DEFAULT_MAX_BODY
+    reap_interval: float | None = None
+
+    @property
+    def lease_deadline(self) -> float:
+        """Seconds after the last renewal at which a lease is given to someone else."""
+        return self.lease_ttl + self.offline_grace
+
+    @property
+    def reaper_period(self) -> float:
+        """How often the reaper looks for expired leases (wakes claimers when it finds some)."""
+        if self.reap_interval is not None:
+            return self.reap_interval
+        return max(0.05, min(1.0, self.lease_deadline / 4))

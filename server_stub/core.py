@@ -1,0 +1,59 @@
+"""What every store operation shares: the database, the document cache, logs, repos, timings."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from server_stub.auth import Caller, Secret, identify
+from server_stub.config import ServerConfig
+from server_stub.db import Database
+from server_stub.leases import LeaseTimes
+from server_stub.logs import LogStore
+from server_stub.repos import Repos
+from server_stub.runs import Documents
+
+
+@dataclass
+class Core:
+    """The server's state, shared by the users' and the runners' operations."""
+
+    config: ServerConfig
+    db: Database
+    docs: Documents
+    logs: LogStore
+    repos: Repos
+    admin: Secret
+    registration: Secret
+
+    @classmethod
+    def open(cls, config: ServerConfig, admin: Secret, registration: Secret) -> Core:
+        """Open (creating when needed) the data dir's database and log store."""
+        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return cls(config=config, db=Database(config.data_dir / "server.db"), docs=Documents(),
+                   logs=LogStore(config.data_dir / "logs"), repos=Repos(config.repos_dir),
+                   admin=admin, registration=registration)
+
+    @property
+    def times(self) -> LeaseTimes:
+        """Lease TTL and give-away deadline."""
+        return LeaseTimes(ttl=self.config.lease_ttl, deadline=self.config.lease_deadline)
+
+    @contextmanager
+    def tx(self, run_id: str | None = None) -> Iterator[sqlite3.Connection]:
+        """One transaction; the run's cached document is dropped if it fails (it may have been
+        patched in memory before the rollback)."""
+        try:
+            with self.db.transaction() as conn:
+                yield conn
+        except BaseException:
+            if run_id is not None:
+                self.docs.drop(run_id)
+            raise
+
+    def caller(self, token: str) -> Caller:
+        """Who owns this bearer token (401 if nobody)."""
+        with self.db.transaction() as conn:
+            return identify(conn, token, self.admin, self.registration)

@@ -1,0 +1,117 @@
+"""Claims and leases: the atomic claim, renewal, expiry, and fencing of writes.
+
+A lease lasts `ttl` seconds after its last renewal plus an offline grace; after that the run may
+be claimed again (attempt + 1, new token). Until someone does, the old holder may still deliver
+(offline work synced late), which takes the run back out of the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from runner.control.protocol import ClaimedRun, ClaimResponse, Lease
+from server_stub.auth import Caller, hash_token, new_token
+from server_stub.errors import ApiError, lease_lost
+
+WRITE = "write"     # diffs and logs: accepted from the last holder of a paused/finished run too
+CONTROL = "control"  # start and heartbeat: only while the run is leased
+
+
+@dataclass(frozen=True)
+class LeaseTimes:
+    """The lease TTL the runner is told and the deadline after which the run is given away."""
+
+    ttl: float
+    deadline: float
+
+
+def _labels_fit(run_labels: Iterable[str], runner_labels: frozenset[str]) -> bool:
+    return set(run_labels) <= runner_labels
+
+
+def claim(conn: sqlite3.Connection, caller: Caller, times: LeaseTimes,
+          now: float | None = None) -> ClaimResponse | None:
+    """Lease the oldest claimable run whose labels the runner has (inside a transaction)."""
+    now = time.time() if now is None else now
+    rows = conn.execute("SELECT id, labels, attempt FROM runs WHERE queue = 'queued'"
+                        " OR (queue = 'leased' AND lease_expires < ?) ORDER BY seq", (now,))
+    for row in rows:
+        if _labels_fit(json.loads(row["labels"]), caller.labels):
+            break
+    else:
+        return None
+    token = new_token("fl")
+    digest = hash_token(token)
+    attempt = int(row["attempt"]) + 1
+    conn.execute("UPDATE runs SET queue = 'leased', attempt = ?, runner_id = ?, lease_hash = ?,"
+                 " lease_expires = ?, revivable = 0 WHERE id = ?",
+                 (attempt, caller.runner_id, digest, now + times.deadline, row["id"]))
+    conn.execute("INSERT INTO leases (token_hash, run_id, attempt, runner_id, created_at)"
+                 " VALUES (?,?,?,?,?)", (digest, row["id"], attempt, caller.runner_id, now))
+    conn.execute("UPDATE runners SET last_seen = ? WHERE id = ?", (now, caller.runner_id))
+    full = conn.execute("SELECT * FROM runs WHERE id = ?", (row["id"],)).fetchone()
+    run = ClaimedRun(id=full["id"], repo=full["repo"], commit=full["commit_sha"],
+                     workflow_path=full["workflow_path"], params=json.loads(full["params"]),
+                     labels=json.loads(full["labels"]), attempt=attempt)
+    return ClaimResponse(run=run, lease=Lease(token=token, ttl=times.ttl))
+
+
+def expire(conn: sqlite3.Connection, now: float | None = None) -> int:
+    """Put runs whose lease deadline passed back in the queue; returns how many."""
+    now = time.time() if now is None else now
+    cur = conn.execute("UPDATE runs SET queue = 'queued', revivable = 1"
+                       " WHERE queue = 'leased' AND lease_expires < ?", (now,))
+    return cur.rowcount
+
+
+def authorize(conn: sqlite3.Connection, row: sqlite3.Row, caller: Caller, lease: str | None,
+              times: LeaseTimes, purpose: str, now: float | None = None) -> bool:
+    """Check that `caller` may write to the run with `lease`; renew the lease when it is live.
+
+    Returns True when the run is (again) leased to the caller. Raises 403 for a runner that never
+    held the run, 409 `lease_lost` for a superseded or unknown lease.
+    """
+    now = time.time() if now is None else now
+    run_id = row["id"]
+    if caller.runner_id is None:
+        raise ApiError(403, "forbidden", "only runners write to runs")
+    if row["queue"] == "external":
+        if row["runner_id"] != caller.runner_id:
+            raise ApiError(403, "forbidden", f"run {run_id} was reported by another runner")
+        return True
+    if not lease:
+        raise ApiError(400, "lease_required", f"run {run_id}: this request needs the lease token")
+    digest = hash_token(lease)
+    if row["lease_hash"] != digest:
+        mine = conn.execute("SELECT attempt FROM leases WHERE run_id = ? AND runner_id = ?"
+                            " ORDER BY attempt DESC", (run_id, caller.runner_id)).fetchone()
+        if mine is None:
+            raise ApiError(403, "forbidden", f"run {run_id} is not leased to this runner")
+        old = conn.execute("SELECT attempt FROM leases WHERE token_hash = ? AND run_id = ?",
+                           (digest, run_id)).fetchone()
+        why = (f"lease of attempt {old['attempt']} was superseded by attempt {row['attempt']}"
+               if old else "unknown lease token")
+        raise lease_lost(run_id, why)
+    if row["runner_id"] != caller.runner_id:
+        raise ApiError(403, "forbidden", f"run {run_id} is not leased to this runner")
+    queue = row["queue"]
+    if queue == "leased" or (queue == "queued" and row["revivable"]):
+        # Any write is a sign of life; a run re-queued after expiry and not claimed since is
+        # taken back by its late holder (offline work synced later).
+        conn.execute("UPDATE runs SET queue = 'leased', lease_expires = ?, revivable = 0"
+                     " WHERE id = ?", (now + times.deadline, run_id))
+        return True
+    if purpose == CONTROL:
+        raise lease_lost(run_id, f"the run is {queue}, not leased")
+    return False
+
+
+def release(conn: sqlite3.Connection, run_id: str, queue: str) -> None:
+    """End the current lease: the run is `done`, `paused` or `queued` again. The last lease's
+    hash stays so that the holder's late journal records are still accepted."""
+    conn.execute("UPDATE runs SET queue = ?, lease_expires = NULL, revivable = 0 WHERE id = ?",
+                 (queue, run_id))

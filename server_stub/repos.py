@@ -1,0 +1,79 @@
+"""Bare git repositories under `--repos`: resolve refs, read a file at a commit, archive a tree.
+
+Every git call is a fixed argv (no shell); names and paths are checked before they reach git.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from server_stub.errors import ApiError, bad_request, not_found
+
+_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/^~-]{0,399}$")
+GIT_TIMEOUT = 60.0
+
+
+class Repos:
+    """Access to the bare repositories in one directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def locate(self, name: str) -> Path:
+        """The repository's directory (`name` or `name.git`); 400 for a bad name, 404 if absent."""
+        if not _REPO.match(name) or ".." in name:
+            raise bad_request(f"repository name '{name[:200]}' is not valid", "bad_repo")
+        for candidate in (self.root / name, self.root / f"{name}.git"):
+            if (candidate / "HEAD").is_file() and candidate.resolve().parent == self.root:
+                return candidate
+        raise not_found("repository", name)
+
+    def _git(self, repo: Path, *args: str, check_missing: str = "") -> bytes:
+        proc = subprocess.run(["git", "--git-dir", str(repo), *args], capture_output=True,
+                              timeout=GIT_TIMEOUT, check=False)
+        if proc.returncode != 0:
+            if check_missing:
+                raise not_found(check_missing.split(":", 1)[0], check_missing.split(":", 1)[1])
+            msg = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise ApiError(500, "git_failed", f"git {args[0]} failed: {msg[-1] if msg else ''}")
+        return proc.stdout
+
+    def resolve(self, name: str, ref: str) -> str:
+        """The full commit SHA that `ref` (branch, tag or SHA) names; 404 if it names nothing."""
+        repo = self.locate(name)
+        if not _REF.match(ref) or ".." in ref:
+            raise bad_request(f"ref '{ref[:200]}' is not valid", "bad_ref")
+        out = self._git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options",
+                        f"{ref}^{{commit}}", check_missing=f"ref:{ref}")
+        return out.decode().strip()
+
+    def blob(self, name: str, commit: str, path: str) -> bytes:
+        """The file at `path` in `commit`; 400 for a path outside the tree, 404 if missing."""
+        sha = self.resolve(name, commit)
+        clean = check_path(path)
+        repo = self.locate(name)
+        kind = self._git(repo, "cat-file", "-t", f"{sha}:{clean}",
+                         check_missing=f"path:{clean}").decode().strip()
+        if kind != "blob":
+            raise not_found("file", clean)
+        return self._git(repo, "cat-file", "blob", f"{sha}:{clean}", check_missing=f"path:{clean}")
+
+    def archive(self, name: str, commit: str) -> bytes:
+        """The tree of `commit` as a tar.gz."""
+        sha = self.resolve(name, commit)
+        return self._git(self.locate(name), "archive", "--format=tar.gz", sha)
+
+
+def check_path(path: str) -> str:
+    """A relative path inside a tree: no absolute paths, no `..`, no empty or odd parts."""
+    if not path or path.startswith("/") or "\\" in path or "\x00" in path or len(path) > 1000:
+        raise bad_request(f"path '{path[:200]}' must be relative to the repository root",
+                          "bad_path")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise bad_request(f"path '{path[:200]}' may not contain '.', '..' or empty parts",
+                          "bad_path")
+    return path

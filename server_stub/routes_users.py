@@ -1,0 +1,91 @@
+"""HTTP routes of the users' side: create, list, read, cancel, trigger runs, read logs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.concurrency import run_in_threadpool
+
+from runner.control.protocol import CreateRunRequest, RunInfo, RunList
+from server_stub import users
+from server_stub.deps import AdminDep, CoreDep, NotifierDep, ReaderDep, errors
+from server_stub.logs import check_task
+
+router = APIRouter()
+
+RunId = Annotated[str, Path(min_length=1, max_length=100)]
+TaskId = Annotated[str, Path(min_length=1, max_length=100)]
+Queue = Query(pattern="^(queued|leased|paused|done|external)$")
+
+
+@router.post("/runs", status_code=201, response_model=RunInfo, responses=errors(400, 403, 404))
+async def create_run(req: CreateRunRequest, core: CoreDep, notifier: NotifierDep,
+                     _: AdminDep) -> RunInfo:
+    """Queue a run: the ref is resolved to a commit and the workflow validated there."""
+    info = await run_in_threadpool(users.create_run, core, req)
+    await notifier.notify()
+    return info
+
+
+@router.get("/runs", response_model=RunList, responses=errors(403))
+async def list_runs(core: CoreDep, _: ReaderDep,
+                    status: Annotated[str | None, Query(max_length=40)] = None,
+                    repo: Annotated[str | None, Query(max_length=200)] = None,
+                    queue: Annotated[str | None, Queue] = None,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> RunList:
+    """Runs, most recent first, filtered by document status, repository and queue state."""
+    found = await run_in_threadpool(users.list_runs, core, status=status, repo=repo,
+                                    queue=queue, limit=limit)
+    return RunList(runs=found)
+
+
+@router.get("/runs/{run_id}", responses={200: {"content": {"application/json": {}},
+                                               "description": "the run document"},
+                                         **errors(403, 404)})
+async def get_run(run_id: RunId, core: CoreDep, who: ReaderDep,
+                  history: Annotated[bool, Query()] = False) -> Response:
+    """The materialized run document (with `history`: every diff in order)."""
+    text = await run_in_threadpool(users.get_doc, core, who, run_id, with_history=history)
+    return Response(text, media_type="application/json")
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunInfo, responses=errors(403, 404, 409))
+async def cancel_run(run_id: RunId, core: CoreDep, _: AdminDep) -> RunInfo:
+    """Request cancellation: a queued or paused run ends Canceled at once; a running one sees
+    `cancel_requested` in its next heartbeat."""
+    info, _changed = await run_in_threadpool(users.cancel, core, run_id)
+    return info
+
+
+@router.post("/runs/{run_id}/tasks/{task_id}/trigger", response_model=RunInfo,
+             responses=errors(403, 404, 409))
+async def trigger_task(run_id: RunId, task_id: TaskId, core: CoreDep, notifier: NotifierDep,
+                       _: AdminDep) -> RunInfo:
+    """Trigger one AwaitingTrigger task; a paused run goes back to the queue."""
+    info, requeued = await run_in_threadpool(users.trigger, core, run_id, [task_id])
+    if requeued:
+        await notifier.notify()
+    return info
+
+
+@router.post("/runs/{run_id}/trigger-all", response_model=RunInfo,
+             responses=errors(403, 404, 409))
+async def trigger_all(run_id: RunId, core: CoreDep, notifier: NotifierDep,
+                      _: AdminDep) -> RunInfo:
+    """Trigger every AwaitingTrigger task of the run."""
+    info, requeued = await run_in_threadpool(users.trigger, core, run_id, None)
+    if requeued:
+        await notifier.notify()
+    return info
+
+
+@router.get("/runs/{run_id}/logs/{task_id}",
+            responses={200: {"content": {"text/plain": {}}, "description": "log bytes"},
+                       **errors(400, 403, 404)})
+async def read_log(run_id: RunId, task_id: TaskId, core: CoreDep, who: ReaderDep,
+                   offset: Annotated[int, Query(ge=0)] = 0) -> Response:
+    """A task's log from byte `offset` on (empty while it has none)."""
+    check_task(task_id)
+    data = await run_in_threadpool(users.read_log, core, who, run_id, task_id, offset)
+    return Response(data, media_type="text/plain; charset=utf-8")

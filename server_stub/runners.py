@@ -1,0 +1,155 @@
+"""What runners do (runner tokens): register, claim, confirm, heartbeat, write diffs and logs,
+finish, and report runs they execute outside the queue."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from typing import Any
+
+from runner.control.protocol import (
+    ClaimResponse,
+    DiffAck,
+    DiffBatch,
+    FinishRequest,
+    HeartbeatResponse,
+    LogAck,
+    LogChunk,
+    RegisterRequest,
+    RegisterResponse,
+    RunInfo,
+)
+from runner.engine.document import TERMINAL_RUN, RunStatus, TaskStatus, new_id, run_field_op
+from server_stub import leases, runs
+from server_stub.auth import Caller, hash_token, new_token
+from server_stub.core import Core
+from server_stub.diffs import apply_batch
+from server_stub.errors import ApiError, bad_request
+
+_REPORT_REQUIRED = ("id", "workflow", "status", "tasks", "params")
+
+
+def register(core: Core, req: RegisterRequest) -> RegisterResponse:
+    """A new runner with its own token (stored hashed)."""
+    runner_id, token = new_id(), new_token("ft")
+    with core.tx() as conn:
+        conn.execute("INSERT INTO runners (id, name, labels, token_hash, created_at, last_seen)"
+                     " VALUES (?,?,?,?,?,?)", (runner_id, req.name, json.dumps(sorted(
+                         set(req.labels))), hash_token(token), runs.now_iso(), time.time()))
+    return RegisterResponse(runner_id=runner_id, token=token)
+
+
+def claim_once(core: Core, caller: Caller, labels: list[str]) -> ClaimResponse | None:
+    """One atomic claim attempt with the labels the runner offers (limited to its registered
+    labels when it registered any)."""
+    offered = frozenset(labels) if labels else caller.labels
+    if caller.labels and not offered <= caller.labels:
+        extra = ", ".join(sorted(offered - caller.labels))
+        raise ApiError(403, "forbidden", f"labels not registered for this runner: {extra}")
+    with core.tx() as conn:
+        return leases.claim(conn, Caller(caller.kind, caller.runner_id, offered), core.times)
+
+
+def expire_leases(core: Core) -> int:
+    """Re-queue runs whose lease deadline passed."""
+    with core.tx() as conn:
+        return leases.expire(conn)
+
+
+def control(core: Core, caller: Caller, run_id: str, lease: str) -> HeartbeatResponse:
+    """Confirm a claim or renew a lease; tells the runner whether cancel was requested."""
+    with core.tx() as conn:
+        row = runs.get_row(conn, run_id)
+        if row["queue"] == "external":
+            raise ApiError(409, "not_leased", f"run {run_id} is reported, not leased")
+        leases.authorize(conn, row, caller, lease, core.times, leases.CONTROL)
+        return HeartbeatResponse(ttl=core.config.lease_ttl,
+                                 cancel_requested=bool(row["cancel_requested"]))
+
+
+def post_diffs(core: Core, caller: Caller, run_id: str, batch: DiffBatch) -> DiffAck:
+    """Apply a batch; the accepted prefix is committed even when a later diff is refused."""
+    refusal: ApiError | None = None
+    with core.tx(run_id) as conn:
+        row = runs.get_row(conn, run_id)
+        leases.authorize(conn, row, caller, batch.lease, core.times, leases.WRITE)
+        ack, refusal = apply_batch(conn, core.docs, run_id, batch.diffs)
+    if refusal is not None:
+        raise refusal
+    return ack
+
+
+def post_log(core: Core, caller: Caller, run_id: str, chunk: LogChunk) -> LogAck:
+    """Append log bytes at the chunk's offset."""
+    try:
+        data = base64.b64decode(chunk.data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise bad_request(f"data is not valid base64: {exc}", "bad_base64") from exc
+    with core.tx() as conn:
+        row = runs.get_row(conn, run_id)
+        leases.authorize(conn, row, caller, chunk.lease, core.times, leases.WRITE)
+    return LogAck(offset=core.logs.append(run_id, chunk.task, chunk.offset, data))
+
+
+def _has_triggered_pending(doc: dict[str, Any]) -> bool:
+    return any(t.get("status") == TaskStatus.PENDING.value and t.get("triggered")
+               and not t.get("master") for t in (doc.get("tasks") or {}).values())
+
+
+def finish(core: Core, caller: Caller, run_id: str, req: FinishRequest) -> tuple[RunInfo, bool]:
+    """The runner hands the run back: done, or paused for triggers (re-queued at once when a
+    trigger arrived while it ran). Returns the run and whether it was re-queued."""
+    with core.tx(run_id) as conn:
+        row = runs.get_row(conn, run_id)
+        leased = leases.authorize(conn, row, caller, req.lease, core.times, leases.WRITE)
+        external = row["queue"] == "external"
+        if not leased and not external:
+            if row["queue"] in ("done", "paused"):
+                return runs.to_info(row), False  # a resent finish: already handed back
+            raise leases.lease_lost(run_id, f"the run is {row['queue']}, not leased")
+        doc = core.docs.get(conn, run_id)
+        ops = []
+        if doc.get("status") != req.status:
+            ops.append(run_field_op("status", req.status))
+        if RunStatus(req.status) in TERMINAL_RUN and not doc.get("ended_at"):
+            ops.append(run_field_op("ended_at", runs.now_iso()))
+        if ops:
+            runs.server_diff(conn, core.docs, run_id, ops)
+        requeue = False
+        if not external:
+            if req.status != RunStatus.AWAITING_TRIGGER.value:
+                queue = "done"
+            else:
+                requeue = _has_triggered_pending(doc)
+                queue = "queued" if requeue else "paused"
+            leases.release(conn, run_id, queue)
+        return runs.to_info(runs.get_row(conn, run_id)), requeue
+
+
+def report(core: Core, caller: Caller, doc: dict[str, Any]) -> tuple[RunInfo, bool]:
+    """Create a run the runner executes outside the queue; idempotent for the same id and
+    workflow digest. Returns the run and whether it was created now."""
+    missing = [k for k in _REPORT_REQUIRED if k not in doc]
+    if missing:
+        raise ApiError(422, "invalid_request", f"run: missing {', '.join(missing)}")
+    if not isinstance(doc["id"], str) or not 1 <= len(doc["id"]) <= 100:
+        raise ApiError(422, "invalid_request", "run.id must be a string of 1-100 characters")
+    if not isinstance(doc["tasks"], dict) or not isinstance(doc["workflow"], dict):
+        raise ApiError(422, "invalid_request", "run.tasks and run.workflow must be objects")
+    params = doc["params"]
+    if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
+        raise ApiError(422, "invalid_request", "run.params must map names to strings")
+    with core.tx(doc["id"]) as conn:
+        row = conn.execute("SELECT * FROM runs WHERE id = ?", (doc["id"],)).fetchone()
+        if row is not None:
+            if row["runner_id"] != caller.runner_id or row["queue"] != "external" \
+                    or row["workflow_digest"] != str(doc.get("workflow_digest", "")):
+                raise ApiError(409, "conflict", f"run {doc['id']} exists with other contents")
+            return runs.to_info(row), False
+        runs.insert(conn, doc, repo=str(doc.get("repo") or ""),
+                    commit=str(doc.get("commit") or ""),
+                    workflow_path=str(doc.get("workflow_path") or ""), labels=[],
+                    queue="external", runner_id=caller.runner_id)
+        return runs.to_info(runs.get_row(conn, doc["id"])), True

@@ -1,0 +1,147 @@
+"""Run rows: insert, read, list, the materialized documents (cached), and server-written diffs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Any
+
+from runner.control.protocol import RunInfo
+from runner.state.diff import PatchConflict, apply_ops
+from server_stub.errors import ApiError, not_found
+
+SERVER_WRITER = "server"
+
+
+def now_iso() -> str:
+    """The current UTC time in ISO 8601 (what run documents use)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def get_row(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row:
+    """The run's row; 404 when there is none."""
+    row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise not_found("run", run_id)
+    return row
+
+
+def to_info(row: sqlite3.Row) -> RunInfo:
+    """The queue's view of a run."""
+    return RunInfo(id=row["id"], name=row["name"], repo=row["repo"], commit=row["commit_sha"],
+                   workflow_path=row["workflow_path"], params=json.loads(row["params"]),
+                   labels=json.loads(row["labels"]), status=row["status"], queue=row["queue"],
+                   attempt=row["attempt"], runner_id=row["runner_id"],
+                   cancel_requested=bool(row["cancel_requested"]), created_at=row["created_at"])
+
+
+def insert(conn: sqlite3.Connection, doc: dict[str, Any], *, repo: str, commit: str,
+           workflow_path: str, labels: list[str], queue: str,
+           runner_id: str | None = None) -> None:
+    """Store a new run with its initial document."""
+    conn.execute(
+        "INSERT INTO runs (id, name, repo, commit_sha, workflow_path, params, labels, queue,"
+        " runner_id, status, cancel_requested, workflow_digest, created_at, doc)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (doc["id"], str(doc.get("name") or ""), repo, commit, workflow_path,
+         json.dumps(doc.get("params") or {}), json.dumps(sorted(set(labels))), queue, runner_id,
+         str(doc.get("status", "Pending")), int(bool(doc.get("cancel_requested"))),
+         str(doc.get("workflow_digest", "")), str(doc.get("created_at") or now_iso()),
+         json.dumps(doc, separators=(",", ":"))))
+
+
+def list_rows(conn: sqlite3.Connection, *, status: str | None, repo: str | None,
+              queue: str | None, limit: int) -> list[sqlite3.Row]:
+    """Most recent runs first, filtered."""
+    where, args = [], []
+    for column, value in (("status", status), ("repo", repo), ("queue", queue)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+    return list(conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)))
+
+
+class Documents:
+    """Parsed run documents kept between requests so a diff batch does not re-parse a big
+    document; every write goes through the store's single connection, so the cache is coherent.
+    Callers `drop` an entry whenever a transaction that touched it fails."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self._docs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
+        """The materialized document (the cached object: mutate only inside a transaction)."""
+        doc = self._docs.get(run_id)
+        if doc is None:
+            doc = json.loads(get_row(conn, run_id)["doc"])
+            self._docs[run_id] = doc
+            while len(self._docs) > self._capacity:
+                self._docs.popitem(last=False)
+        else:
+            self._docs.move_to_end(run_id)
+        return doc
+
+    def drop(self, run_id: str) -> None:
+        """Forget a document (after a failed transaction)."""
+        self._docs.pop(run_id, None)
+
+    def save(self, conn: sqlite3.Connection, run_id: str, doc: dict[str, Any]) -> None:
+        """Write the document once and copy the fields the queue filters on into the row."""
+        conn.execute("UPDATE runs SET doc = ?, status = ?, cancel_requested = ? WHERE id = ?",
+                     (json.dumps(doc, separators=(",", ":")), str(doc.get("status", "")),
+                      int(bool(doc.get("cancel_requested"))), run_id))
+
+
+def check_ops(ops: list[dict[str, Any]]) -> None:
+    """Refuse operations that would replace the whole document or change its id."""
+    for i, op in enumerate(ops):
+        for key in ("path", "from"):
+            target = op.get(key)
+            if key == "path" and not isinstance(target, str):
+                raise PatchConflict(f"ops[{i}]: 'path' must be a string")
+            if isinstance(target, str) and (target in ("", "/id") or target.startswith("/id/")):
+                raise PatchConflict(f"ops[{i}]: may not change '{target or '/'}'")
+
+
+def next_seq(conn: sqlite3.Connection, run_id: str, writer: str) -> int:
+    """The seq the store expects next from this writer (1 for a new writer)."""
+    row = conn.execute("SELECT next_seq FROM writers WHERE run_id = ? AND writer = ?",
+                       (run_id, writer)).fetchone()
+    return int(row["next_seq"]) if row else 1
+
+
+def record_diff(conn: sqlite3.Connection, run_id: str, writer: str, seq: int,
+                ops: list[dict[str, Any]], ts: str | None) -> None:
+    """Append a diff to the history and advance its writer."""
+    conn.execute("INSERT INTO diffs (run_id, writer, seq, ops, ts, received_at)"
+                 " VALUES (?,?,?,?,?,?)", (run_id, writer, seq, json.dumps(ops), ts, time.time()))
+    conn.execute("INSERT INTO writers (run_id, writer, next_seq) VALUES (?,?,?)"
+                 " ON CONFLICT (run_id, writer) DO UPDATE SET next_seq = excluded.next_seq",
+                 (run_id, writer, seq + 1))
+
+
+def server_diff(conn: sqlite3.Connection, docs: Documents, run_id: str,
+                ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Apply and record a diff written by the server itself (writer `server`); returns the doc."""
+    doc = docs.get(conn, run_id)
+    try:
+        apply_ops(doc, ops)
+    except PatchConflict as exc:
+        docs.drop(run_id)
+        raise ApiError(409, "conflict", f"run {run_id}: {exc}") from exc
+    record_diff(conn, run_id, SERVER_WRITER, next_seq(conn, run_id, SERVER_WRITER), ops, now_iso())
+    docs.save(conn, run_id, doc)
+    return doc
+
+
+def history(conn: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
+    """Every diff of the run in the order applied."""
+    return [{"cursor": r["cursor"], "writer": r["writer"], "seq": r["seq"],
+             "ops": json.loads(r["ops"]), "ts": r["ts"]}
+            for r in conn.execute("SELECT * FROM diffs WHERE run_id = ? ORDER BY cursor",
+                                  (run_id,))]

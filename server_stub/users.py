@@ -1,0 +1,130 @@
+"""What users do with runs (admin token): create, list, read, cancel, trigger, read logs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from runner.control.protocol import CreateRunRequest, RunInfo
+from runner.engine.document import RunStatus, TaskStatus, new_run, pointer_escape, run_field_op
+from server_stub import runs
+from server_stub.auth import Caller
+from server_stub.core import Core
+from server_stub.errors import ApiError, not_found
+from server_stub.validation import validated_workflow
+
+MAX_WORKFLOW_BYTES = 4 * 1024 * 1024
+
+
+def create_run(core: Core, req: CreateRunRequest) -> RunInfo:
+    """Resolve the ref, validate the workflow at that commit, queue the run."""
+    commit = core.repos.resolve(req.repo, req.ref)
+    text = core.repos.blob(req.repo, commit, req.workflow_path)
+    if len(text) > MAX_WORKFLOW_BYTES:
+        raise ApiError(422, "invalid_workflow", f"{req.workflow_path}: the file is larger than "
+                       f"{MAX_WORKFLOW_BYTES} bytes")
+    workflow = validated_workflow(text, req.workflow_path)
+    name = str(workflow.get("name") or req.workflow_path.rsplit("/", 1)[-1])
+    doc = new_run(workflow, name=name, params=req.params, created_at=runs.now_iso(),
+                  workflow_path=req.workflow_path)
+    with core.tx() as conn:
+        runs.insert(conn, doc, repo=req.repo, commit=commit, workflow_path=req.workflow_path,
+                    labels=req.labels, queue="queued")
+        return runs.to_info(runs.get_row(conn, doc["id"]))
+
+
+def may_read(conn: sqlite3.Connection, row: sqlite3.Row, caller: Caller) -> None:
+    """Admins read every run; a runner only the runs it has held or reported."""
+    if caller.kind == "admin" or row["runner_id"] == caller.runner_id:
+        return
+    held = conn.execute("SELECT 1 FROM leases WHERE run_id = ? AND runner_id = ?",
+                        (row["id"], caller.runner_id)).fetchone()
+    if held is None:
+        raise ApiError(403, "forbidden", f"run {row['id']} was never leased to this runner")
+
+
+def get_doc(core: Core, caller: Caller, run_id: str, *, with_history: bool = False) -> str:
+    """The materialized document as JSON text, optionally with its diff history (`history`)."""
+    with core.tx() as conn:
+        row = runs.get_row(conn, run_id)
+        may_read(conn, row, caller)
+        if not with_history:
+            return str(row["doc"])
+        doc = json.loads(row["doc"])
+        doc["history"] = runs.history(conn, run_id)
+        return json.dumps(doc, separators=(",", ":"))
+
+
+def list_runs(core: Core, *, status: str | None, repo: str | None, queue: str | None,
+              limit: int) -> list[RunInfo]:
+    """Most recent first."""
+    with core.tx() as conn:
+        return [runs.to_info(r) for r in runs.list_rows(conn, status=status, repo=repo,
+                                                        queue=queue, limit=limit)]
+
+
+def cancel(core: Core, run_id: str) -> tuple[RunInfo, bool]:
+    """Request cancellation; a run nobody executes now is Canceled at once. Returns the run and
+    whether the queue changed."""
+    with core.tx(run_id) as conn:
+        row = runs.get_row(conn, run_id)
+        if row["queue"] == "done":
+            raise ApiError(409, "already_finished", f"run {run_id} already ended "
+                           f"({row['status']})")
+        ops = [run_field_op("cancel_requested", True)]
+        idle = row["queue"] in ("queued", "paused")
+        if idle:
+            ops += [run_field_op("status", RunStatus.CANCELED.value),
+                    run_field_op("ended_at", runs.now_iso())]
+        runs.server_diff(conn, core.docs, run_id, ops)
+        if idle:
+            conn.execute("UPDATE runs SET queue = 'done', lease_expires = NULL WHERE id = ?",
+                         (run_id,))
+        return runs.to_info(runs.get_row(conn, run_id)), idle
+
+
+def trigger(core: Core, run_id: str, task_ids: list[str] | None) -> tuple[RunInfo, bool]:
+    """Mark AwaitingTrigger tasks Pending + triggered (None = all of them); a paused run goes
+    back to the queue. Returns the run and whether it was re-queued."""
+    with core.tx(run_id) as conn:
+        row = runs.get_row(conn, run_id)
+        if row["queue"] == "done":
+            raise ApiError(409, "already_finished", f"run {run_id} already ended "
+                           f"({row['status']})")
+        doc = core.docs.get(conn, run_id)
+        tasks: dict[str, Any] = doc.get("tasks") or {}
+        waiting = [t for t, v in tasks.items()
+                   if v.get("status") == TaskStatus.AWAITING_TRIGGER.value]
+        if task_ids is None:
+            if not waiting:
+                raise ApiError(409, "nothing_to_trigger",
+                               f"run {run_id} has no task awaiting a trigger")
+            task_ids = waiting
+        for task_id in task_ids:
+            if task_id not in tasks:
+                raise not_found("task", task_id)
+            if task_id not in waiting:
+                raise ApiError(409, "not_awaiting_trigger", f"task {task_id} is "
+                               f"{tasks[task_id].get('status')}, not AwaitingTrigger")
+        ops: list[dict[str, Any]] = []
+        for task_id in task_ids:
+            base = f"/tasks/{pointer_escape(task_id)}"
+            ops += [{"op": "replace", "path": f"{base}/status",
+                     "value": TaskStatus.PENDING.value},
+                    {"op": "replace", "path": f"{base}/triggered", "value": True}]
+        requeue = row["queue"] == "paused"
+        if requeue:
+            ops.append(run_field_op("status", RunStatus.PENDING.value))
+        runs.server_diff(conn, core.docs, run_id, ops)
+        if requeue:
+            conn.execute("UPDATE runs SET queue = 'queued', revivable = 0, lease_expires = NULL"
+                         " WHERE id = ?", (run_id,))
+        return runs.to_info(runs.get_row(conn, run_id)), requeue
+
+
+def read_log(core: Core, caller: Caller, run_id: str, task: str, offset: int) -> bytes:
+    """A task's log from `offset`."""
+    with core.tx() as conn:
+        may_read(conn, runs.get_row(conn, run_id), caller)
+    return core.logs.read(run_id, task, offset)
