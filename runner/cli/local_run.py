@@ -1,0 +1,342 @@
+"""The executing local commands: `run`, `resume` and `cancel` (split from `runner.cli.local`,
+which keeps the parser and the read-only commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from runner.cli.live import LinePrinter
+from runner.cli.local import (
+    CANCEL_WAIT_SECONDS,
+    GRACE_SECONDS,
+    STATUS_EXIT,
+    backend_resolve,
+    build_backend,
+    load_config,
+)
+from runner.cli.render import render_finished, render_paused, stamp
+from runner.engine.document import TERMINAL_RUN, RunStatus, TaskStatus, task_label
+from runner.errors import UsageError, WorkflowInvalid
+from runner.paths import Paths
+from runner.state.backend import StateBackend
+from runner.state.local import utc_now
+from runner.state.runlock import RunLock
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    """`key=value` pairs split at the first `=`; a malformed one is a `UsageError`."""
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"Invalid parameter format: {item}. Expected format: key=value")
+        params[key.strip()] = value
+    return params
+
+
+def writer_id() -> str:
+    """A writer id unique to this process: two ferry processes never share a seq counter."""
+    return f"local/{uuid.uuid4().hex[:12]}"
+
+
+def _workdir(arg: str | None) -> Path:
+    path = Path(arg).expanduser().absolute() if arg else Path.cwd()
+    if not path.is_dir():
+        raise UsageError(f"--workdir {path}: not a directory")
+    return path
+
+
+def _runtimes(workflow: dict[str, Any]) -> dict[str, Any]:
+    """The runtimes this workflow needs; container engines only when a node asks for one."""
+    from runner.runtimes.direct import DirectRuntime
+
+    runtimes: dict[str, Any] = {"direct": DirectRuntime(os.environ, GRACE_SECONDS)}
+    kinds = set()
+    for part in [*(workflow.get("nodes") or []), *(workflow.get("templates") or [])]:
+        runtime = part.get("runtime") or {}
+        if isinstance(runtime, dict) and runtime.get("type"):
+            kinds.add(runtime["type"])
+    for kind in sorted(kinds - {"direct"}):
+        runtime = _container_runtime(kind)
+        if runtime is not None:
+            runtimes[kind] = runtime
+    return runtimes
+
+
+def _container_runtime(kind: str) -> Any:
+    """A docker/podman runtime with the default policy, or None when this build has none."""
+    try:
+        from runner.runtimes import docker as docker_rt
+    except ModuleNotFoundError:
+        return None
+    factory = getattr(docker_rt, "local_runtime", None)
+    return factory(kind, GRACE_SECONDS) if factory is not None else None
+
+
+class _Session:
+    """One executing command: backend, lock, executor, printer and the cancel event."""
+
+    def __init__(self, args: argparse.Namespace, workflow_dict: dict[str, Any]) -> None:
+        from runner.engine.executor import Executor
+
+        self.paths = Paths.from_env(os.environ)
+        config_path = getattr(args, "config", None)
+        config = load_config(config_path)
+        self.backend: StateBackend = build_backend(config, self.paths, config_path or "config")
+        self.json = bool(getattr(args, "json", False))
+        # With --json, stdout carries JSON Lines only; the human lines are not printed.
+        self.printer = LinePrinter(sys.stdout, json_lines=self.json)
+        self.cancel = threading.Event()
+        self.executor = Executor(
+            self.backend, _runtimes(workflow_dict), writer=writer_id(),
+            max_parallel=getattr(args, "max_parallel", None) or os.cpu_count() or 2,
+            workspace=_workdir(getattr(args, "workdir", None)), paths=self.paths,
+            events=self.printer, clock=utc_now, grace_seconds=GRACE_SECONDS)
+        self.lock: RunLock | None = None
+
+    def say(self, *lines: str) -> None:
+        """Human lines (suppressed with --json)."""
+        if not self.json:
+            self.printer.write(list(lines))
+
+    def take_lock(self, run_id: str) -> None:
+        """Refuse to execute a run that another live process is executing."""
+        lock = RunLock(self.paths.data_dir / "locks", run_id)
+        # Another command may hold it for a moment to probe it (`logs -f`, `cancel`).
+        deadline = time.monotonic() + 0.5
+        while not lock.acquire() and time.monotonic() < deadline:
+            threading.Event().wait(0.02)
+        if not lock.held:
+            pid = lock.holder_pid()
+            who = f" (pid {pid})" if pid else ""
+            raise UsageError(f"run {run_id} is being executed by another ferry process{who}")
+        self.lock = lock
+
+    def execute(self, run_id: str) -> int:
+        """Execute until the run stops; print the closing block; the exit code."""
+        with _cancel_on_signals(self.cancel):
+            status = self.executor.execute(run_id, self.cancel)
+        doc = self.backend.load(run_id)
+        if self.json:
+            self.printer.write([json.dumps({"kind": "run", "run": doc}, ensure_ascii=False)])
+        elif str(status) == RunStatus.AWAITING_TRIGGER.value:
+            self.say(*render_paused(doc, utc_now(), again=self.resumed))
+        else:
+            self.say(*render_finished(doc, utc_now()))
+        return STATUS_EXIT.get(str(status), 1)
+
+    resumed = False
+
+    def close(self) -> None:
+        """Release the lock and the backend."""
+        if self.lock is not None:
+            self.lock.release()
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
+
+
+@contextmanager
+def _cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set `cancel`: the executor terminates the tasks and ends the run Canceled.
+    The handler only sets the event (the rule for every signal handler in Ferry)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: object) -> None:
+        cancel.set()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _load_workflow(path_text: str) -> tuple[Any, Path]:
+    from runner.workflow.loader import load_workflow
+
+    path = Path(path_text)
+    if not path.exists():
+        raise UsageError(f"workflow file not found: {path}")
+    if not path.is_file():
+        raise UsageError(f"workflow path is not a file: {path}")
+    return load_workflow(path), path
+
+
+def _print_invalid(exc: WorkflowInvalid) -> int:
+    print("✗ Workflow definition is invalid", file=sys.stderr)
+    for problem in exc.problems:
+        print(problem.render(), file=sys.stderr)
+    return 2
+
+
+def run_workflow(args: argparse.Namespace) -> int:
+    """`ferry run -w FILE`: create a run and execute it."""
+    params = parse_params(args.param)
+    try:
+        workflow, path = _load_workflow(args.workflow)
+    except WorkflowInvalid as exc:
+        return _print_invalid(exc)
+    workflow_dict = workflow.model_dump(mode="json", by_alias=True, exclude_none=True)
+    session = _Session(args, workflow_dict)
+    try:
+        if args.config:
+            session.say(f"Using configuration from {args.config}")
+        session.say("Executing workflow...")
+        run_id = session.executor.create_run(workflow, params=params,
+                                             name=workflow.name or path.stem,
+                                             workflow_path=str(path))
+        session.take_lock(run_id)
+        return session.execute(run_id)
+    finally:
+        session.close()
+
+
+def resolve_task(doc: dict[str, Any], ref: str) -> dict[str, Any]:
+    """A task by full id, unique id prefix (>= 4 chars) or node id (when the node has one
+    task); `UsageError` naming the run otherwise."""
+    tasks: dict[str, dict[str, Any]] = doc.get("tasks") or {}
+    if ref in tasks:
+        return tasks[ref]
+    matches = [t for t in tasks.values() if len(ref) >= 4 and t["id"].startswith(ref)]
+    if not matches:
+        matches = [t for t in tasks.values() if t["node_id"] == ref and not t.get("master")]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise UsageError(f"task '{ref}' is ambiguous in run {doc['id']} "
+                         f"({len(matches)} tasks match); give the task id")
+    raise UsageError(f"unknown task '{ref}' in run {doc['id']}")
+
+
+def _triggerable(doc: dict[str, Any], refs: list[str]) -> list[str]:
+    """Check every requested task before touching anything: all or nothing."""
+    ids: list[str] = []
+    for ref in refs:
+        task = resolve_task(doc, ref)
+        if task["status"] != TaskStatus.AWAITING_TRIGGER.value:
+            raise UsageError(f"task {task['id']} ({task_label(doc, task)}) is {task['status']}, "
+                             "not AwaitingTrigger: only waiting tasks can be triggered")
+        if task["id"] not in ids:
+            ids.append(task["id"])
+    return ids
+
+
+def resume_run(args: argparse.Namespace) -> int:
+    """`ferry resume -i RUN`: trigger tasks, then continue the run."""
+    if args.task and args.trigger_all:
+        raise UsageError("give either -t TASK or --trigger-all, not both")
+    paths = Paths.from_env(os.environ)
+    probe = build_backend(load_config(args.config), paths, args.config or "config")
+    try:
+        run_id = backend_resolve(probe, args.id)
+        doc = probe.load(run_id)
+    finally:
+        getattr(probe, "close", lambda: None)()
+    if doc["status"] in TERMINAL_RUN:
+        raise UsageError(f"run {run_id} is already {doc['status']}: nothing to resume")
+    ids = _triggerable(doc, args.task)
+    if args.trigger_all and not any(t["status"] == TaskStatus.AWAITING_TRIGGER.value
+                                    for t in doc["tasks"].values()):
+        raise UsageError(f"run {run_id} has no task awaiting a trigger")
+    session = _Session(args, doc.get("workflow") or {})
+    session.resumed = True
+    try:
+        session.take_lock(run_id)
+        session.say(f"Resuming workflow {run_id}...")
+        if args.trigger_all:
+            waiting = [t for t in doc["tasks"].values()
+                       if t["status"] == TaskStatus.AWAITING_TRIGGER.value]
+            session.say(f"{stamp(utc_now())} Triggering all awaiting tasks:",
+                        *(f"  - {t['id']} ({task_label(doc, t)})" for t in waiting))
+            session.executor.trigger(run_id, None)
+        elif ids:
+            session.executor.trigger(run_id, ids)
+        return session.execute(run_id)
+    finally:
+        session.close()
+
+
+def cancel_run(args: argparse.Namespace) -> int:
+    """`ferry cancel -i RUN`: stop the process executing it, or cancel it directly."""
+    paths = Paths.from_env(os.environ)
+    backend = build_backend(load_config(args.config), paths, args.config or "config")
+    try:
+        run_id = backend_resolve(backend, args.id)
+        doc = backend.load(run_id)
+        if doc["status"] in TERMINAL_RUN:
+            raise UsageError(f"run {run_id} is already {doc['status']}: nothing to cancel")
+        print(f"Canceling workflow run {run_id}...", flush=True)
+        lock = RunLock(paths.data_dir / "locks", run_id)
+        if lock.acquire():
+            lock.release()
+            return _cancel_idle(args, doc)
+        return _cancel_running(backend, doc)
+    finally:
+        getattr(backend, "close", lambda: None)()
+
+
+def _cancel_idle(args: argparse.Namespace, doc: dict[str, Any]) -> int:
+    """Nobody executes the run (paused, or its process died): end it Canceled ourselves."""
+    session = _Session(args, doc.get("workflow") or {})
+    try:
+        session.take_lock(doc["id"])
+        session.executor.request_cancel(doc["id"])
+        session.cancel.set()
+        status = session.executor.execute(doc["id"], session.cancel)
+    finally:
+        session.close()
+    print(f"{stamp(utc_now())} Workflow run canceled successfully", flush=True)
+    return 0 if str(status) == RunStatus.CANCELED.value else 1
+
+
+def _cancel_running(backend: StateBackend, doc: dict[str, Any]) -> int:
+    """Ask the executing process to stop and follow the run until it ends."""
+    from runner.engine.executor import Executor
+
+    run_id = doc["id"]
+    cursor = getattr(backend, "head", lambda _r: 0)(run_id)
+    executor = Executor(backend, {}, writer=writer_id(), max_parallel=1,
+                        workspace=Path.cwd(), paths=Paths.from_env(os.environ),
+                        events=LinePrinter(sys.stdout), clock=utc_now,
+                        grace_seconds=GRACE_SECONDS)
+    executor.request_cancel(run_id)
+    print(f"{stamp(utc_now())} Sending termination signal to running tasks", flush=True)
+    running = {tid for tid, t in doc["tasks"].items() if t["status"] == "Running"}
+    waiter = threading.Event()
+    deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        diffs, cursor = backend.changes_since(run_id, cursor)
+        if diffs:
+            current = backend.load(run_id)
+            for tid in sorted(running):
+                task = current["tasks"].get(tid)
+                if task and task["status"] != "Running":
+                    running.discard(tid)
+                    print(f"{stamp(utc_now())} Task {tid} ({task_label(current, task)}): "
+                          "Terminated", flush=True)
+            if current["status"] in TERMINAL_RUN:
+                print(f"{stamp(utc_now())} Workflow run canceled successfully"
+                      if current["status"] == RunStatus.CANCELED.value else
+                      f"{stamp(utc_now())} Workflow run ended {current['status']}", flush=True)
+                return 0
+        waiter.wait(0.05)
+    print(f"ferry: error: run {run_id} did not stop within {CANCEL_WAIT_SECONDS:g}s; "
+          "its process may be stuck", file=sys.stderr)
+    return 1
