@@ -1,0 +1,189 @@
+"""Validate a workflow document and report every problem at once, each with its path and line.
+
+`validate_source` never raises for bad input: parse failures, schema errors (pydantic), the
+structural checks, unknown keys and `${{ }}` reference checks all end up in `Report.problems`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from runner.errors import Problem, WorkflowInvalid
+from runner.workflow.loader import LoadedDocument, load_text
+from runner.workflow.model import Workflow
+from runner.workflow.validate_checks import Facts, Path, check_structure
+from runner.workflow.validate_keys import check_unknown_keys
+from runner.workflow.validate_refs import check_references
+from runner.workflow.yamlsource import format_path
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts shown under `✓ Workflow definition is valid`."""
+
+    nodes: int = 0
+    dependencies: int = 0
+    templates: int = 0
+    template_refs: int = 0
+    matrix_nodes: int = 0
+    state_entries: int = 0
+
+    def lines(self) -> list[str]:
+        """The seed's summary lines."""
+        return [
+            "Schema validation: Passed",
+            f"Node dependencies: Valid ({_plural(self.nodes, 'node')}, "
+            f"{_plural(self.dependencies, 'dependency relationship')})",
+            f"Template references: Valid ({_plural(self.templates, 'template')}, "
+            f"{_plural(self.template_refs, 'reference')})",
+            f"Matrix strategies: Valid ({_plural(self.matrix_nodes, 'matrix node')})",
+            f"State schema: Valid ({_plural(self.state_entries, 'schema definition')})",
+        ]
+
+
+@dataclass
+class Report:
+    """The outcome of validating one workflow source."""
+
+    source: str
+    problems: list[Problem] = field(default_factory=list)
+    workflow: Workflow | None = None
+    summary: Summary = field(default_factory=Summary)
+
+    @property
+    def ok(self) -> bool:
+        """No errors (warnings allowed)."""
+        return not self.errors
+
+    @property
+    def errors(self) -> list[Problem]:
+        """Problems of severity error."""
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """Problems of severity warning."""
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def raise_for_errors(self) -> Workflow:
+        """The workflow, or WorkflowInvalid listing every error."""
+        if self.workflow is None:
+            raise WorkflowInvalid(self.source, self.errors or self.problems)
+        return self.workflow
+
+
+class _Collector:
+    def __init__(self, doc: LoadedDocument) -> None:
+        self.doc = doc
+        self.problems: list[Problem] = []
+        self.seen: set[tuple[str, str]] = set()
+        self.error_paths: set[str] = set()
+
+    def add(self, path: Path, message: str, severity: str = "error", *,
+            anonymous: bool = False) -> None:
+        line, column = self.doc.locate(path) or (None, None)
+        text = "" if anonymous else format_path(path)
+        if (text, message) in self.seen:
+            return
+        self.seen.add((text, message))
+        if severity == "error" and text:
+            self.error_paths.add(text)
+        self.problems.append(Problem(text, message, line, column, severity))
+
+
+def validate_source(text: str | bytes, source: str, *, strict: bool = False) -> Report:
+    """Parse and validate `text` (named `source` in messages); never raises for bad input."""
+    try:
+        doc = load_text(text, source)
+    except WorkflowInvalid as exc:
+        return Report(source, list(exc.problems))
+    return validate_document(doc, strict=strict)
+
+
+def validate_document(doc: LoadedDocument, *, strict: bool = False) -> Report:
+    """Validate an already parsed document."""
+    out = _Collector(doc)
+    data: dict[str, Any] = doc.data
+    for problem in doc.problems:
+        out.problems.append(problem)
+    facts = check_structure(data, out.add)
+    check_references(data, facts, out.add)
+    check_unknown_keys(data, out.add, strict)
+    workflow = _schema(data, out)
+    problems = sorted(out.problems, key=lambda p: (p.severity != "error", p.line or 0))
+    report = Report(doc.source, problems, None, _summary(facts, data))
+    if report.ok:
+        report.workflow = workflow
+    return report
+
+
+def _summary(facts: Facts, data: dict[str, Any]) -> Summary:
+    state = data.get("state")
+    schema = state.get("schema") if isinstance(state, dict) else None
+    templates = data.get("templates")
+    return Summary(
+        nodes=len(facts.node_ids),
+        dependencies=facts.dependency_count,
+        templates=len(templates) if isinstance(templates, list) else 0,
+        template_refs=facts.template_refs,
+        matrix_nodes=facts.matrix_nodes,
+        state_entries=len(schema) if isinstance(schema, list) else 0,
+    )
+
+
+def _schema(data: dict[str, Any], out: _Collector) -> Workflow | None:
+    try:
+        return Workflow.model_validate(data)
+    except ValidationError as exc:
+        reported: set[str] = set()
+        for error in exc.errors(include_url=False):
+            path, rest = _data_path(data, tuple(error["loc"]))
+            text = format_path(path)
+            if text in reported and not rest:
+                continue  # one message per spot (a union gives one error per member)
+            reported.add(text)
+            # a structural check already explained this spot better
+            if any(text == p or text.startswith(p + ".") or text.startswith(p + "[")
+                   for p in out.error_paths):
+                continue
+            out.add(path, _message(error, rest))
+        return None
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path, tuple[Any, ...]]:
+    """Split a pydantic location into the part that exists in the data and the rest."""
+    path: list[str | int] = []
+    current = data
+    for i, item in enumerate(loc):
+        in_dict = isinstance(current, dict) and isinstance(item, str) and item in current
+        in_list = (isinstance(current, list) and isinstance(item, int)
+                   and 0 <= item < len(current))
+        if in_dict or in_list:
+            current = current[item]
+        else:
+            return tuple(path), loc[i:]
+        path.append(item)
+    return tuple(path), ()
+
+
+def _message(error: Any, rest: tuple[Any, ...]) -> str:
+    kind = error.get("type", "")
+    if kind == "missing" and rest:
+        return f"missing required property '{rest[0]}'"
+    if kind == "literal_error" and error.get("loc", ())[-1:] == ("version",):
+        return f"unsupported version {error.get('input')!r} (Ferry reads version \"1\")"
+    message = str(error.get("msg", "invalid value"))
+    value = error.get("input")
+    if kind.endswith("_type") or kind in ("enum", "literal_error"):
+        shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        message = f"{message} (got {shown})"
+    return message
