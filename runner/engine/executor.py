@@ -1,0 +1,230 @@
+"""The Executor: creates runs, executes them with the configured runtimes, triggers, cancels.
+
+API (docs/internals.md, with two additions marked *):
+
+    Executor(backend, runtimes, *, writer="local", max_parallel=os.cpu_count(), workspace,
+             paths=None, events=None, clock=utc_now, grace_seconds=5.0,
+             env={}*, runner_id="local"*)
+    .create_run(workflow, *, params, name=None, workflow_path=None) -> run id
+    .execute(run_id, cancel: threading.Event) -> RunStatus   (Completed/Failed/AwaitingTrigger/
+                                                              Canceled; never hangs)
+    .trigger(run_id, task_ids | None) -> triggered task ids   (UsageError for a task that is
+                                                              not AwaitingTrigger)
+    .request_cancel(run_id)
+
+- `runtimes` maps a runtime type ("direct", "docker", "podman") to a `Runtime`.
+- `writer` must be unique per process (e.g. `local-<pid>` or `<runner_id>/a<attempt>`): see
+  `runner.engine.runstore`. Seq numbers continue from the writer's last diff in the run.
+- `env`* is the host environment that `${{env.NAME}}` reads (the CLI passes `os.environ`);
+  `runner_id`* is passed to runtimes in `TaskSpec` (container labels).
+- Control directories (step scripts, outputs files) live under `paths.work_dir/<run>/tasks/<task>`
+  and are removed when the task ends; `workspace` is every task's working directory.
+- `grace_seconds` is accepted for the contract; the runtimes own the SIGTERM -> SIGKILL grace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runner.engine import events as ev
+from runner.engine.document import (
+    TERMINAL_RUN,
+    RunStatus,
+    TaskStatus,
+    new_run,
+    run_field_op,
+    task_field_op,
+    task_label,
+)
+from runner.engine.run_loop import RunLoop
+from runner.engine.runstore import RunStore
+from runner.engine.scheduler import plan
+from runner.engine.task_runner import TaskSetup
+from runner.errors import UsageError
+from runner.paths import Paths
+from runner.runtimes.base import Runtime
+from runner.state.backend import StateBackend
+from runner.workflow.model import Workflow
+
+
+def utc_now() -> str:
+    """The current time as the seed prints it, with milliseconds: `2023-06-15T10:30:45.123Z`."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def ancestors_of(workflow: Workflow) -> dict[str, frozenset[str]]:
+    """Every node's transitive dependencies (whose outputs its expressions may read)."""
+    deps = {n.id: list(n.depends_on) for n in workflow.nodes}
+    memo: dict[str, frozenset[str]] = {}
+
+    def walk(node_id: str, trail: frozenset[str]) -> frozenset[str]:
+        if node_id in memo:
+            return memo[node_id]
+        found: set[str] = set()
+        for dep in deps.get(node_id, []):
+            if dep in trail:  # a cycle: validation refuses it, never recurse forever
+                continue
+            found.add(dep)
+            found |= walk(dep, trail | {dep})
+        memo[node_id] = frozenset(found)
+        return memo[node_id]
+
+    return {n.id: walk(n.id, frozenset({n.id})) for n in workflow.nodes}
+
+
+class Executor:
+    """Runs workflow runs stored in a `StateBackend`, one diff per change."""
+
+    def __init__(self, backend: StateBackend, runtimes: Mapping[str, Runtime], *,
+                 writer: str = "local", max_parallel: int | None = None,
+                 workspace: Path | None = None, paths: Paths | None = None,
+                 events: ev.EventSink | None = None, clock: Any = utc_now,
+                 grace_seconds: float = 5.0, env: Mapping[str, str] | None = None,
+                 runner_id: str = "local") -> None:
+        self.backend = backend
+        self.runtimes = dict(runtimes)
+        self.writer = writer
+        self.max_parallel = max_parallel or os.cpu_count() or 1
+        self.workspace = (workspace or Path.cwd()).absolute()
+        self.control_root = (paths.work_dir if paths is not None
+                             else Path(tempfile.gettempdir()) / f"ferry-work-{os.getuid()}")
+        self.sink: ev.EventSink = events or ev.NullSink()
+        self.clock = clock
+        self.grace_seconds = grace_seconds
+        self.env = dict(env or {})
+        self.runner_id = runner_id
+        self._emit_lock = threading.Lock()
+        self._active: dict[str, RunStore] = {}
+        self._active_lock = threading.Lock()
+
+    def emit(self, event: ev.Event) -> None:
+        """Hand an event to the sink, one at a time; a failing sink never stops a run."""
+        # A sink that raises (a closed pipe, a render bug) must not break the run.
+        with self._emit_lock, contextlib.suppress(Exception):
+            self.sink.emit(event)
+
+    def create_run(self, workflow: Workflow, *, params: Mapping[str, str] | None = None,
+                   name: str | None = None, workflow_path: str | None = None) -> str:
+        """Store a new Pending run of `workflow` and return its id (tasks appear on execute)."""
+        raw = workflow.model_dump(mode="json", by_alias=True)
+        doc = new_run(raw, name=name or workflow.name or _stem(workflow_path) or "workflow",
+                      params=dict(params or {}), created_at=self.clock(),
+                      workflow_path=workflow_path)
+        self.backend.create_run(doc)
+        return str(doc["id"])
+
+    def _store(self, run_id: str) -> RunStore:
+        with self._active_lock:
+            store = self._active.get(run_id)
+        return store if store is not None else RunStore(self.backend, run_id, self.writer,
+                                                        self.clock)
+
+    def execute(self, run_id: str, cancel: threading.Event | None = None) -> RunStatus:
+        """Run until nothing more can run; return the run's status then."""
+        store = RunStore(self.backend, run_id, self.writer, self.clock)
+        with self._active_lock:
+            if run_id in self._active:
+                raise UsageError(f"run {run_id} is already executing in this process")
+            self._active[run_id] = store
+        try:
+            workflow = Workflow.model_validate(store.doc["workflow"])
+            setup = TaskSetup(workflow=workflow, store=store, runtimes=self.runtimes,
+                              workspace=self.workspace, control_root=self.control_root,
+                              host_env=self.env, ancestors=ancestors_of(workflow),
+                              emit=self.emit, clock=self.clock, cancel=threading.Event(),
+                              runner_id=self.runner_id)
+            loop = RunLoop(setup, max_parallel=self.max_parallel,
+                           external_cancel=cancel or threading.Event())
+            return loop.run()
+        finally:
+            with self._active_lock:
+                self._active.pop(run_id, None)
+
+    def trigger(self, run_id: str, task_ids: list[str] | None = None) -> list[str]:
+        """Let AwaitingTrigger tasks run (None: all of them); returns the ids triggered. A
+        master's id stands for its awaiting children."""
+        store = self._store(run_id)
+        with store.lock:
+            store.refresh()
+            doc = store.doc
+            tasks = doc["tasks"]
+            if doc["status"] in TERMINAL_RUN:
+                raise UsageError(f"run {run_id} is {doc['status']}; there is nothing to trigger")
+            awaiting = [t for t in tasks.values() if not t.get("master")
+                        and t["status"] == TaskStatus.AWAITING_TRIGGER.value]
+            chosen: list[dict[str, Any]] = []
+            for tid in (task_ids if task_ids is not None else [t["id"] for t in awaiting]):
+                task = _find_task(tasks, tid, run_id)
+                if task.get("master"):
+                    kids = [t for t in awaiting if t.get("parent") == task["id"]]
+                    if not kids:
+                        raise UsageError(f"task {task['id']} ({task_label(doc, task)}) has no "
+                                         "children awaiting a trigger")
+                    chosen += kids
+                elif task["status"] != TaskStatus.AWAITING_TRIGGER.value:
+                    raise UsageError(f"task {task['id']} ({task_label(doc, task)}) is "
+                                     f"{task['status']}, not AwaitingTrigger")
+                else:
+                    chosen.append(task)
+            ids = list(dict.fromkeys(t["id"] for t in chosen))
+            ops = []
+            for tid in ids:
+                ops += [task_field_op(tid, "triggered", True),
+                        task_field_op(tid, "status", TaskStatus.PENDING.value)]
+            if ids and doc["status"] == RunStatus.AWAITING_TRIGGER.value:
+                ops.append(run_field_op("status", RunStatus.PENDING.value))
+            store.commit(ops)
+            for tid in ids:
+                self.emit(ev.TaskTriggered(run_id, self.clock(), tid,
+                                           task_label(doc, tasks[tid])))
+        return ids
+
+    def request_cancel(self, run_id: str) -> RunStatus:
+        """Ask whoever executes the run to cancel it (`cancel_requested: true`) and return the
+        run's status now. A run that nobody executes (Pending or AwaitingTrigger) ends Canceled
+        at once: its tasks that had not started become WontDo."""
+        store = self._store(run_id)
+        with store.lock:
+            store.refresh()
+            doc = store.doc
+            if doc["status"] in TERMINAL_RUN:
+                raise UsageError(f"run {run_id} is already {doc['status']}")
+            ops = [] if doc.get("cancel_requested") else [run_field_op("cancel_requested", True)]
+            idle = doc["status"] in (RunStatus.PENDING.value, RunStatus.AWAITING_TRIGGER.value)
+            with self._active_lock:
+                idle = idle and run_id not in self._active
+            if idle:
+                workflow = Workflow.model_validate(doc["workflow"])
+                result = plan(workflow, {**doc, "cancel_requested": True})
+                now = self.clock()
+                ops += result.ops
+                ops += [run_field_op("status", RunStatus.CANCELED.value),
+                        run_field_op("ended_at", now), run_field_op("error", "canceled")]
+            store.commit(ops)
+            if idle:
+                self.emit(ev.RunFinished(run_id, self.clock(), RunStatus.CANCELED.value,
+                                         "canceled"))
+            return RunStatus(store.doc["status"])
+
+
+def _find_task(tasks: Mapping[str, dict[str, Any]], task_id: str, run_id: str) -> dict[str, Any]:
+    """A task by id or unique id prefix; UsageError naming the id otherwise."""
+    if task_id in tasks:
+        return tasks[task_id]
+    matches = [t for tid, t in tasks.items() if len(task_id) >= 4 and tid.startswith(task_id)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise UsageError(f"task id prefix '{task_id}' is ambiguous in run {run_id}")
+    raise UsageError(f"unknown task '{task_id}' in run {run_id}")
+
+
+def _stem(path: str | None) -> str | None:
+    return Path(path).stem if path else None

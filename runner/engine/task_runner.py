@@ -1,0 +1,257 @@
+"""Run one task: open its runtime, run its steps in order, apply their outputs, retry, time out.
+
+The executor marks the task Running (attempt 1) before handing it here; `TaskRunner.run` writes
+the task's end (Completed or Failed, with `ended_at`, `step` and a one-line `error`) itself.
+A failing step fails the task and the remaining steps are not run. `retry: {attempts, backoff}`
+runs the whole task again (attempt + 1, visible in the document) after waiting `backoff` on the
+cancel event, so a cancel interrupts the wait. A node `timeout` bounds each attempt; a step
+`timeout` bounds the step (the smaller one applies). A canceled task ends Failed with error
+"canceled".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.engine import events as ev
+from runner.engine.document import Op, TaskStatus, task_field_op, task_label
+from runner.engine.outputs import OutputsError, entries_to_ops, parse_outputs
+from runner.engine.runstore import RunStore, UpstreamOutputs
+from runner.engine.steps import StepError, argv_for, expand, render, task_env
+from runner.errors import ExpressionError, RuntimeUnavailable
+from runner.runtimes.base import Runtime, StepResult, StepSpec, TaskHandle, TaskSpec
+from runner.workflow.expressions import Context
+from runner.workflow.model import Node, Workflow, parse_duration
+from runner.workflow.model import Runtime as RuntimeOptions
+
+_CANCELED = "canceled"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt of a task ended."""
+
+    ok: bool
+    error: str | None = None
+    step: int | None = None
+    canceled: bool = False
+    state_changed: bool = False
+
+
+@dataclass(frozen=True)
+class TaskSetup:
+    """Everything a task runner needs that does not change during a run."""
+
+    workflow: Workflow
+    store: RunStore
+    runtimes: Mapping[str, Runtime]
+    workspace: Path
+    control_root: Path
+    host_env: Mapping[str, str]
+    ancestors: Mapping[str, frozenset[str]]
+    emit: Callable[[ev.Event], None]
+    clock: Callable[[], str]
+    cancel: threading.Event
+    runner_id: str = "local"
+
+
+class _LineSplitter:
+    """Turns output chunks into whole lines for `OutputLine` events."""
+
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self._buf = b""
+        self._on_line = on_line
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            self._on_line(line.rstrip(b"\r").decode("utf-8", "replace"))
+
+    def flush(self) -> None:
+        if self._buf:
+            self._on_line(self._buf.decode("utf-8", "replace"))
+            self._buf = b""
+
+
+class TaskRunner:
+    """Runs one task to its end and records that end."""
+
+    def __init__(self, setup: TaskSetup, task_id: str) -> None:
+        self.s = setup
+        self.store = setup.store
+        self.task_id = task_id
+        with self.store.lock:
+            task = self.store.task(task_id)
+            self.node_id: str = task["node_id"]
+            self.matrix: dict[str, Any] | None = task.get("matrix")
+            self.attempt: int = int(task.get("attempt") or 1)
+            self.label = task_label(self.store.doc, task)
+        self.node_index = next(i for i, n in enumerate(setup.workflow.nodes)
+                               if n.id == self.node_id)
+        self.node: Node = setup.workflow.nodes[self.node_index]
+
+    # -- the task ----------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        """All attempts of the task; writes its final status."""
+        retry = self.node.retry
+        attempts = retry.attempts if retry else 1
+        backoff = parse_duration(retry.backoff) if retry and retry.backoff else 0.0
+        state_changed = False
+        while True:
+            try:
+                outcome = self.attempt_once()
+            except (ExpressionError, StepError, OutputsError, RuntimeUnavailable) as exc:
+                outcome = Outcome(False, str(exc))
+            state_changed = state_changed or outcome.state_changed
+            if outcome.ok or outcome.canceled or self.attempt >= attempts:
+                break
+            self.s.emit(ev.TaskRetrying(self.store.run_id, self.s.clock(), self.task_id,
+                                        self.label, self.attempt, attempts, outcome.error or "",
+                                        backoff))
+            if (backoff and self.s.cancel.wait(backoff)) or self.s.cancel.is_set():
+                outcome = Outcome(False, _CANCELED, outcome.step, canceled=True)
+                break
+            self.attempt += 1
+            self.store.commit([task_field_op(self.task_id, "attempt", self.attempt),
+                               task_field_op(self.task_id, "error", outcome.error)])
+        self.finish(outcome)
+        return Outcome(outcome.ok, outcome.error, outcome.step, outcome.canceled, state_changed)
+
+    def finish(self, outcome: Outcome) -> None:
+        """Record the task's end and announce it."""
+        status = TaskStatus.COMPLETED if outcome.ok else TaskStatus.FAILED
+        now = self.s.clock()
+        self.store.commit([task_field_op(self.task_id, "status", status.value),
+                           task_field_op(self.task_id, "ended_at", now),
+                           task_field_op(self.task_id, "step", outcome.step),
+                           task_field_op(self.task_id, "error", outcome.error)])
+        self.s.emit(ev.TaskStatusChanged(self.store.run_id, now, self.task_id, self.node_id,
+                                         self.label, status.value, TaskStatus.RUNNING.value,
+                                         outcome.error, False, self.attempt))
+
+    # -- one attempt -------------------------------------------------------------------------
+    def context(self) -> Context:
+        """The expression context now (call holding the store lock)."""
+        doc = self.store.doc
+        ancestors = self.s.ancestors.get(self.node_id, frozenset())
+        return Context(matrix=self.matrix or {}, params=doc.get("params") or {},
+                       env=self.s.host_env, state=doc.get("state") or {},
+                       tasks=UpstreamOutputs(self.store, ancestors))
+
+    def attempt_once(self) -> Outcome:
+        """Run the task's steps once through its runtime."""
+        options = self.node.runtime or RuntimeOptions()
+        runtime = self.s.runtimes.get(options.type.value)
+        if runtime is None:
+            return Outcome(False, f"runtime '{options.type.value}' is not available on this"
+                                  " runner")
+        with self.store.lock:
+            env = task_env(self.node, self.node_index, self.matrix, self.context(),
+                           run_id=self.store.run_id, task_id=self.task_id)
+        control = self.s.control_root / self.store.run_id / "tasks" / self.task_id
+        shutil.rmtree(control, ignore_errors=True)
+        control.mkdir(parents=True, mode=0o700)
+        spec = TaskSpec(run_id=self.store.run_id, task_id=self.task_id, node_id=self.node_id,
+                        options=options, workspace=self.s.workspace, control_dir=control,
+                        env=env, runner_id=self.s.runner_id)
+        deadline = None
+        if self.node.timeout is not None:
+            deadline = (parse_duration(self.node.timeout), time.monotonic())
+        try:
+            handle = runtime.open(spec)
+            try:
+                return self.steps(handle, control, deadline)
+            finally:
+                handle.close()
+        finally:
+            shutil.rmtree(control, ignore_errors=True)
+
+    def steps(self, handle: TaskHandle, control: Path,
+              deadline: tuple[float, float] | None) -> Outcome:
+        """Run the steps in order; stop at the first that fails."""
+        state_changed = False
+        planned_steps = expand(self.s.workflow, self.node_index, self.context)
+        index = 0
+        while True:
+            with self.store.lock:
+                planned = next(planned_steps, None)
+                if planned is None:
+                    return Outcome(True, None, None, state_changed=state_changed)
+                rendered = render(planned, index, self.context())
+            timeout = parse_duration(planned.step.timeout) if planned.step.timeout else None
+            node_cut = False
+            if deadline is not None:
+                remaining = deadline[0] - (time.monotonic() - deadline[1])
+                if remaining <= 0:
+                    return Outcome(False, f"timed out (node timeout {_secs(deadline[0])})", index)
+                if timeout is None or remaining < timeout:
+                    timeout, node_cut = remaining, True
+            script = control / f"step-{index}.sh"
+            script.write_text(rendered.script)
+            os.chmod(script, 0o755)
+            state_file = control / f"state-outputs-{index}"
+            task_file = control / f"task-outputs-{index}"
+            for f in (state_file, task_file):
+                f.write_bytes(b"")
+                os.chmod(f, 0o666)  # a container user other than ours must be able to write
+            env = {**rendered.env, "STATE_OUTPUTS": handle.path_for(state_file),
+                   "TASK_OUTPUTS": handle.path_for(task_file)}
+            argv = argv_for(handle.path_for(script), rendered.shebang)
+            result = self.run_step(handle, StepSpec(index, rendered.name, argv, env, timeout))
+            if not result.ok:
+                what = result.describe()
+                if result.reason == "timeout" and node_cut and deadline is not None:
+                    what = f"timed out (node timeout {_secs(deadline[0])})"
+                return Outcome(False, f"step '{rendered.name}' failed: {what}", index,
+                               canceled=result.reason == _CANCELED, state_changed=state_changed)
+            state_changed = self.apply_outputs(state_file, task_file, index) or state_changed
+            index += 1
+
+    def run_step(self, handle: TaskHandle, spec: StepSpec) -> StepResult:
+        """Run one step, streaming its output to the log and to line events."""
+        run_id = self.store.run_id
+        self.s.emit(ev.StepStarted(run_id, self.s.clock(), self.task_id, self.label,
+                                   spec.index, spec.name))
+        lines = _LineSplitter(lambda line: self.s.emit(
+            ev.OutputLine(run_id, self.s.clock(), self.task_id, self.label, line)))
+
+        def sink(data: bytes) -> None:
+            self.store.backend.append_log(run_id, self.task_id, data)
+            lines.feed(data)
+
+        result = handle.run_step(spec, sink, self.s.cancel)
+        lines.flush()
+        self.s.emit(ev.StepFinished(run_id, self.s.clock(), self.task_id, self.label, spec.index,
+                                    spec.name, result.ok, result.describe(), result.duration))
+        return result
+
+    def apply_outputs(self, state_file: Path, task_file: Path, index: int) -> bool:
+        """Apply what the step wrote to $STATE_OUTPUTS / $TASK_OUTPUTS as one diff; True when
+        the workflow state changed."""
+        state_text = state_file.read_text(errors="replace")
+        task_text = task_file.read_text(errors="replace")
+        if not state_text.strip() and not task_text.strip():
+            return False
+        state_entries = parse_outputs(state_text, f"step {index + 1} STATE_OUTPUTS")
+        task_entries = parse_outputs(task_text, f"step {index + 1} TASK_OUTPUTS")
+        with self.store.lock:
+            ops: list[Op] = entries_to_ops(state_entries, self.store.doc.get("state") or {},
+                                           "/state", "STATE_OUTPUTS")
+            outputs = self.store.task(self.task_id).get("outputs") or {}
+            ops += entries_to_ops(task_entries, outputs, f"/tasks/{self.task_id}/outputs",
+                                  "TASK_OUTPUTS")
+            ops.append(task_field_op(self.task_id, "step", index))
+            self.store.commit(ops)
+        return bool(state_entries)
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:g}s"
