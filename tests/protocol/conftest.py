@@ -1,0 +1,79 @@
+"""The conformance suite's server: the stub as a real subprocess on an ephemeral port, or any
+server given with `pytest tests/protocol --server URL --token ADMIN --registration-token REG
+[--server-repos DIR]` (DIR: a directory that server serves bare repositories from)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server_stub.testing import StubProcess
+from tests.helpers.gitrepo import commit, init_bare
+from tests.protocol.api import WORKFLOW_BAD, WORKFLOW_MANUAL, WORKFLOW_OK, Server
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """--server/--token/--registration-token/--server-repos."""
+    group = parser.getgroup("ferry-protocol", "Ferry protocol v1 conformance")
+    group.addoption("--server", default=None, help="URL of a control plane to test")
+    group.addoption("--token", default=None, help="its admin token")
+    group.addoption("--registration-token", default=None, help="its registration token")
+    group.addoption("--server-repos", default=None, help="directory of its bare repositories")
+
+
+@pytest.fixture(scope="session")
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:
+    """The server under test."""
+    url = request.config.getoption("--server", default=None)
+    if url:
+        token = request.config.getoption("--token")
+        reg = request.config.getoption("--registration-token")
+        if not token or not reg:
+            pytest.exit("--server needs --token (admin) and --registration-token", 2)
+        repos = request.config.getoption("--server-repos")
+        yield Server(url.rstrip("/"), token, reg, Path(repos) if repos else None)
+        return
+    base = tmp_path_factory.mktemp("stub")
+    stub = StubProcess.start(base / "data", base / "repos")
+    try:
+        yield Server(stub.url, stub.admin_token, stub.registration_token, stub.repos_dir)
+    finally:
+        stub.stop()
+
+
+@pytest.fixture(scope="session")
+def is_stub(request: pytest.FixtureRequest) -> bool:
+    """True when the suite runs against its own stub (server flags can be chosen)."""
+    return not request.config.getoption("--server", default=None)
+
+
+@pytest.fixture(scope="session")
+def repo(server: Server) -> dict[str, str]:
+    """A repository on the server with the suite's workflows: name, sha, the sha of an older
+    commit and a tag."""
+    if server.repos_dir is None:
+        pytest.skip("the server's repository directory is unknown (pass --server-repos)")
+    name = f"conf-{uuid.uuid4().hex[:8]}"
+    bare = init_bare(server.repos_dir, name)
+    old = commit(bare, {"ok.yaml": WORKFLOW_OK}, message="first")
+    sha = commit(bare, {"ok.yaml": WORKFLOW_OK, "manual.yaml": WORKFLOW_MANUAL,
+                        "bad.yaml": WORKFLOW_BAD, "dir/data.bin": bytes(range(256)),
+                        "README": "conformance\n"}, message="second", tag="v1")
+    return {"name": name, "sha": sha, "old": old, "tag": "v1"}
+
+
+@pytest.fixture
+def stub(tmp_path: Path, is_stub: bool) -> Iterator[StubProcess]:
+    """A private stub with short leases (1 s TTL, 0.5 s grace) for expiry and fencing tests."""
+    if not is_stub:
+        pytest.skip("lease timings are a server flag: tested against the stub only")
+    stub = StubProcess.start(tmp_path / "data", tmp_path / "repos", "--lease-ttl", "1",
+                             "--offline-grace", "0.5")
+    try:
+        yield stub
+    finally:
+        stub.stop()
