@@ -102,7 +102,7 @@ class _Session:
             self.backend, _runtimes(workflow_dict), writer=writer_id(),
             max_parallel=getattr(args, "max_parallel", None) or os.cpu_count() or 2,
             workspace=_workdir(getattr(args, "workdir", None)), paths=self.paths,
-            events=self.printer, clock=utc_now, grace_seconds=GRACE_SECONDS)
+            events=self.printer, clock=utc_now, grace_seconds=GRACE_SECONDS, env=os.environ)
         self.lock: RunLock | None = None
 
     def say(self, *lines: str) -> None:

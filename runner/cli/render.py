@@ -197,7 +197,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def describe_op(doc: dict[str, Any], op: dict[str, Any]) -> str:
-    """One operation in words: `task hello (id) status = Running`, `state.k = 1`..."""
+    """One operation in words: `task hello (id) created`, `state.k = 1`, `run status = ...`."""
     path = str(op.get("path", ""))
     parts = path.split("/")[1:]
     tasks = doc.get("tasks") or {}
@@ -209,22 +209,40 @@ def describe_op(doc: dict[str, Any], op: dict[str, Any]) -> str:
             kind = "master task" if value.get("master") else "task"
             return f"{kind} {name} ({parts[1]}) created: {value.get('status')}"
         field = "/".join(parts[2:])
-        return f"task {name} {field} = {_short(op.get('value'))}"
+        return f"task {name}: {field} = {_short(op.get('value'))}"
     if parts and parts[0] == "state":
         key = ".".join(parts[1:])
         verb = "+=" if key.endswith(".-") else "="
         return f"state.{key.removesuffix('.-')} {verb} {_short(op.get('value'))}"
+    if op.get("op") == "replace" and len(parts) == 1:
+        return f"run {parts[0]} = {_short(op.get('value'))}"
     return f"{op.get('op')} {path or '/'} = {_short(op.get('value'))}"
 
 
+def _describe_ops(doc: dict[str, Any], ops: Sequence[dict[str, Any]]) -> str:
+    """Ops in words, consecutive changes of one task's fields folded into one phrase."""
+    phrases: list[str] = []
+    last_task: str | None = None
+    for op in ops:
+        text = describe_op(doc, op)
+        parts = str(op.get("path", "")).split("/")[1:]
+        is_field = len(parts) >= 3 and parts[0] == "tasks"
+        if is_field and parts[1] == last_task and phrases:
+            phrases[-1] += ", " + text.split(": ", 1)[1]
+        else:
+            phrases.append(text)
+        last_task = parts[1] if is_field else None
+    return "; ".join(phrases)
+
+
 def render_history(doc: dict[str, Any], history: Sequence[Diff]) -> list[str]:
-    """Each diff: `[ts] writer #seq: op; op; ...` in the order applied."""
+    """Each diff: `[ts] writer #seq: what changed` in the order applied."""
     lines = [f"[{display_time(doc.get('created_at'))}] run created"]
     for diff in history:
         ops = diff.ops
-        words = "; ".join(describe_op(doc, op) for op in ops[:4])
-        if len(ops) > 4:
-            words += f"; ... ({len(ops) - 4} more)"
+        words = _describe_ops(doc, ops[:8])
+        if len(ops) > 8:
+            words += f"; ... ({len(ops) - 8} more)"
         lines.append(f"{stamp(diff.ts or '')} {diff.writer} #{diff.seq}: {words}")
     return lines
 
