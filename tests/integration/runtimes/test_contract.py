@@ -6,10 +6,12 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
 from runner.runtimes.base import Runtime
 from runner.runtimes.direct import DirectRuntime
+from runner.runtimes.docker import DockerRuntime
 from runner.workflow.model import Runtime as RuntimeOptions
 from runner.workflow.model import RuntimeType
 from tests.integration.runtimes.runtime_kit import Output, Task, task_spec
@@ -19,17 +21,30 @@ HOST_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "FROM_BASE": "base", "OVERRI
 OpenTask = Callable[..., Task]
 
 
-def _direct(tmp: Path) -> tuple[Runtime, RuntimeOptions]:
+def _direct(request: pytest.FixtureRequest) -> tuple[Runtime, RuntimeOptions]:
     return DirectRuntime(HOST_ENV, grace_seconds=1.0), RuntimeOptions(type=RuntimeType.DIRECT)
 
 
-RUNTIMES: dict[str, Callable[[Path], tuple[Runtime, RuntimeOptions]]] = {"direct": _direct}
+def _docker(request: pytest.FixtureRequest) -> tuple[Runtime, RuntimeOptions]:
+    image = request.getfixturevalue("docker_image")
+    runtime = DockerRuntime(docker.from_env, runner_id="contract-tests", grace_seconds=1.0)
+    return runtime, RuntimeOptions(type=RuntimeType.DOCKER, image=image)
 
 
-@pytest.fixture(params=sorted(RUNTIMES))
+def _podman(request: pytest.FixtureRequest) -> tuple[Runtime, RuntimeOptions]:
+    image = request.getfixturevalue("podman_image")
+    runtime = request.getfixturevalue("podman_runtime")
+    return runtime, RuntimeOptions(type=RuntimeType.PODMAN, image=image)
+
+
+RUNTIMES: dict[str, Callable[[pytest.FixtureRequest], tuple[Runtime, RuntimeOptions]]] = {
+    "direct": _direct, "docker": _docker, "podman": _podman}
+
+
+@pytest.fixture(params=list(RUNTIMES))
 def open_task(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenTask]:
     """Opens tasks on the runtime under test; closes them at the end."""
-    runtime, options = RUNTIMES[request.param](tmp_path)
+    runtime, options = RUNTIMES[request.param](request)
     handles: list[Task] = []
 
     def opener(name: str = "t", env: dict[str, str] | None = None) -> Task:

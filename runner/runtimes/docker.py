@@ -1,0 +1,169 @@
+"""The Docker runtime: one container per task, each step `exec`ed into it (docker SDK).
+
+The SDK is imported lazily: `ferry validate` and host-only runs never import it. The container
+runs an init process and an idle command; the workspace is bind-mounted at /workspace (the
+working directory) and the task's control dir at /ferry. Podman uses this same code through its
+Docker-compatible API socket (`runner.runtimes.podman`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from runner.errors import RuntimeUnavailable
+from runner.runtimes.base import TaskSpec
+from runner.runtimes.docker_task import (
+    CONTROL_MOUNT,
+    WORKSPACE_MOUNT,
+    ContainerTask,
+    host_user,
+    one_line,
+)
+from runner.runtimes.options import ContainerPolicy, ContainerSettings
+from runner.runtimes.proctree import ProcessFinder
+from runner.workflow.model import PullPolicy
+
+IDLE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
+"""Keeps the task container alive between steps and stops at once on SIGTERM."""
+
+LABEL_RUN = "ferry.run"
+LABEL_TASK = "ferry.task"
+LABEL_NODE = "ferry.node"
+LABEL_RUNNER = "ferry.runner"
+
+ClientFactory = Callable[[], Any]
+"""Returns a `docker.DockerClient` (e.g. `docker.from_env`); called once, lazily."""
+
+_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+def _split_image(image: str) -> tuple[str, str]:
+    """Repository and tag (or digest) for a pull; a bare name means `latest`."""
+    if "@" in image:
+        repo, digest = image.split("@", 1)
+        return repo, digest
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    if colon > slash:
+        return image[:colon], image[colon + 1:]
+    return image, "latest"
+
+
+class DockerRuntime:
+    """Runs each task in its own container on a Docker-API engine (Docker, or Podman's socket)."""
+
+    def __init__(self, client_factory: ClientFactory, *, runner_id: str,
+                 policy: ContainerPolicy | None = None, grace_seconds: float = 5.0,
+                 engine_name: str = "docker") -> None:
+        self.name = engine_name
+        self._factory = client_factory
+        self._runner_id = runner_id
+        self._policy = policy or ContainerPolicy()
+        self._grace = grace_seconds
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._finder = ProcessFinder()
+
+    def client(self) -> Any:
+        """The engine client, created on first use; RuntimeUnavailable if the engine is down."""
+        with self._lock:
+            if self._client is None:
+                try:
+                    client = self._factory()
+                    client.ping()
+                except Exception as exc:
+                    raise RuntimeUnavailable(
+                        f"{self.name} engine is not reachable: {one_line(exc)}") from exc
+                self._client = client
+            return self._client
+
+    def open(self, spec: TaskSpec) -> ContainerTask:
+        """Check the policy, make sure the image is there, create and start the container."""
+        settings = self._policy.resolve(spec.options, where=f"node '{spec.node_id}' runtime")
+        client = self.client()
+        self._ensure_image(client, settings)
+        api = client.api
+        user = settings.user or host_user()
+        labels = {LABEL_RUN: spec.run_id, LABEL_TASK: spec.task_id, LABEL_NODE: spec.node_id,
+                  LABEL_RUNNER: self._runner_id}
+        binds = {str(spec.workspace): {"bind": WORKSPACE_MOUNT, "mode": "rw"},
+                 str(spec.control_dir): {"bind": CONTROL_MOUNT, "mode": "rw"}}
+        for mount in settings.mounts:
+            binds[mount.source] = {"bind": mount.target, "mode": "ro" if mount.read_only
+                                   else "rw"}
+        host_config = api.create_host_config(
+            binds=binds, init=True, network_mode=settings.network,
+            mem_limit=settings.memory, nano_cpus=settings.nano_cpus,
+            pids_limit=settings.pids, privileged=settings.privileged)
+        name = _NAME_UNSAFE.sub("-", f"ferry-{spec.task_id[:13]}-{uuid.uuid4().hex[:6]}")
+        try:
+            created = api.create_container(
+                settings.image, command=IDLE_COMMAND, environment=dict(spec.env),
+                working_dir=WORKSPACE_MOUNT, labels=labels, user=user, name=name,
+                host_config=host_config, detach=True)
+        except Exception as exc:
+            raise RuntimeUnavailable(f"cannot create a container from image {settings.image}: "
+                                     f"{one_line(exc)}") from exc
+        container_id = str(created["Id"])
+        try:
+            api.start(container_id)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                api.remove_container(container_id, force=True)
+            raise RuntimeUnavailable(f"cannot start a container from image {settings.image}: "
+                                     f"{one_line(exc)}") from exc
+        chown_to = host_user() if settings.user and settings.user != host_user() else None
+        return ContainerTask(api, container_id, workspace=spec.workspace,
+                             control_dir=spec.control_dir, grace_seconds=self._grace,
+                             finder=self._finder, chown_to=chown_to, engine_name=self.name)
+
+    def _ensure_image(self, client: Any, settings: ContainerSettings) -> None:
+        """Apply the pull policy; RuntimeUnavailable names the image and the reason."""
+        image = settings.image
+        if settings.pull != PullPolicy.ALWAYS:
+            if self._has_image(client, image):
+                return
+            if settings.pull == PullPolicy.NEVER:
+                raise RuntimeUnavailable(f"image {image} is not present on the {self.name} "
+                                         "engine and the pull policy is 'never'")
+        repo, tag = _split_image(image)
+        try:
+            client.api.pull(repo, tag=tag)
+        except Exception as exc:
+            raise RuntimeUnavailable(f"image {image} is not present and cannot be pulled: "
+                                     f"{one_line(exc)}") from exc
+        if not self._has_image(client, image):
+            raise RuntimeUnavailable(f"image {image} is still missing after a pull")
+
+    @staticmethod
+    def _has_image(client: Any, image: str) -> bool:
+        try:
+            client.api.inspect_image(image)
+        except Exception as exc:
+            if getattr(getattr(exc, "response", None), "status_code", None) == 404:
+                return False
+            raise RuntimeUnavailable(f"cannot inspect image {image}: {one_line(exc)}") from exc
+        return True
+
+    def reap(self, active_run_ids: set[str]) -> int:
+        """Remove this runner's containers whose run is not active (left by a crash)."""
+        api = self.client().api
+        removed = 0
+        for item in api.containers(all=True, filters={"label": f"{LABEL_RUNNER}="
+                                                                f"{self._runner_id}"}):
+            labels = item.get("Labels") or {}
+            if labels.get(LABEL_RUN) in active_run_ids:
+                continue
+            try:
+                api.remove_container(item["Id"], force=True, v=True)
+                removed += 1
+            except Exception as exc:
+                if getattr(getattr(exc, "response", None), "status_code", None) != 404:
+                    raise RuntimeUnavailable(f"cannot remove leftover container "
+                                             f"{item['Id'][:12]}: {one_line(exc)}") from exc
+        return removed
