@@ -301,11 +301,15 @@ class RetryPolicy:
         return cls(max_attempts=max_retries + 1, backoff_factor=max(backoff_factor, 1.0))
 
 
+DEFAULT_POLICY = RetryPolicy()
+"""Five attempts, 0.5 s doubling up to 30 s, with jitter."""
+
+
 class RetryStopped(TransientError):
     """The stop event was set while waiting to retry."""
 
 
-def retrying(policy: RetryPolicy = RetryPolicy(), *, stop_event: threading.Event | None = None,
+def retrying(policy: RetryPolicy = DEFAULT_POLICY, *, stop_event: threading.Event | None = None,
              retry_on: Callable[[BaseException], bool] = is_transient,
              on_retry: Callable[[BaseException, float], None] | None = None,
              ) -> tenacity.Retrying:
@@ -339,7 +343,7 @@ def retrying(policy: RetryPolicy = RetryPolicy(), *, stop_event: threading.Event
                              before_sleep=_before_sleep, reraise=True)
 
 
-def call_with_retry(fn: Callable[[], T], policy: RetryPolicy = RetryPolicy(), *,
+def call_with_retry(fn: Callable[[], T], policy: RetryPolicy = DEFAULT_POLICY, *,
                     stop_event: threading.Event | None = None,
                     on_retry: Callable[[BaseException, float], None] | None = None) -> T:
     """Call `fn` under `retrying(...)`."""

@@ -1,0 +1,276 @@
+"""`ApiBackend`: a journal-first `StateBackend` for runs reported to a control plane.
+
+Every write is applied to the in-memory document (which checks it), then appended to the run's
+journal (fsynced), then mirrored to an optional local backend (so `ferry status/logs` work
+offline), and the run's `Syncer` is kicked to deliver it. The run never waits for the server:
+while the control plane is down, work goes on and the journal grows; it is delivered later,
+exactly once (by the background syncer, the daemon's replay or `ferry sync`).
+
+`changes_since` returns nothing: other writers (a user's cancel, a trigger) reach a run executed
+for a control plane through the daemon's heartbeats, not through this backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.control.client import DEFAULT_POLICY, ControlClient, RetryPolicy
+from runner.errors import SeqGap, StateError, UnknownRun
+from runner.paths import ensure_dir, safe_segment
+from runner.state.backend import RunSummary, StateBackend
+from runner.state.diff import Diff, PatchConflict, apply_ops
+from runner.state.journal import Journal
+from runner.state.sync import Syncer
+
+
+@dataclass
+class _Run:
+    """One run held by this backend."""
+
+    base: dict[str, Any]
+    doc: dict[str, Any]
+    journal: Journal
+    syncer: Syncer
+    lease: str | None
+    next_seq: dict[str, int] = field(default_factory=dict)
+    diffs: list[Diff] = field(default_factory=list)
+    log_offsets: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ApiBackend:
+    """`StateBackend` that journals every write and delivers it to the control plane."""
+
+    def __init__(self, client: ControlClient, journal_dir: Path, logs_dir: Path, *,
+                 mirror: StateBackend | None = None, policy: RetryPolicy = DEFAULT_POLICY,
+                 background: bool = True, fsync: bool = True) -> None:
+        self.client = client
+        self.journal_dir = journal_dir
+        self.logs_dir = logs_dir
+        self.mirror = mirror
+        self.policy = policy
+        self.background = background
+        self._fsync = fsync
+        self._runs: dict[str, _Run] = {}
+        self._lock = threading.Lock()
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def create_run(self, doc: dict[str, Any]) -> None:
+        """Journal a `create` record (the server learns of the run through `/runs/report`)."""
+        run_id = str(doc["id"])
+        with self._lock:
+            if run_id in self._runs:
+                return
+            run = self._open(doc, lease=None)
+            if run.journal.last == 0:
+                run.journal.append([{"kind": "create", "doc": doc}])
+            self._runs[run_id] = run
+        if self.mirror is not None:
+            self.mirror.create_run(copy.deepcopy(doc))
+        self._started(run)
+
+    def adopt(self, doc: dict[str, Any], *, lease: str,
+              log_offsets: Mapping[str, int] | None = None) -> None:
+        """Take over a claimed run from the server's document; writes carry `lease`.
+        `log_offsets` are the server's log lengths of tasks that already have output."""
+        run_id = str(doc["id"])
+        with self._lock:
+            run = self._open(doc, lease=lease)
+            run.log_offsets.update(log_offsets or {})
+            self._runs[run_id] = run
+        if self.mirror is not None:
+            self.mirror.create_run(copy.deepcopy(doc))
+        self._started(run)
+
+    def _open(self, doc: dict[str, Any], *, lease: str | None) -> _Run:
+        run_id = str(doc["id"])
+        journal = Journal.for_run(self.journal_dir, run_id, fsync=self._fsync)
+        syncer = Syncer(self.client, journal, lease=lease, policy=self.policy)
+        return _Run(base=copy.deepcopy(doc), doc=copy.deepcopy(doc), journal=journal,
+                    syncer=syncer, lease=lease)
+
+    def _started(self, run: _Run) -> None:
+        if self.background:
+            run.syncer.start()
+            run.syncer.kick()
+
+    def _run(self, run_id: str) -> _Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            run = self._recover(run_id)
+        return run
+
+    def _recover(self, run_id: str) -> _Run:
+        """After a restart: the mirror's document plus journal diffs it may have missed."""
+        if self.mirror is None:
+            raise UnknownRun(f"no run {run_id} in this process (api backend without local copy)")
+        with self._lock:
+            if run_id in self._runs:
+                return self._runs[run_id]
+            doc = self.mirror.load(run_id)
+            run = self._open(doc, lease=None)
+            for diff in self.mirror.history(run_id):
+                run.next_seq[diff.writer] = max(run.next_seq.get(diff.writer, 1), diff.seq + 1)
+            for rec in run.journal.pending():
+                if rec.kind == "diff":  # journaled but maybe not mirrored before a crash
+                    diff = Diff.from_json({**rec.data["diff"], "run_id": run_id})
+                    if self.mirror.apply(diff):
+                        apply_ops(run.doc, copy.deepcopy(diff.ops))
+                    run.next_seq[diff.writer] = max(run.next_seq.get(diff.writer, 1),
+                                                    diff.seq + 1)
+                    run.lease = run.lease or rec.data.get("lease")
+            run.base = copy.deepcopy(run.doc)
+            self._runs[run_id] = run
+        self._started(run)
+        return run
+
+    def load(self, run_id: str) -> dict[str, Any]:
+        """The run's document as this process has it."""
+        run = self._run(run_id)
+        with run.lock:
+            return copy.deepcopy(run.doc)
+
+    def apply(self, diff: Diff) -> bool:
+        """Apply in memory, journal (fsynced), mirror, then kick the syncer."""
+        run = self._run(diff.run_id)
+        with run.lock:
+            expected = run.next_seq.get(diff.writer, 1)
+            if diff.seq < expected:
+                return False
+            if diff.seq > expected:
+                raise SeqGap(diff.writer, diff.seq, expected)
+            ops = copy.deepcopy(diff.ops)  # the document must not share objects with history
+            try:
+                apply_ops(run.doc, copy.deepcopy(ops))
+            except PatchConflict:
+                self._rebuild(run)
+                raise
+            record: dict[str, Any] = {"kind": "diff", "diff": diff.to_json()}
+            lease = diff.lease or run.lease
+            if lease:
+                record["diff"]["lease"] = lease
+            try:
+                run.journal.append([record])
+            except StateError:
+                self._rebuild(run)
+                raise
+            run.next_seq[diff.writer] = expected + 1
+            run.diffs.append(Diff(run_id=diff.run_id, writer=diff.writer, seq=diff.seq, ops=ops,
+                                  ts=diff.ts, lease=lease))
+        if self.mirror is not None:
+            self.mirror.apply(diff)
+        run.syncer.kick()
+        return True
+
+    def _rebuild(self, run: _Run) -> None:
+        doc = copy.deepcopy(run.base)
+        for old in run.diffs:
+            apply_ops(doc, copy.deepcopy(old.ops))
+        run.doc = doc
+
+    def finish(self, run_id: str, status: str) -> None:
+        """Journal the run's end (final status, or AwaitingTrigger to release it)."""
+        run = self._run(run_id)
+        record: dict[str, Any] = {"kind": "finish", "status": status}
+        if run.lease:
+            record["lease"] = run.lease
+        run.journal.append([record])
+        run.syncer.kick()
+
+    def changes_since(self, run_id: str, cursor: int) -> tuple[list[Diff], int]:
+        """Nothing: other writers reach such a run through heartbeats (see the module doc)."""
+        return [], cursor
+
+    def history(self, run_id: str) -> list[Diff]:
+        """Every diff of the run (from the local copy when there is one)."""
+        if self.mirror is not None:
+            return self.mirror.history(run_id)
+        run = self._run(run_id)
+        with run.lock:
+            return list(run.diffs)
+
+    def list_runs(self, limit: int = 20, status: str | None = None) -> list[RunSummary]:
+        """Runs known locally, most recent first."""
+        if self.mirror is not None:
+            return self.mirror.list_runs(limit, status)
+        out = [RunSummary(id=rid, name=str(r.doc.get("name") or ""), status=str(r.doc["status"]),
+                          created_at=str(r.doc.get("created_at") or ""),
+                          started_at=r.doc.get("started_at"), ended_at=r.doc.get("ended_at"))
+               for rid, r in self._runs.items() if status is None or r.doc["status"] == status]
+        return sorted(out, key=lambda s: s.created_at, reverse=True)[:limit]
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def log_path(self, run_id: str, task_id: str) -> Path:
+        """The local copy of a task's log."""
+        return (self.logs_dir / safe_segment(run_id, "run id")
+                / f"{safe_segment(task_id, 'task id')}.log")
+
+    def append_log(self, run_id: str, task_id: str, data: bytes) -> None:
+        """Journal the bytes at the task's offset, then append them to the local log file."""
+        if not data:
+            return
+        run = self._run(run_id)
+        with run.lock:
+            offset = run.log_offsets.get(task_id)
+            if offset is None:
+                path = self.log_path(run_id, task_id)
+                offset = path.stat().st_size if path.exists() else 0
+            record: dict[str, Any] = {"kind": "log", "task": task_id, "offset": offset,
+                                      "data": base64.b64encode(data).decode()}
+            if run.lease:
+                record["lease"] = run.lease
+            run.journal.append([record])
+            run.log_offsets[task_id] = offset + len(data)
+            if self.mirror is not None:
+                self.mirror.append_log(run_id, task_id, data)
+            else:
+                path = self.log_path(run_id, task_id)
+                ensure_dir(path.parent)
+                try:
+                    with open(path, "ab") as fh:
+                        fh.write(data)
+                except OSError as exc:
+                    raise StateError(f"{path}: cannot write the task log: {exc.strerror}") \
+                        from exc
+        run.syncer.kick()
+
+    def read_log(self, run_id: str, task_id: str, offset: int = 0) -> bytes:
+        """The local copy of a task's output from byte `offset` on."""
+        if self.mirror is not None:
+            return self.mirror.read_log(run_id, task_id, offset)
+        try:
+            with open(self.log_path(run_id, task_id), "rb") as fh:
+                fh.seek(max(0, offset))
+                return fh.read()
+        except FileNotFoundError:
+            return b""
+
+    # -- delivery --------------------------------------------------------------------------
+
+    def syncer(self, run_id: str) -> Syncer:
+        """The run's syncer (its `error`, its journal's `lost` mark, its backlog)."""
+        return self._run(run_id).syncer
+
+    def flush(self, run_id: str, timeout: float | None = None) -> bool:
+        """Wait until the run's journal is fully acknowledged (False on timeout)."""
+        run = self._run(run_id)
+        if not self.background:
+            run.syncer.sync()
+            return run.journal.backlog() == 0
+        return run.syncer.flush(timeout)
+
+    def close(self) -> None:
+        """Stop every syncer (journals keep whatever is not acknowledged)."""
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            run.syncer.stop()
+            run.journal.close()

@@ -1,0 +1,86 @@
+"""A small threaded HTTP proxy that fails a seeded share of requests: it answers 500 without
+forwarding, or forwards and then drops the connection without answering (the server applied the
+request but the client never hears of it: the case exactly-once delivery must survive)."""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+        "proxy-authorization", "proxy-authenticate", "content-length"}
+
+
+class FaultProxy:
+    """Forwards 127.0.0.1:<port> to `upstream` (host, port); `rate` of requests fail."""
+
+    def __init__(self, upstream: tuple[str, int], *, rate: float = 0.3, seed: int = 1) -> None:
+        self.upstream = upstream
+        self.rate = rate
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.outcomes: Counter[str] = Counter()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                fate = proxy._fate()
+                if fate == "500":
+                    data = b'{"error":"injected","message":"fault proxy"}'
+                    self.send_response(500)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+                conn.close()
+                if fate == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in _HOP:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _fate(self) -> str:
+        with self._lock:
+            r = self._rng.random()
+            fate = "500" if r < self.rate / 2 else "drop" if r < self.rate else "ok"
+            self.outcomes[fate] += 1
+            return fate
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,158 @@
+"""Exactly-once delivery against the real stub server: offline runs, a server killed mid-sync,
+and a proxy that fails 30% of requests."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from runner.control.client import ControlClient, RetryPolicy
+from runner.engine.document import (
+    add_task_op,
+    new_run,
+    new_task,
+    run_field_op,
+    state_set_op,
+    task_field_op,
+)
+from runner.state.api import ApiBackend
+from runner.state.diff import Diff
+from runner.state.journal import Journal
+from runner.state.sync import Syncer, sync_all
+from tests.helpers import wait_until
+from tests.helpers.faultproxy import FaultProxy
+from tests.integration.sync.conftest import StubServer
+
+FAST = RetryPolicy(max_attempts=None, initial=0.02, backoff_factor=2.0, max_wait=0.2)
+WRITER = "local"
+
+
+def _work(backend: ApiBackend, *, tasks: int = 5, steps: int = 10) -> str:
+    """A run with `tasks` tasks, each with `steps` state writes and log lines; returns its id."""
+    doc = new_run({"version": "1", "nodes": []}, name="sync-test", params={"p": "v"},
+                  created_at="2026-01-01T00:00:00Z")
+    backend.create_run(doc)
+    run_id = str(doc["id"])
+    seq = 0
+
+    def write(*ops: dict[str, Any]) -> None:
+        nonlocal seq
+        seq += 1
+        assert backend.apply(Diff(run_id=run_id, writer=WRITER, seq=seq, ops=list(ops)))
+
+    write(run_field_op("status", "Running"))
+    for t in range(tasks):
+        task = new_task(f"node-{t}")
+        write(add_task_op(task))
+        write(task_field_op(task["id"], "status", "Running"))
+        for s in range(steps):
+            write(state_set_op(f"k{t}-{s}", {"t": t, "s": s, "text": "é" * s}))
+            backend.append_log(run_id, task["id"], f"task {t} line {s} ✓\n".encode() * (s + 1))
+        write(task_field_op(task["id"], "status", "Completed"))
+    write(run_field_op("status", "Completed"), run_field_op("ended_at", "2026-01-01T00:01:00Z"))
+    backend.finish(run_id, "Completed")
+    return run_id
+
+
+def _assert_delivered(stub: StubServer, backend: ApiBackend, run_id: str) -> None:
+    local = backend.load(run_id)
+    remote = stub.admin_get(f"/runs/{run_id}?history=true").json()
+    history = remote.pop("history")
+    assert remote == local
+    mine = [(d["writer"], d["seq"]) for d in history if d["writer"] == WRITER]
+    assert Counter(mine).most_common(1)[0][1] == 1, "a diff was applied twice"
+    assert [s for _, s in mine] == list(range(1, len(backend.history(run_id)) + 1))
+    for task_id in local["tasks"]:
+        server_log = stub.admin_get(f"/runs/{run_id}/logs/{task_id}").content
+        assert server_log == backend.read_log(run_id, task_id) and server_log
+
+
+def test_run_reported_while_server_down_is_delivered_once_when_it_starts(
+        stub: StubServer, tmp_path: Path) -> None:
+    stub.start()
+    _, token = stub.register()
+    stub.kill()
+    client = ControlClient(stub.url, token, timeout=5)
+    backend = ApiBackend(client, tmp_path / "journal", tmp_path / "logs", policy=FAST)
+    try:
+        run_id = _work(backend)
+        journal = tmp_path / "journal" / f"{run_id}.jsonl"
+        assert journal.exists() and not backend.flush(run_id, timeout=0.3)
+        assert Journal(journal).backlog() > 60  # everything waits: create, diffs, logs, finish
+        stub.start()
+        assert backend.flush(run_id, timeout=60)
+        _assert_delivered(stub, backend, run_id)
+        assert stub.admin_get(f"/runs/{run_id}").json()["status"] == "Completed"
+        assert not journal.exists()  # all acknowledged: deleted
+    finally:
+        backend.close()
+
+
+def test_server_killed_mid_sync_then_restarted(stub: StubServer, tmp_path: Path) -> None:
+    stub.start()
+    _, token = stub.register()
+    stub.kill()
+    client = ControlClient(stub.url, token, timeout=5)
+    backend = ApiBackend(client, tmp_path / "journal", tmp_path / "logs", policy=FAST,
+                         background=False)
+    run_id = _work(backend, tasks=20, steps=20)  # ~900 records, all offline
+    path = tmp_path / "journal" / f"{run_id}.jsonl"
+    total = Journal(path).backlog()
+    stub.start()
+    stop = threading.Event()
+    syncer = Syncer(client, Journal(path), policy=FAST, stop_event=stop)
+    result: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            syncer.sync()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            result.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_until(lambda: syncer.journal.acked > 20, timeout=30, message="some records acked")
+    stub.kill()  # mid-sync: the syncer backs off and keeps trying
+    assert syncer.journal.backlog() > 0
+    stub.start()
+    thread.join(60)
+    assert not thread.is_alive() and not result
+    assert syncer.delivered + (total - syncer.delivered) == total
+    assert not path.exists()
+    _assert_delivered(stub, backend, run_id)
+
+
+def test_thirty_percent_faults_still_exactly_once(stub: StubServer, tmp_path: Path) -> None:
+    stub.start()
+    _, token = stub.register()
+    with FaultProxy(("127.0.0.1", stub.port), rate=0.3, seed=7) as proxy:
+        client = ControlClient(proxy.url, token, timeout=10)
+        backend = ApiBackend(client, tmp_path / "journal", tmp_path / "logs", policy=FAST)
+        try:
+            run_id = _work(backend, tasks=8, steps=12)
+            assert backend.flush(run_id, timeout=90)
+        finally:
+            backend.close()
+        assert proxy.outcomes["drop"] >= 5 and proxy.outcomes["500"] >= 5
+    _assert_delivered(stub, backend, run_id)
+
+
+def test_sync_all_delivers_every_journal_left_behind(stub: StubServer, tmp_path: Path) -> None:
+    stub.start()
+    _, token = stub.register()
+    stub.kill()
+    client = ControlClient(stub.url, token, timeout=5)
+    backend = ApiBackend(client, tmp_path / "journal", tmp_path / "logs", background=False)
+    runs = [_work(backend, tasks=2, steps=3) for _ in range(3)]
+    report = sync_all(tmp_path / "journal", client,
+                      policy=RetryPolicy(max_attempts=2, initial=0.01, max_wait=0.02))
+    assert report.unreachable and report.remaining > 0 and report.delivered == 0
+    stub.start()
+    report = sync_all(tmp_path / "journal", client, policy=FAST)
+    assert report.ok and report.remaining == 0 and len(report.results) == 3
+    for run_id in runs:
+        _assert_delivered(stub, backend, run_id)
+    again = sync_all(tmp_path / "journal", client, policy=FAST)
+    assert again.results == []  # nothing left behind
