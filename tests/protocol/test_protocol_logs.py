@@ -1,0 +1,53 @@
+"""Logs: append by offset, idempotent resends, mismatches answered with the server's offset."""
+
+from __future__ import annotations
+
+import base64
+
+from tests.protocol.api import Runner, Server, label
+
+
+def _leased(server: Server, repo: dict[str, str]) -> tuple[str, Runner, str]:
+    lab = label()
+    info = server.admin.ok("POST", "/runs", 201, json={
+        "repo": repo["name"], "ref": "main", "workflow_path": "ok.yaml", "labels": [lab]})
+    runner = server.register([lab])
+    got = runner.claim()
+    assert got is not None
+    return info["id"], runner, got["lease"]["token"]
+
+
+def test_offsets(server: Server, repo: dict[str, str]) -> None:
+    run_id, r, lease = _leased(server, repo)
+    assert r.log(run_id, lease, "task-1", 0, b"one\n").json() == {"offset": 4}
+    assert r.log(run_id, lease, "task-1", 4, b"two\n").json() == {"offset": 8}
+    # A resend of what is stored is acknowledged without writing twice.
+    assert r.log(run_id, lease, "task-1", 0, b"one\n").json() == {"offset": 8}
+    # An overlapping resend only adds its new tail.
+    assert r.log(run_id, lease, "task-1", 4, b"two\nthree\n").json() == {"offset": 14}
+    gap = r.log(run_id, lease, "task-1", 20, b"x")
+    assert gap.status_code == 409
+    assert gap.json()["error"] == "offset_mismatch" and gap.json()["offset"] == 14
+    differs = r.log(run_id, lease, "task-1", 0, b"ONE\n")
+    assert differs.status_code == 409 and differs.json()["offset"] == 14
+    admin = server.admin
+    assert admin.call("GET", f"/runs/{run_id}/logs/task-1").content == b"one\ntwo\nthree\n"
+    assert admin.call("GET", f"/runs/{run_id}/logs/task-1?offset=8").content == b"three\n"
+    assert admin.call("GET", f"/runs/{run_id}/logs/other").content == b""
+    binary = bytes(range(256))
+    assert r.log(run_id, lease, "task-2", 0, binary).json() == {"offset": 256}
+    assert admin.call("GET", f"/runs/{run_id}/logs/task-2").content == binary
+
+
+def test_bad_chunks_are_refused(server: Server, repo: dict[str, str]) -> None:
+    run_id, r, lease = _leased(server, repo)
+    bad = r.api.call("POST", f"/runs/{run_id}/logs",
+                     json={"lease": lease, "task": "t", "offset": 0, "data": "%%%not base64"})
+    assert bad.status_code == 400 and bad.json()["error"] == "bad_base64"
+    for task in ("..", "../x", "a/b", ".hidden"):
+        resp = r.api.call("POST", f"/runs/{run_id}/logs", json={
+            "lease": lease, "task": task, "offset": 0, "data": base64.b64encode(b"x").decode()})
+        assert resp.status_code in (400, 404), (task, resp.text)
+        assert resp.json()["error"]
+    assert r.log(run_id, lease, "t", -1, b"x").status_code == 422
+    assert server.admin.call("GET", f"/runs/{run_id}/logs/t").content == b""
