@@ -162,7 +162,7 @@ def test_sigkill_then_resume_runs_nothing_twice(ferry: Ferry, tmp_path: Path) ->
 
 
 def test_second_executor_of_one_run_is_refused(ferry: Ferry, tmp_path: Path) -> None:
-    proc, reader, run_id = _start_slow(ferry, tmp_path)
+    proc, _reader, run_id = _start_slow(ferry, tmp_path)
     try:
         before = ferry.db_dump()
         other = ferry("resume", "-i", run_id)
