@@ -1,0 +1,354 @@
+"""`ferry register` and `ferry daemon`: pair this machine with a control plane, then run its work.
+
+Exit codes of `ferry daemon`:
+    0    stopped normally: drained after SIGTERM, --idle-timeout reached, or --once finished a
+         Completed run
+    1    --once: the run Failed           3  --once: the run is AwaitingTrigger (released)
+    4    --once: the run was Canceled      2  bad configuration or usage (no runner config...)
+    6    the control plane refused the runner token (re-register)
+    130  canceled: SIGINT or a second SIGTERM terminated running tasks
+`ferry register`: 0 registered, 2 bad usage, 6 the server refused the registration token or is
+unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+ONCE_CODES = {"Completed": 0, "Failed": 1, "AwaitingTrigger": 3, "Canceled": 4}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _duration(text: str) -> float:
+    from runner.workflow.model import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _labels(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def register(sub: Any) -> None:
+    """Add `register` and `daemon` to the `ferry` parser."""
+    p = sub.add_parser("register", help="register this machine as a runner of a control plane",
+                       description="Exchange a registration token for a runner id and token; "
+                                   "writes the runner config (mode 0600).")
+    p.add_argument("--server", required=True, metavar="URL", help="control plane base URL")
+    p.add_argument("--token", required=True, metavar="REG",
+                   help="registration token (or '-' to read it from stdin)")
+    p.add_argument("--name", metavar="N", help="runner name (default: the host name)")
+    p.add_argument("--labels", type=_labels, default=[], metavar="a,b",
+                   help="labels this runner serves (a run runs here when its labels are a "
+                        "subset of these)")
+    p.add_argument("-c", "--config", metavar="CONFIG",
+                   help="where to write the runner config (default: <config dir>/runner.yaml)")
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("daemon", help="claim and run work from the control plane",
+                       description="Long-poll the control plane for runs, execute them, stream "
+                                   "state and logs back through the local journal. SIGTERM "
+                                   "drains, SIGINT cancels, SIGHUP reloads the config.")
+    p.add_argument("-c", "--config", metavar="CONFIG",
+                   help="runner config (default: <config dir>/runner.yaml)")
+    p.add_argument("--concurrency", type=_positive_int, metavar="N",
+                   help="runs executed at once (default: config, else 1)")
+    p.add_argument("--labels", type=_labels, metavar="a,b", help="override the config's labels")
+    p.add_argument("--once", action="store_true", help="run one claimed run, then exit")
+    p.add_argument("--idle-timeout", type=_duration, metavar="D",
+                   help="exit 0 after D (e.g. 30s, 5m) without work")
+    p.add_argument("--health-addr", metavar="HOST:PORT",
+                   help="serve /healthz, /readyz, /metrics here (port 0: any free port)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default=None,
+                   help="default: config, else info")
+    p.set_defaults(func=cmd_daemon)
+
+
+# -- register -------------------------------------------------------------------------------
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    """Register with the control plane and write the runner config."""
+    from runner.control.client import ControlClient
+    from runner.errors import UsageError
+    from runner.paths import Paths
+
+    token = sys.stdin.readline().strip() if args.token == "-" else args.token
+    if not token:
+        raise UsageError("--token: the registration token is empty")
+    paths = Paths.from_env(os.environ)
+    target = Path(args.config) if args.config else paths.runner_config
+    name = args.name or socket.gethostname()
+    client = ControlClient(args.server, token, timeout=30)
+    try:
+        answer = client.register(name, args.labels)
+    finally:
+        client.close()
+    _save_config(target, server=args.server, runner_id=answer.runner_id, token=answer.token,
+                 name=name, labels=list(args.labels))
+    print(f"registered runner '{name}' ({answer.runner_id}) with {args.server}")
+    print(f"runner config written to {target} (mode 0600)")
+    return 0
+
+
+# -- daemon ---------------------------------------------------------------------------------
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    """Run the daemon until it is stopped; see the module docstring for exit codes."""
+    from runner.control.daemon import Daemon
+    from runner.control.logs import RedactingFilter, fields, make_handler
+    from runner.control.metrics import DaemonMetrics
+    from runner.control.notify import Notifier, WatchdogTicker, watchdog_interval
+    from runner.paths import Paths
+
+    paths = Paths.from_env(os.environ).ensure()
+    config_path = Path(args.config) if args.config else paths.runner_config
+    cfg = _read_config(config_path)
+    redactor = RedactingFilter([cfg.token])
+    root = logging.getLogger("ferry")
+    root.handlers[:] = [make_handler(sys.stderr, args.log_format, redactor)]
+    root.propagate = False
+    root.setLevel((args.log_level or cfg.log_level).upper())
+    log = logging.getLogger("ferry.daemon")
+
+    period = watchdog_interval(os.environ.get("WATCHDOG_USEC"))
+    metrics = DaemonMetrics(loop_max_age=period / 2 if period else 60.0)
+    notifier = Notifier(os.environ.get("NOTIFY_SOCKET"))
+    health = _start_health(args.health_addr, metrics, log, fields)
+    client = _client(cfg)
+    stop_delivery = threading.Event()
+    job = _job(cfg, client, paths, metrics, stop_delivery)
+    active: set[str] = set()
+
+    def sync_all() -> int:
+        from runner.control.client import RetryPolicy
+        from runner.state.sync import sync_all as deliver
+
+        report = deliver(paths.journal_dir, client, policy=RetryPolicy(max_attempts=3),
+                         skip=frozenset(active))
+        metrics.backlog = lambda: _backlog(paths.journal_dir)
+        return report.delivered
+
+    metrics.backlog = lambda: _backlog(paths.journal_dir)
+
+    def reload(old: Any) -> Any:
+        fresh = _read_config(config_path)
+        redactor.add(fresh.token)
+        root.setLevel((args.log_level or fresh.log_level).upper())
+        return _settings(fresh, args)
+
+    daemon = Daemon(_settings(cfg, args), client=client, job=job, metrics=metrics,
+                    notifier=notifier, sync_all=sync_all, reload_settings=reload)
+
+    def on_term(signum: int, frame: Any) -> None:
+        daemon.drain()
+
+    def on_int(signum: int, frame: Any) -> None:
+        stop_delivery.set()
+        daemon.cancel()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_int)
+    signal.signal(signal.SIGHUP, lambda signum, frame: daemon.reload())
+    ticker = WatchdogTicker(notifier, period, metrics.healthy) if period and notifier.enabled \
+        else None
+    if ticker is not None:
+        ticker.start()
+    log.info("daemon starting", extra=fields(runner=cfg.runner_id, server=cfg.server,
+                                             pid=os.getpid()))
+    try:
+        code = daemon.run()
+    finally:
+        if ticker is not None:
+            ticker.stop()
+        if health is not None:
+            health.stop()
+        client.close()
+        notifier.close()
+    if code == 0 and args.once and daemon.outcomes:
+        return ONCE_CODES.get(daemon.outcomes[0], 1)
+    return code
+
+
+def _start_health(addr: str | None, metrics: Any, log: logging.Logger, fields: Any) -> Any:
+    if not addr:
+        return None
+    from runner.control.health import HealthServer, parse_addr
+
+    host, port = parse_addr(addr)
+    server = HealthServer(host, port, metrics)
+    bound = server.start()
+    log.info("health endpoint listening", extra=fields(host=host, port=bound))
+    return server
+
+
+def _backlog(journal_dir: Path) -> int:
+    from runner.state.journal import Journal, journal_paths
+
+    total = 0
+    for path in journal_paths(journal_dir):
+        journal = Journal(path)
+        try:
+            total += journal.backlog()
+        finally:
+            journal.close()
+    return total
+
+
+class _Config:
+    """The runner settings the daemon reads from the config file."""
+
+    def __init__(self, data: Any, source: Path) -> None:
+        self.source = source
+        self.server: str = data.server
+        self.token: str = data.token
+        self.runner_id: str = data.runner_id
+        self.labels: list[str] = list(data.labels)
+        self.concurrency: int = int(data.concurrency)
+        self.max_parallel: int = int(getattr(data, "max_parallel", 0) or 0) or os.cpu_count() \
+            or 1
+        self.heartbeat_interval: float = float(getattr(data, "heartbeat_interval", 1.0) or 1.0)
+        self.claim_wait: float = float(getattr(data, "claim_wait", 10.0) or 10.0)
+        self.grace_seconds: float = float(getattr(data, "grace_seconds", 5.0) or 5.0)
+        self.log_level: str = str(getattr(data, "log_level", "info") or "info")
+        self.container_policy: Any = getattr(data, "container_policy", None)
+
+
+def _save_config(path: Path, **runner: Any) -> None:
+    try:
+        from runner.config import save_runner_config  # type: ignore[import-not-found]
+    except ModuleNotFoundError:
+        save_runner_config = _interim_save
+    save_runner_config(path, **runner)
+
+
+def _interim_save(path: Path, **runner: Any) -> None:
+    """Until the sync owner's runner.config lands: `runner:` section, mode 0600, atomic."""
+    import yaml
+
+    data = {"runner": {"server": runner["server"], "id": runner["runner_id"],
+                       "token": runner["token"], "name": runner["name"],
+                       "labels": runner["labels"]}}
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(data, fh, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def _interim_load(path: Path) -> Any:
+    import types
+
+    import yaml
+
+    from runner.errors import ConfigError
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the runner config: {exc}") from None
+    section = raw.get("runner") if isinstance(raw, dict) else None
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: no 'runner:' section")
+    return types.SimpleNamespace(
+        server=section.get("server"), token=section.get("token"), runner_id=section.get("id"),
+        labels=section.get("labels") or [], concurrency=section.get("concurrency") or 1,
+        **{k: section[k] for k in ("max_parallel", "heartbeat_interval", "claim_wait",
+                                   "grace_seconds", "log_level") if k in section})
+
+
+def _read_config(path: Path) -> _Config:
+    from runner.errors import ConfigError
+
+    try:
+        from runner.config import load_runner_config
+    except ModuleNotFoundError:
+        load_runner_config = _interim_load
+
+    if not path.exists():
+        raise ConfigError(f"no runner config at {path}: run 'ferry register --server URL "
+                          "--token TOKEN' first (or pass -c CONFIG)")
+    data = load_runner_config(path)
+    if not data.server or not data.token or not data.runner_id:
+        raise ConfigError(f"{path}: runner.server, runner.token and runner.id are required "
+                          "(run 'ferry register')")
+    return _Config(data, path)
+
+
+def _settings(cfg: _Config, args: argparse.Namespace) -> Any:
+    from runner.control.daemon import DaemonSettings
+
+    return DaemonSettings(labels=tuple(args.labels if args.labels is not None else cfg.labels),
+                          concurrency=args.concurrency or cfg.concurrency or 1,
+                          once=bool(args.once), idle_timeout=args.idle_timeout,
+                          claim_wait=cfg.claim_wait)
+
+
+def _client(cfg: _Config) -> Any:
+    from runner.control.client import ControlClient
+
+    return ControlClient(cfg.server, cfg.token, timeout=30)
+
+
+def _job(cfg: _Config, client: Any, paths: Any, metrics: Any, stop: threading.Event) -> Any:
+    from runner.control.job import JobSettings, RunJob
+
+    settings = JobSettings(runner_id=cfg.runner_id, max_parallel=cfg.max_parallel,
+                           grace_seconds=cfg.grace_seconds,
+                           heartbeat_interval=cfg.heartbeat_interval)
+    return RunJob(settings, client=client, paths=paths, runtimes=_runtimes(cfg),
+                  metrics=metrics, stop_delivery=stop)
+
+
+def _runtimes(cfg: _Config) -> dict[str, Any]:
+    from runner.runtimes.direct import DirectRuntime
+
+    runtimes: dict[str, Any] = {"direct": DirectRuntime(os.environ, cfg.grace_seconds)}
+    try:
+        import docker
+
+        from runner.runtimes.docker import DockerRuntime
+    except ModuleNotFoundError:
+        return runtimes
+    for engine in ("docker", "podman"):
+        factory = _engine_factory(docker, engine)
+        if factory is not None:
+            runtimes[engine] = DockerRuntime(factory, runner_id=cfg.runner_id,
+                                             policy=cfg.container_policy,
+                                             grace_seconds=cfg.grace_seconds, engine_name=engine)
+    return runtimes
+
+
+def _engine_factory(docker: Any, engine: str) -> Any:
+    if engine == "docker":
+        return lambda: docker.from_env(timeout=60)
+    sock = Path(f"/run/user/{os.getuid()}/podman/podman.sock")
+    if os.getuid() == 0:
+        sock = Path("/run/podman/podman.sock")
+    if not sock.exists():
+        return None
+    return lambda: docker.DockerClient(base_url=f"unix://{sock}", timeout=60)

@@ -1,0 +1,271 @@
+"""One claimed run, from confirmation to the delivered finish record.
+
+    start (confirm the claim) -> heartbeats on their own thread -> workflow file at the run's
+    commit (cached) -> workspace archive (checked, extracted) -> load and validate ->
+    the server's document (resume: completed tasks are not run again) -> the engine's
+    Executor through a journal-first ApiBackend (lease token in every write) -> finish
+    record journaled -> delivered (or left in the journal when the server stays away).
+
+A lost lease stops the run's work and keeps its journal; it is never reported as an outcome
+of the run. The daemon loop runs one `RunJob` per claimed run on its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.control.client import ControlClient, RetryPolicy, RetryStopped, call_with_retry
+from runner.control.lease import LeaseKeeper
+from runner.control.logs import fields
+from runner.control.metrics import DaemonMetrics
+from runner.control.protocol import ClaimResponse
+from runner.control.workspace import WorkflowCache, extract_archive
+from runner.engine.document import TERMINAL_TASK, RunStatus, run_field_op
+from runner.engine.events import Event, RunFinished, RunPaused, TaskStatusChanged
+from runner.errors import FerryError, LeaseLost, PermanentError, TransientError, WorkflowInvalid
+from runner.paths import Paths, ensure_dir
+from runner.runtimes.base import Runtime
+from runner.state.api import ApiBackend
+from runner.state.diff import Diff
+
+log = logging.getLogger("ferry.daemon")
+
+LEASE_LOST = "lease_lost"
+ERROR = "error"
+UNDELIVERED = "undelivered"
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How runs are executed and reported."""
+
+    runner_id: str
+    max_parallel: int = 4
+    grace_seconds: float = 5.0
+    heartbeat_interval: float | None = 1.0
+    """Seconds between heartbeats; bounds how fast a cancel reaches the tasks (None: ttl/3)."""
+    fetch_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
+        max_attempts=8, initial=0.5, max_wait=10.0))
+    sync_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
+        max_attempts=None, initial=0.2, max_wait=10.0))
+    flush_step: float = 5.0
+    """How often a job waiting for delivery looks at its cancel event."""
+    keep_workspace: bool = False
+
+
+ExecutorFactory = Callable[..., Any]
+
+
+class LogEvents:
+    """An engine event sink that writes one daemon log line per status change."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def emit(self, event: Event) -> None:
+        """Log task and run status changes; step output stays in the task logs."""
+        if isinstance(event, TaskStatusChanged) and not event.master:
+            log.info("task %s", event.status.lower(), extra=fields(
+                run=self.run_id, task=event.task_id, node=event.label, error=event.error))
+        elif isinstance(event, RunPaused):
+            log.info("run awaiting trigger", extra=fields(
+                run=self.run_id, awaiting=",".join(label for _, label in event.awaiting)))
+        elif isinstance(event, RunFinished):
+            log.info("run %s", event.status.lower(), extra=fields(run=self.run_id,
+                                                                   error=event.error))
+
+
+class RunJob:
+    """Callable by the daemon loop: executes one claimed run, returns its outcome."""
+
+    def __init__(self, settings: JobSettings, *, client: ControlClient, paths: Paths,
+                 runtimes: Mapping[str, Runtime], metrics: DaemonMetrics,
+                 executor_factory: ExecutorFactory | None = None,
+                 stop_delivery: threading.Event | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self._paths = paths
+        self._runtimes = runtimes
+        self._metrics = metrics
+        self._cache = WorkflowCache(paths.workflows_cache)
+        self._executor_factory = executor_factory
+        self._stop_delivery = stop_delivery or threading.Event()
+
+    def __call__(self, claim: ClaimResponse, cancel: threading.Event) -> str:
+        """Run the claimed run to its end; the outcome is a run status or a reason."""
+        run = claim.run
+        lease = claim.lease
+        try:
+            answer = self._retry(lambda: self._client.start(run.id, lease.token))
+        except (LeaseLost, PermanentError) as exc:
+            log.warning("claim could not be confirmed: %s", exc, extra=fields(run=run.id))
+            self._metrics.inc("runs_lease_lost")
+            return LEASE_LOST
+        except FerryError as exc:
+            log.error("claim could not be confirmed: %s", exc, extra=fields(run=run.id))
+            self._metrics.inc("runs_errored")
+            return ERROR
+        keeper = LeaseKeeper(self._client, run.id, lease.token, answer.ttl or lease.ttl,
+                             cancel=cancel, metrics=self._metrics,
+                             interval=self.settings.heartbeat_interval)
+        if answer.cancel_requested:
+            keeper.cancel_requested.set()
+            cancel.set()
+        keeper.start()
+        backend = ApiBackend(self._client, ensure_dir(self._paths.journal_dir),
+                             self._paths.logs_dir, policy=self.settings.sync_retry)
+        try:
+            return self._execute(claim, cancel, keeper, backend)
+        finally:
+            keeper.stop()
+            backend.close()
+            if not self.settings.keep_workspace:
+                shutil.rmtree(self._paths.run_work_dir(run.id) / "workspace",
+                              ignore_errors=True)
+
+    # -- steps -------------------------------------------------------------------------------
+    def _execute(self, claim: ClaimResponse, cancel: threading.Event, keeper: LeaseKeeper,
+                 backend: ApiBackend) -> str:
+        run = claim.run
+        writer = f"{self.settings.runner_id}/a{run.attempt}"
+        try:
+            workspace = self._fetch(claim)
+            doc = self._retry(lambda: self._client.get_run(run.id))
+            offsets = self._log_offsets(run.id, doc)
+        except FerryError as exc:
+            if keeper.lost.is_set():
+                self._metrics.inc("runs_lease_lost")
+                return LEASE_LOST
+            log.error("run could not be prepared: %s", exc, extra=fields(run=run.id))
+            self._metrics.inc("runs_errored")
+            return ERROR
+        backend.adopt(doc, lease=claim.lease.token, log_offsets=offsets)
+        try:
+            # The server validated it when the run was queued; the engine runs the document's
+            # copy. Checking again here catches a runner older than the workflow's features.
+            self._load(workspace.workflow_file)
+        except WorkflowInvalid as exc:
+            log.error("workflow is invalid at this commit: %s", exc, extra=fields(run=run.id))
+            self._fail_run(backend, run.id, writer, doc, str(exc))
+            status = RunStatus.FAILED.value
+        else:
+            executor = self._make_executor(backend, writer, workspace.root, run.id)
+            status = str(executor.execute(run.id, cancel))
+        if keeper.lost.is_set() or backend.syncer(run.id).journal.lost is not None:
+            self._metrics.inc("runs_lease_lost")
+            return LEASE_LOST
+        return self._finish(backend, run.id, status, cancel, keeper)
+
+    def _fetch(self, claim: ClaimResponse) -> _Workspace:
+        run = claim.run
+        wf = self._cache.get(run.repo, run.commit, run.workflow_path,
+                             lambda: self._retry(lambda: self._client.get_blob(
+                                 run.repo, run.commit, run.workflow_path)))
+        root = ensure_dir(self._paths.run_work_dir(run.id))
+        archive = root / "workspace.tar.gz"
+        self._retry(lambda: self._client.get_archive(run.repo, run.commit, archive))
+        workspace = root / "workspace"
+        shutil.rmtree(workspace, ignore_errors=True)
+        try:
+            extract_archive(archive.read_bytes(), workspace)
+        finally:
+            archive.unlink(missing_ok=True)
+        return _Workspace(root=workspace, workflow_file=wf)
+
+    def _load(self, path: Path) -> Any:
+        from runner.workflow.loader import load_workflow
+
+        return load_workflow(path)
+
+    def _log_offsets(self, run_id: str, doc: dict[str, Any]) -> dict[str, int]:
+        """The server's log length of every task that may write more output: unfinished tasks
+        that ran before (an earlier attempt's bytes stay; new output continues after them)."""
+        offsets: dict[str, int] = {}
+        for task_id, task in (doc.get("tasks") or {}).items():
+            if task.get("master") or task.get("status") in TERMINAL_TASK:
+                continue
+            if task.get("started_at") or task.get("attempt") or task.get("interrupted"):
+                offsets[task_id] = len(self._read_log(run_id, task_id))
+        return offsets
+
+    def _read_log(self, run_id: str, task_id: str) -> bytes:
+        data: bytes = self._retry(lambda: self._client.read_log(run_id, task_id))
+        return data
+
+    def _make_executor(self, backend: ApiBackend, writer: str, workspace: Path,
+                       run_id: str) -> Any:
+        factory = self._executor_factory
+        if factory is None:
+            from runner.engine.executor import Executor
+
+            factory = Executor
+        return factory(backend, self._runtimes, writer=writer,
+                       max_parallel=self.settings.max_parallel, workspace=workspace,
+                       paths=self._paths, events=LogEvents(run_id),
+                       grace_seconds=self.settings.grace_seconds)
+
+    def _fail_run(self, backend: ApiBackend, run_id: str, writer: str, doc: dict[str, Any],
+                  error: str) -> None:
+        first = error.splitlines()[0] if error else "invalid workflow"
+        ops = [run_field_op("status", RunStatus.FAILED.value), run_field_op("error", first)]
+        seq = 1 + sum(1 for d in backend.history(run_id) if d.writer == writer)
+        backend.apply(Diff(run_id=run_id, writer=writer, seq=seq, ops=ops))
+
+    def _finish(self, backend: ApiBackend, run_id: str, status: str, cancel: threading.Event,
+                keeper: LeaseKeeper) -> str:
+        counter = {RunStatus.COMPLETED.value: "runs_completed", RunStatus.FAILED.value:
+                   "runs_failed", RunStatus.CANCELED.value: "runs_canceled",
+                   RunStatus.AWAITING_TRIGGER.value: "runs_paused"}.get(status)
+        if counter is None:
+            log.error("executor ended with status %s", status, extra=fields(run=run_id))
+            self._metrics.inc("runs_errored")
+            return ERROR
+        backend.finish(run_id, status)
+        # Keep the lease alive (heartbeats go on) until the server has every record.
+        while True:
+            try:
+                if backend.flush(run_id, timeout=self.settings.flush_step):
+                    break
+            except LeaseLost:
+                self._metrics.inc("runs_lease_lost")
+                return LEASE_LOST
+            except FerryError as exc:
+                log.error("delivery failed, journal kept: %s", exc, extra=fields(run=run_id))
+                self._metrics.inc("runs_errored")
+                return ERROR
+            if keeper.lost.is_set():
+                self._metrics.inc("runs_lease_lost")
+                return LEASE_LOST
+            if self._stop_delivery.is_set():
+                log.warning("leaving undelivered records in the journal",
+                            extra=fields(run=run_id, backlog=backend.syncer(run_id)
+                                         .journal.backlog()))
+                self._metrics.inc(counter)
+                return UNDELIVERED
+            log.info("waiting for the control plane to take the journal",
+                     extra=fields(run=run_id, backlog=backend.syncer(run_id).journal.backlog()))
+        self._metrics.inc(counter)
+        return status
+
+    def _retry(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return call_with_retry(fn, self.settings.fetch_retry, stop_event=self._stop_delivery,
+                                   on_retry=self._on_retry)
+        except RetryStopped as exc:
+            raise TransientError("stopped while retrying") from exc
+
+    def _on_retry(self, exc: BaseException, sleep: float) -> None:
+        self._metrics.contact_failed()
+        log.warning("request failed, retrying in %.1fs: %s", sleep, exc)
+
+
+@dataclass(frozen=True)
+class _Workspace:
+    root: Path
+    workflow_file: Path
