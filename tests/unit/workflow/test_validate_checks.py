@@ -246,7 +246,9 @@ def test_task_outputs_must_come_from_upstream_nodes() -> None:
           - id: late
             depends_on: [mid]
             steps:
-              - run: echo ${{tasks.first.outputs.v}} ${{tasks.side.outputs.v}} ${{tasks.ghost.outputs.v}}
+              - run: >-
+                  echo ${{tasks.first.outputs.v}} ${{tasks.side.outputs.v}}
+                  ${{tasks.ghost.outputs.v}}
           - id: side
             steps: [{use: {template: t}}, {run: "echo ${{tasks.side.outputs.v}}"}]
         """
