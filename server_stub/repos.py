@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from server_stub.errors import ApiError, bad_request, not_found
@@ -16,11 +18,20 @@ _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/^~-]{0,399}$")
 GIT_TIMEOUT = 60.0
 
 
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_CACHE_BLOBS = 256
+_CACHE_BLOB_BYTES = 256 * 1024
+
+
 class Repos:
-    """Access to the bare repositories in one directory."""
+    """Access to the bare repositories in one directory. Commits are immutable, so full SHAs
+    that resolved once and small files read at a full SHA are cached."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        self._lock = threading.Lock()
+        self._shas: set[tuple[str, str]] = set()
+        self._blobs: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
 
     def locate(self, name: str) -> Path:
         """The repository's directory (`name` or `name.git`); 400 for a bad name, 404 if absent."""
@@ -46,20 +57,37 @@ class Repos:
         repo = self.locate(name)
         if not _REF.match(ref) or ".." in ref:
             raise bad_request(f"ref '{ref[:200]}' is not valid", "bad_ref")
+        if (name, ref) in self._shas:
+            return ref
         out = self._git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options",
                         f"{ref}^{{commit}}", check_missing=f"ref:{ref}")
-        return out.decode().strip()
+        sha = out.decode().strip()
+        if sha == ref and _SHA.match(ref):
+            with self._lock:
+                self._shas.add((name, sha))
+        return sha
 
     def blob(self, name: str, commit: str, path: str) -> bytes:
         """The file at `path` in `commit`; 400 for a path outside the tree, 404 if missing."""
         sha = self.resolve(name, commit)
         clean = check_path(path)
+        key = (name, sha, clean)
+        with self._lock:
+            cached = self._blobs.get(key)
+        if cached is not None:
+            return cached
         repo = self.locate(name)
         kind = self._git(repo, "cat-file", "-t", f"{sha}:{clean}",
                          check_missing=f"path:{clean}").decode().strip()
         if kind != "blob":
             raise not_found("file", clean)
-        return self._git(repo, "cat-file", "blob", f"{sha}:{clean}", check_missing=f"path:{clean}")
+        data = self._git(repo, "cat-file", "blob", f"{sha}:{clean}", check_missing=f"path:{clean}")
+        if len(data) <= _CACHE_BLOB_BYTES:
+            with self._lock:
+                self._blobs[key] = data
+                while len(self._blobs) > _CACHE_BLOBS:
+                    self._blobs.popitem(last=False)
+        return data
 
     def archive(self, name: str, commit: str) -> bytes:
         """The tree of `commit` as a tar.gz."""

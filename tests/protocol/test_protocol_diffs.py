@@ -94,7 +94,7 @@ def test_the_server_writer_is_reserved(server: Server, repo: dict[str, str]) -> 
 
 
 def test_lease_is_required_and_checked(server: Server, repo: dict[str, str]) -> None:
-    run_id, runner, lease, w = _leased(server, repo)
+    run_id, runner, _lease, w = _leased(server, repo)
     assert runner.diffs(run_id, None, [_d(w, 1, op_state("x", 1))]).status_code == 400
     resp = runner.diffs(run_id, "forged", [_d(w, 1, op_state("x", 1))])
     assert resp.status_code == 409 and resp.json()["error"] == "lease_lost"

@@ -31,7 +31,7 @@ def test_blob_unknowns_are_404(server: Server, repo: dict[str, str]) -> None:
     admin.error("GET", f"/repos/{repo['name']}/blob/{repo['old']}/manual.yaml", 404)
     admin.error("GET", f"/repos/{repo['name']}/blob/{repo['sha']}/dir", 404)  # a tree
     admin.error("GET", f"/repos/{repo['name']}/blob/{'0' * 40}/ok.yaml", 404)
-    admin.error("GET", f"/repos/no-such-repo/blob/main/ok.yaml", 404)
+    admin.error("GET", "/repos/no-such-repo/blob/main/ok.yaml", 404)
 
 
 @pytest.mark.parametrize("path", [

@@ -52,7 +52,7 @@ def test_paused_run_is_released_and_trigger_requeues_it(server: Server,
 
 
 def test_trigger_refusals(server: Server, repo: dict[str, str]) -> None:
-    info, runner, lease, approve = _pause(server, repo)
+    info, _runner, _lease, approve = _pause(server, repo)
     path = f"/runs/{info['id']}"
     server.admin.error("POST", f"{path}/tasks/{uuid.uuid4()}/trigger", 404, "not_found")
     prepare = next(t for t, v in server.admin.ok("GET", path)["tasks"].items()
@@ -65,7 +65,7 @@ def test_trigger_refusals(server: Server, repo: dict[str, str]) -> None:
 
 def test_trigger_while_running_requeues_at_finish(server: Server,
                                                   repo: dict[str, str]) -> None:
-    info, runner, lease, approve = _pause(server, repo)
+    info, runner, lease, _approve = _pause(server, repo)
     out = server.admin.ok("POST", f"/runs/{info['id']}/trigger-all")
     assert out["queue"] == "leased"  # still with its runner
     out = runner.api.ok("POST", f"/runs/{info['id']}/finish",

@@ -1,0 +1,75 @@
+"""Hostile input: 4xx with a JSON error body, never a 500, never a partial write."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.protocol.api import Server, label, op_state
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    (b"{not json", 400), (b"", 422), (b"[]", 422), (b"null", 422), (b"\xff\xfe", 400),
+    (json.dumps({"repo": 1, "ref": [], "workflow_path": None}).encode(), 422),
+    (json.dumps({"repo": "r", "ref": "main", "workflow_path": "x", "bogus": 1}).encode(), 422),
+    (json.dumps({"repo": "r", "ref": "main", "workflow_path": "x",
+                 "params": {"a": {"nested": 1}}}).encode(), 422),
+    (json.dumps({"repo": "", "ref": "main", "workflow_path": "x"}).encode(), 422),
+])
+def test_bad_bodies_are_4xx_json(server: Server, body: bytes, status: int) -> None:
+    resp = server.admin.call("POST", "/runs", data=body,
+                             headers={"Content-Type": "application/json"})
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"] in ("malformed_json", "invalid_request")
+
+
+def test_unknown_route_and_method_are_json(server: Server) -> None:
+    server.admin.error("GET", "/nowhere", 404)
+    server.admin.error("DELETE", "/runs", 405)
+
+
+def test_oversize_body_by_content_length(server: Server) -> None:
+    big = b'{"name": "' + b"x" * (17 * 1024 * 1024) + b'"}'
+    resp = server.admin.call("POST", "/runners/register", data=big,
+                             headers={"Content-Type": "application/json"})
+    assert resp.status_code == 413 and resp.json()["error"] == "too_large"
+
+
+def test_oversize_body_when_chunked(server: Server) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(17):
+            yield b"x" * (1024 * 1024)
+        yield b'"}'
+
+    resp = server.admin.call("POST", "/runners/register", data=chunks(),  # type: ignore[arg-type]
+                             headers={"Content-Type": "application/json"})
+    assert resp.status_code == 413 and resp.json()["error"] == "too_large"
+
+
+def test_out_of_range_numbers_and_ids(server: Server, repo: dict[str, str]) -> None:
+    lab = label()
+    info = server.admin.ok("POST", "/runs", 201, json={
+        "repo": repo["name"], "ref": "main", "workflow_path": "ok.yaml", "labels": [lab]})
+    runner = server.register([lab])
+    got = runner.claim()
+    assert got is not None
+    lease = got["lease"]["token"]
+    for seq in (0, -1, 2**70, "one", 1.5, None):
+        resp = runner.diffs(info["id"], lease, [{"writer": "w", "seq": seq,
+                                                 "ops": [op_state("x", 1)]}])
+        assert 400 <= resp.status_code < 500, (seq, resp.text)
+    resp = runner.log(info["id"], lease, "t", 2**70, b"x")
+    assert 400 <= resp.status_code < 500
+    runner.api.error("POST", "/runs/claim", 422, json={"wait": 31})
+    runner.api.error("POST", "/runs/claim", 422, json={"wait": -1})
+    runner.api.error("POST", "/runs/claim", 422, json={"capacity": 0})
+    server.admin.error("GET", "/runs/" + "x" * 101, 422)
+    server.admin.error("POST", "/runs/nope/cancel", 404)
+    runner.api.error("POST", "/runs/nope/diffs", 404,
+                     json={"lease": lease, "diffs": [{"writer": "w", "seq": 1, "ops": []}]})
+    runner.api.error("POST", f"/runs/{info['id']}/diffs", 422, json={"lease": lease,
+                                                                    "diffs": []})
+    assert runner.api.ok("GET", f"/runs/{info['id']}")["state"] == {}
