@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -44,7 +45,7 @@ class RunLoop:
         self.poll = poll
         self.wake = threading.Event()
         self.active: dict[str, Future[Outcome]] = {}
-        self.queue: list[str] = []
+        self.queue: deque[str] = deque()
 
     # -- helpers -----------------------------------------------------------------------------
     def emit(self, event: ev.Event) -> None:
@@ -91,7 +92,7 @@ class RunLoop:
             if need_plan:
                 need_plan = False
                 current = self.plan_pass()
-                self.queue = [t for t in current.runnable if t not in self.active]
+                self.queue = deque(t for t in current.runnable if t not in self.active)
                 if not self.queue and not self.active and current.status != RunStatus.RUNNING:
                     return self.finish(current)
             self.start(pool)
@@ -170,7 +171,7 @@ class RunLoop:
         free = self.max_parallel - len(self.active)
         if free <= 0 or not self.queue:
             return
-        batch, self.queue = self.queue[:free], self.queue[free:]
+        batch = [self.queue.popleft() for _ in range(min(free, len(self.queue)))]
         now = self.now()
         ops: list[Op] = []
         with self.store.lock:
