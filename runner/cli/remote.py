@@ -1,0 +1,274 @@
+"""`ferry submit` and the `--server URL --token T` variants of status, list, logs, cancel and
+resume (also `FERRY_SERVER` / `FERRY_TOKEN`): the users' side of the control plane.
+
+`register` adds `submit` and, for the local commands already registered by `runner.cli.local`,
+the `--server/--token` options plus a dispatcher: with a server the remote function here runs,
+otherwise the local command does, unchanged.
+
+Exit codes: 0 ok, 2 usage or an invalid workflow (the validator's errors on stderr), 6 the
+control plane failed or refused (unreachable, bad token, unknown run...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+ENV_SERVER = "FERRY_SERVER"
+ENV_TOKEN = "FERRY_TOKEN"
+REMOTE_COMMANDS = ("status", "list", "logs", "cancel", "resume")
+FOLLOW_SECONDS = 0.5
+
+
+def add_server_options(p: argparse.ArgumentParser) -> None:
+    """`--server URL --token T` on a command."""
+    p.add_argument("--server", metavar="URL",
+                   help=f"a Ferry control plane (default ${ENV_SERVER}); local state otherwise")
+    p.add_argument("--token", metavar="TOKEN", help=f"its admin token (default ${ENV_TOKEN})")
+
+
+def register(sub: Any) -> None:
+    """Add `submit`, and `--server/--token` to the local commands that have a remote form."""
+    p = sub.add_parser("submit", help="queue a run on a control plane",
+                       description="Queue a run of a workflow file at a ref of a repository on "
+                                   "the control plane; prints the run id.")
+    p.add_argument("--repo", required=True, help="repository name on the server")
+    p.add_argument("--ref", default="HEAD", help="branch, tag or commit (default HEAD)")
+    p.add_argument("-w", "--workflow", required=True, metavar="PATH",
+                   help="workflow file path inside the repository")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--label", action="append", default=[], metavar="LABEL",
+                   help="only runners with this label may run it (repeatable)")
+    add_server_options(p)
+    p.set_defaults(func=cmd_submit)
+    for name in REMOTE_COMMANDS:
+        parser = sub.choices.get(name)
+        if parser is None:
+            continue
+        add_server_options(parser)
+        parser.set_defaults(func=_dispatch(parser.get_default("func"), REMOTE[name]))
+
+
+def _dispatch(local: Callable[[argparse.Namespace], int] | None,
+              remote: Callable[[argparse.Namespace, Any], int]
+              ) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        target = server_target(args, os.environ)
+        if target is not None:
+            return remote(args, _client(*target))
+        if local is None:
+            from runner.errors import UsageError
+
+            raise UsageError("this command needs --server (or FERRY_SERVER)")
+        return local(args)
+
+    return run
+
+
+def server_target(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(url, token) from the flags, else the environment; None for local state."""
+    from runner.errors import UsageError
+
+    url = getattr(args, "server", None) or env.get(ENV_SERVER)
+    if not url:
+        return None
+    token = getattr(args, "token", None) or env.get(ENV_TOKEN)
+    if not token:
+        raise UsageError(f"--server {url} needs --token (or {ENV_TOKEN})")
+    return url.rstrip("/"), token
+
+
+def _client(url: str, token: str) -> Any:
+    from runner.control.client import ControlClient
+
+    return ControlClient(url, token)
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    from runner.errors import UsageError
+
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param '{pair}' must be KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """`ferry submit`: queue a run and print its id."""
+    from runner.cli import EXIT_USAGE
+    from runner.control.protocol import CreateRunRequest
+    from runner.errors import PermanentError, UsageError
+
+    target = server_target(args, os.environ)
+    if target is None:
+        raise UsageError(f"submit needs --server URL (or {ENV_SERVER})")
+    request = CreateRunRequest(repo=args.repo, ref=args.ref, workflow_path=args.workflow,
+                               params=_params(args.param), labels=args.label)
+    try:
+        info = _client(*target).create_run(request)
+    except PermanentError as exc:
+        body = exc.body if isinstance(exc.body, dict) else {}
+        if exc.status == 422 and body.get("error") == "invalid_workflow":
+            for problem in body.get("problems") or []:
+                print(problem.get("rendered") or problem.get("message"), file=sys.stderr)
+            print(f"ferry: error: {args.workflow} at {args.ref} is not a valid workflow",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        raise
+    print(info.id)
+    return 0
+
+
+def _load(client: Any, ref: str) -> dict[str, Any]:
+    """The run by id, or by a unique id prefix among the server's recent runs."""
+    from runner.errors import PermanentError, UsageError
+
+    try:
+        doc: dict[str, Any] = client.get_run(ref)
+        return doc
+    except PermanentError as exc:
+        if exc.status != 404 or len(ref) < 4:
+            raise
+    matches = [r.id for r in client.list_runs(limit=1000) if r.id.startswith(ref)]
+    if len(matches) != 1:
+        raise UsageError(f"no run '{ref}' on the server" if not matches
+                         else f"run id prefix '{ref}' is ambiguous")
+    found: dict[str, Any] = client.get_run(matches[0])
+    return found
+
+
+def remote_status(args: argparse.Namespace, client: Any) -> int:
+    """`ferry status --server`."""
+    import json
+
+    from runner.cli.render import render_status
+    from runner.state.diff import Diff
+
+    doc = _load(client, args.id)
+    history = None
+    if getattr(args, "history", False):
+        raw = _history(client, doc["id"])
+        history = [Diff(run_id=doc["id"], writer=d["writer"], seq=d["seq"], ops=d["ops"],
+                        ts=d.get("ts")) for d in raw]
+    if args.json:
+        body: Any = doc if history is None else {"run": doc, "history": raw}
+        print(json.dumps(body, indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(render_status(doc, history)))
+    return 0
+
+
+def _history(client: Any, run_id: str) -> list[dict[str, Any]]:
+    # The typed client has no history flag yet; one plain GET with its session and token.
+    from runner.control.client import error_for
+    from runner.control.protocol import API_PREFIX
+
+    resp = client._session.get(f"{client.base_url}{API_PREFIX}/runs/{run_id}",
+                               params={"history": "true"}, headers=dict(client._auth),
+                               timeout=client.timeout)
+    if resp.status_code >= 400:
+        raise error_for(resp.status_code, resp.content, f"GET /runs/{run_id}")
+    return list(resp.json().get("history") or [])
+
+
+def remote_list(args: argparse.Namespace, client: Any) -> int:
+    """`ferry list --server`."""
+    import json
+
+    from runner.cli.render import render_runs
+    from runner.state.backend import RunSummary
+
+    runs = client.list_runs(status=args.status, limit=args.limit)
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
+        return 0
+    print("\n".join(render_runs([RunSummary(id=r.id, name=r.name, status=r.status,
+                                            created_at=r.created_at, started_at=None,
+                                            ended_at=None) for r in runs])))
+    return 0
+
+
+def remote_cancel(args: argparse.Namespace, client: Any) -> int:
+    """`ferry cancel --server`: a queued or paused run ends at once, a running one is told
+    through its runner's next heartbeat."""
+    from runner.errors import Conflict, UsageError
+
+    doc = _load(client, args.id)
+    try:
+        info = client.cancel(doc["id"])
+    except Conflict as exc:
+        raise UsageError(f"run {doc['id']} is already {doc['status']}: nothing to cancel") \
+            from exc
+    if info.queue == "done":
+        print(f"Workflow run {info.id} canceled.")
+    else:
+        print(f"Cancel requested for workflow run {info.id}; its runner stops it at its next "
+              "heartbeat.")
+    return 0
+
+
+def remote_resume(args: argparse.Namespace, client: Any) -> int:
+    """`ferry resume --server`: trigger tasks; the server re-queues the run for a runner."""
+    from runner.cli.local_run import resolve_task
+    from runner.errors import Conflict, UsageError
+
+    if args.task and args.trigger_all:
+        raise UsageError("give either -t TASK or --trigger-all, not both")
+    doc = _load(client, args.id)
+    try:
+        if args.trigger_all or not args.task:
+            info = client.trigger_all(doc["id"])
+        else:
+            for ref in args.task:
+                info = client.trigger(doc["id"], resolve_task(doc, ref)["id"])
+    except Conflict as exc:
+        raise UsageError(str(exc)) from exc
+    state = "queued for a runner" if info.queue == "queued" else f"{info.queue}"
+    print(f"Triggered; workflow run {info.id} is {state}.")
+    return 0
+
+
+def remote_logs(args: argparse.Namespace, client: Any) -> int:
+    """`ferry logs --server`: every task's output prefixed with its label, or one task raw."""
+    from runner.cli.local_run import resolve_task
+    from runner.cli.render import ordered_tasks
+    from runner.engine.document import TERMINAL_RUN, RunStatus, task_label
+
+    doc = _load(client, args.id)
+    run_id = doc["id"]
+    offsets: dict[str, int] = {}
+    stop = threading.Event()
+    while True:
+        if args.task:
+            tasks = [resolve_task(doc, args.task)]
+        else:
+            tasks = [t for top, kids in ordered_tasks(doc) for t in [top, *kids]
+                     if not t.get("master")]
+        for task in tasks:
+            data = client.read_log(run_id, task["id"], offsets.get(task["id"], 0))
+            offsets[task["id"]] = offsets.get(task["id"], 0) + len(data)
+            text = data.decode("utf-8", "replace")
+            if args.task or not text:
+                sys.stdout.write(text)
+            else:
+                prefix = f"[{task_label(doc, task)}] "
+                sys.stdout.write("".join(prefix + line + "\n"
+                                         for line in text.rstrip("\n").split("\n")))
+        sys.stdout.flush()
+        if not args.follow or RunStatus(doc["status"]) in TERMINAL_RUN:
+            return 0
+        stop.wait(FOLLOW_SECONDS)
+        doc = client.get_run(run_id)
+
+
+REMOTE: dict[str, Callable[[argparse.Namespace, Any], int]] = {
+    "status": remote_status, "list": remote_list, "logs": remote_logs,
+    "cancel": remote_cancel, "resume": remote_resume,
+}

@@ -1,0 +1,96 @@
+"""`ferry submit` and `--server` variants of status/list/logs/cancel/resume against the stub."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.cli import main
+from tests.protocol.api import Server, label, op_state
+
+
+def _cli(server: Server, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main([*argv, "--server", server.url, "--token", server.admin_token])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_submit_prints_the_run_id(server: Server, repo: dict[str, str],
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    lab = label()
+    code, out, _ = _cli(server, capsys, "submit", "--repo", repo["name"], "--ref", "v1",
+                        "-w", "ok.yaml", "--param", "a=1", "--label", lab)
+    assert code == 0
+    run_id = out.strip()
+    doc = server.admin.ok("GET", f"/runs/{run_id}")
+    assert doc["params"] == {"a": "1"}
+    runs = server.admin.ok("GET", f"/runs?repo={repo['name']}&limit=1000")["runs"]
+    info = next(r for r in runs if r["id"] == run_id)
+    assert info["labels"] == [lab] and info["commit"] == repo["sha"]
+
+
+def test_submit_invalid_workflow_exits_2_with_the_errors(
+        server: Server, repo: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(server, capsys, "submit", "--repo", repo["name"], "--ref", "main",
+                          "-w", "bad.yaml")
+    assert code == 2 and out == ""
+    assert "Error" in err and "bad.yaml" in err and "Traceback" not in err
+
+
+def test_submit_usage_and_server_errors(server: Server, repo: dict[str, str],
+                                        capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FERRY_SERVER", raising=False)
+    monkeypatch.delenv("FERRY_TOKEN", raising=False)
+    assert main(["submit", "--repo", "r", "-w", "x.yaml"]) == 2
+    code, _, err = _cli(server, capsys, "submit", "--repo", "nope", "-w", "x.yaml")
+    assert code == 6 and "unknown repository 'nope'" in err
+    code = main(["submit", "--repo", repo["name"], "-w", "ok.yaml", "--server", server.url,
+                 "--token", "wrong"])
+    assert code == 6
+    assert "wrong" not in capsys.readouterr().err  # tokens never echoed
+    code = main(["submit", "--repo", repo["name"], "-w", "ok.yaml", "--param", "novalue",
+                 "--server", server.url, "--token", server.admin_token])
+    assert code == 2
+
+
+def test_status_list_logs_cancel_resume(server: Server, repo: dict[str, str],
+                                        capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = label()
+    run_id = server.admin.ok("POST", "/runs", 201, json={
+        "repo": repo["name"], "ref": "main", "workflow_path": "manual.yaml",
+        "labels": [lab]})["id"]
+    runner = server.register([lab])
+    got = runner.claim()
+    assert got is not None
+    lease = got["lease"]["token"]
+    task = "11111111-1111-4111-8111-111111111111"
+    ops = [{"op": "add", "path": f"/tasks/{task}", "value": {
+        "id": task, "node_id": "approve", "status": "AwaitingTrigger", "master": False,
+        "parent": None, "matrix": None, "triggered": False}},
+        {"op": "replace", "path": "/status", "value": "AwaitingTrigger"}, op_state("k", 1)]
+    assert runner.diffs(run_id, lease, [{"writer": "w", "seq": 1, "ops": ops}]).ok
+    assert runner.log(run_id, lease, task, 0, b"line one\nline two\n").ok
+    runner.api.ok("POST", f"/runs/{run_id}/finish",
+                  json={"lease": lease, "status": "AwaitingTrigger"})
+    # Through the environment this time.
+    monkeypatch.setenv("FERRY_SERVER", server.url)
+    monkeypatch.setenv("FERRY_TOKEN", server.admin_token)
+    assert main(["status", "-i", run_id[:8]]) == 0
+    out = capsys.readouterr().out
+    assert f"(ID: {run_id})" in out and "Status: AwaitingTrigger" in out and "approve" in out
+    assert main(["status", "-i", run_id, "--history"]) == 0
+    assert "History:" in capsys.readouterr().out
+    assert main(["list", "--limit", "1000"]) == 0
+    assert f"- ID: {run_id}" in capsys.readouterr().out
+    assert main(["logs", "-i", run_id]) == 0
+    assert capsys.readouterr().out == "[approve] line one\n[approve] line two\n"
+    assert main(["logs", "-i", run_id, "-t", task]) == 0
+    assert capsys.readouterr().out == "line one\nline two\n"
+    assert main(["resume", "-i", run_id, "-t", "approve"]) == 0
+    assert "queued" in capsys.readouterr().out
+    assert server.admin.ok("GET", f"/runs/{run_id}")["tasks"][task]["triggered"] is True
+    assert main(["cancel", "-i", run_id]) == 0
+    assert "canceled" in capsys.readouterr().out
+    assert server.admin.ok("GET", f"/runs/{run_id}")["status"] == "Canceled"
+    assert main(["cancel", "-i", run_id]) == 2
