@@ -110,6 +110,8 @@ class TaskRunner:
                 outcome = self.attempt_once()
             except (ExpressionError, StepError, OutputsError, RuntimeUnavailable) as exc:
                 outcome = Outcome(False, str(exc))
+            except OSError as exc:  # control dir or script file: the task fails, not the run
+                outcome = Outcome(False, f"cannot prepare the task's files: {exc}")
             state_changed = state_changed or outcome.state_changed
             if outcome.ok or outcome.canceled or self.attempt >= attempts:
                 break
