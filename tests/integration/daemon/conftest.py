@@ -107,6 +107,11 @@ class Server:
                 return dict(run)
         raise AssertionError(f"run {run_id} not listed")
 
+    def queues(self) -> dict[str, str]:
+        """Every run's queue state by id, in one request."""
+        runs = self._call("GET", "/runs", params={"limit": 1000}).json()["runs"]
+        return {r["id"]: r["queue"] for r in runs}
+
     def task_log(self, run_id: str, task_id: str) -> bytes:
         return self._call("GET", f"/runs/{run_id}/logs/{task_id}").content
 
@@ -195,6 +200,17 @@ class DaemonProc:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     srv = Server(tmp_path / "server")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for a whole module (its start costs seconds); tests use their own runs."""
+    srv = Server(tmp_path_factory.mktemp("shared-server"))
     srv.start()
     try:
         yield srv
