@@ -39,6 +39,7 @@ from runner.errors import (
 from runner.state.journal import Journal, Record, journal_paths
 
 MAX_DIFFS_PER_BATCH = 500
+WINDOW = 5000  # records considered per round
 MAX_LOG_BYTES_PER_CHUNK = 512 * 1024
 IDLE_WAKE = 5.0  # the background loop also looks again this often without a kick
 
@@ -76,7 +77,7 @@ class Syncer:
             raise LeaseLost(f"run {self.run_id}: {self.journal.lost}")
         done = 0
         while not self.stop_event.is_set():
-            records = self.journal.pending(limit=MAX_DIFFS_PER_BATCH)
+            records = self.journal.pending(limit=WINDOW)
             if not records:
                 break
             try:
@@ -156,7 +157,13 @@ class Syncer:
     # -- one request -----------------------------------------------------------------------
 
     def _send(self, records: list[Record]) -> int:
-        """Send the head of `records`; returns the highest record number now acknowledged."""
+        """Send the head of `records`; returns the highest record number now acknowledged.
+
+        Diffs and logs between a `create` and a `finish` are independent streams on the server
+        (diffs ordered per writer by seq, logs per task by offset), so a window of them goes as
+        a few large requests: the diffs in order, then each task's bytes merged. The window is
+        acknowledged only when all of it went through; a resend after a failure is deduplicated.
+        """
         head = records[0]
         if head.kind == "create":
             self.client.report_run(head.data["doc"])
@@ -164,11 +171,26 @@ class Syncer:
         if head.kind == "finish":
             self.client.finish(self.run_id, self._lease(head), str(head.data["status"]))
             return head.n
-        if head.kind == "diff":
-            return self._send_diffs(records)
-        if head.kind == "log":
-            return self._send_logs(records)
-        raise StateError(f"{self.journal.path}: record {head.n} of unknown kind {head.kind!r}")
+        window: list[Record] = []
+        for rec in records:
+            if rec.kind not in ("diff", "log"):
+                break
+            window.append(rec)
+        if not window:
+            raise StateError(f"{self.journal.path}: record {head.n} of unknown kind {head.kind!r}")
+        diffs = [r for r in window if r.kind == "diff"]
+        while diffs:
+            done = self._send_diffs(diffs)
+            diffs = [r for r in diffs if r.n > done]
+        streams: dict[tuple[str, str | None], list[Record]] = {}
+        for rec in window:
+            if rec.kind == "log":
+                streams.setdefault((str(rec.data["task"]), self._lease(rec)), []).append(rec)
+        for logs in streams.values():
+            while logs:
+                done = self._send_logs(logs)
+                logs = [r for r in logs if r.n > done]
+        return window[-1].n
 
     def _lease(self, record: Record) -> str | None:
         lease = record.data.get("lease")
@@ -180,7 +202,7 @@ class Syncer:
         batch: list[Record] = []
         for rec in records:
             if rec.kind != "diff" or rec.data["diff"]["writer"] != writer \
-                    or self._lease(rec) != lease:
+                    or self._lease(rec) != lease or len(batch) >= MAX_DIFFS_PER_BATCH:
                 break
             batch.append(rec)
         wire = [WireDiff(writer=writer, seq=int(r.data["diff"]["seq"]), ops=r.data["diff"]["ops"],

@@ -43,7 +43,8 @@ class StubServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server_stub", "serve", "--host", "127.0.0.1",
              "--port", str(self.port), "--data-dir", str(self.root / "data"),
-             "--repos", str(self.root / "repos"), "--no-access-log"], cwd=REPO, env=env, stdout=log, stderr=log)
+             "--repos", str(self.root / "repos"), "--no-access-log"],
+            cwd=REPO, env=env, stdout=log, stderr=log)
         log.close()
         wait_until(self._answers, timeout=20, message="stub server to answer")
 
@@ -53,9 +54,9 @@ class StubServer:
             raise AssertionError("stub server exited: "
                                  + (self.root / "server.log").read_text()[-2000:])
         try:
-            requests.get(self.url + "/api/v1/runs", timeout=1)
+            requests.get(self.url + "/api/v1/runs", timeout=2)
             return True
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or accepted but not answering yet
             return False
 
     def kill(self) -> None:

@@ -8,6 +8,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from runner.control.client import ControlClient, RetryPolicy
 from runner.engine.document import (
     add_task_op,
@@ -17,6 +19,7 @@ from runner.engine.document import (
     state_set_op,
     task_field_op,
 )
+from runner.state import sync as sync_module
 from runner.state.api import ApiBackend
 from runner.state.diff import Diff
 from runner.state.journal import Journal
@@ -90,14 +93,16 @@ def test_run_reported_while_server_down_is_delivered_once_when_it_starts(
         backend.close()
 
 
-def test_server_killed_mid_sync_then_restarted(stub: StubServer, tmp_path: Path) -> None:
+def test_server_killed_mid_sync_then_restarted(stub: StubServer, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sync_module, "WINDOW", 10)  # many rounds: the kill lands mid-journal
     stub.start()
     _, token = stub.register()
     stub.kill()
     client = ControlClient(stub.url, token, timeout=5)
     backend = ApiBackend(client, tmp_path / "journal", tmp_path / "logs", policy=FAST,
                          background=False)
-    run_id = _work(backend, tasks=20, steps=20)  # ~900 records, all offline
+    run_id = _work(backend, tasks=10, steps=12)  # ~300 records, all offline
     path = tmp_path / "journal" / f"{run_id}.jsonl"
     total = Journal(path).backlog()
     stub.start()
@@ -108,12 +113,12 @@ def test_server_killed_mid_sync_then_restarted(stub: StubServer, tmp_path: Path)
     def run() -> None:
         try:
             syncer.sync()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+        except BaseException as exc:
             result.append(exc)
 
     thread = threading.Thread(target=run)
     thread.start()
-    wait_until(lambda: syncer.journal.acked > 20, timeout=30, message="some records acked")
+    wait_until(lambda: syncer.journal.acked > 0, timeout=30, message="some records acked")
     stub.kill()  # mid-sync: the syncer backs off and keeps trying
     assert syncer.journal.backlog() > 0
     stub.start()
