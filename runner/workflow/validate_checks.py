@@ -191,7 +191,8 @@ def _check_strategy(node: dict[str, Any], where: Path, facts: Facts, add: Add) -
         return
     facts.matrix_nodes += 1
     at: Path = (*where, "strategy")
-    has_values, has_state = "values" in strategy, "from_state" in strategy
+    has_values = strategy.get("values") is not None
+    has_state = strategy.get("from_state") is not None
     if not has_values and not has_state:
         add(at, "Matrix strategy requires 'values' or 'from_state' property")
     elif has_values and has_state:
@@ -233,13 +234,13 @@ def _check_steps(owner: dict[str, Any], where: Path, facts: Facts, add: Add,
                 add((*at, "id"), f"Duplicate step ID '{step_id}' (first at steps[{first}])")
             else:
                 step_ids[step_id] = j
-        kinds = [k for k in STEP_KINDS if k in step]
+        kinds = [k for k in STEP_KINDS if step.get(k) is not None]
         for kind in kinds:
             if kind in UNSUPPORTED_STEP_KINDS:
                 add((*at, kind), f"step kind '{kind}' is not supported by Ferry "
                                  "(use a 'run' step that calls the tool)")
         if not kinds:
-            legacy = [k for k in _LEGACY_STEP_KEYS if k in step]
+            legacy = [k for k in _LEGACY_STEP_KEYS if step.get(k) is not None]
             if legacy:
                 for key in legacy:
                     add((*at, key), _LEGACY_STEP_KEYS[key])
@@ -249,7 +250,7 @@ def _check_steps(owner: dict[str, Any], where: Path, facts: Facts, add: Add,
             add(at, "a step has exactly one of 'run' or 'use' (found "
                 + " and ".join(f"'{k}'" for k in kinds) + ")")
         _check_duration(step.get("timeout"), (*at, "timeout"), add)
-        if "use" in step:
+        if step.get("use") is not None:
             if in_template:
                 add((*at, "use"), "a template step cannot 'use' another template")
             else:

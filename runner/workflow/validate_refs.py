@@ -127,7 +127,7 @@ def _matrix_problem(key: str, node: dict[str, Any], facts: Facts) -> str | None:
     strategy = node.get("strategy")
     if not isinstance(strategy, dict):
         return (f"'{key}' is read as a matrix value, but node '{node.get('id')}' has no matrix "
-                "strategy (did you mean params.{0} or env.{0}?)".format(key))
+                f"strategy (did you mean params.{key} or env.{key}?)")
     values = strategy.get("values")
     if isinstance(values, list):
         keys = {k for item in values if isinstance(item, dict) for k in item}
