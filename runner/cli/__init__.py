@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "runner.cli.local",      # run, resume, status, list, cancel, logs
     "runner.cli.remote",     # submit (and --server variants of the local commands)
     "runner.cli.daemon",     # register, daemon, sync
+    "runner.cli.sync_cmd",   # sync
 )
 
 

@@ -211,7 +211,9 @@ def build_backend(config: dict[str, Any], paths: Paths, source: str = "config") 
         if factory is None:
             raise ConfigError(f"{source}: stateManagement.backend 'api' is not available in "
                               "this build; use 'local'")
-        backend: StateBackend = factory(config, paths)
+        import os
+
+        backend: StateBackend = factory(config, paths, environ=os.environ, source=source)
         return backend
     raise ConfigError(f"{source}: stateManagement.backend '{kind}' is not supported "
                       "(use 'local' or 'api')")

@@ -13,6 +13,7 @@ for a control plane through the daemon's heartbeats, not through this backend.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import threading
 from collections.abc import Mapping
@@ -21,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.control.client import DEFAULT_POLICY, ControlClient, RetryPolicy
-from runner.errors import SeqGap, StateError, UnknownRun
-from runner.paths import ensure_dir, safe_segment
+from runner.errors import ConfigError, FerryError, SeqGap, StateError, UnknownRun
+from runner.paths import Paths, ensure_dir, safe_segment
 from runner.state.backend import RunSummary, StateBackend
 from runner.state.diff import Diff, PatchConflict, apply_ops
 from runner.state.journal import Journal
@@ -274,3 +275,52 @@ class ApiBackend:
         for run in runs:
             run.syncer.stop()
             run.journal.close()
+
+
+class ReportingBackend(ApiBackend):
+    """`ApiBackend` for `ferry run -c` (backend api): runs are reported with `/runs/report`,
+    mirrored to the local SQLite backend, and on `close` each run's end is journaled (from its
+    document's status) and delivery is tried under the config's retry policy; whatever does not
+    get through stays in the journal for `ferry sync`."""
+
+    def close(self) -> None:
+        """Journal finish records, try to deliver, stop the syncers, close the mirror."""
+        with self._lock:
+            runs = list(self._runs.items())
+        for run_id, run in runs:
+            status = str(run.doc.get("status"))
+            journaled = any(r.kind == "finish" for r in run.journal.pending())
+            if status in _HANDBACK and not journaled and run.journal.last > 0:
+                self.finish(run_id, status)
+        for _, run in runs:
+            run.syncer.stop()
+            run.syncer.stop_event.clear()
+            with contextlib.suppress(FerryError):  # kept in the journal for `ferry sync`
+                run.syncer.sync(self.policy)
+            run.journal.close()
+        close = getattr(self.mirror, "close", None)
+        if close is not None:
+            close()
+
+
+_HANDBACK = frozenset({"Completed", "Failed", "Canceled", "AwaitingTrigger"})
+
+
+def backend_from_config(config: Mapping[str, Any], paths: Paths, *,
+                        environ: Mapping[str, str] | None = None,
+                        source: str = "config") -> StateBackend:
+    """The `api` backend for `ferry run -c` (the local CLI's `build_backend` hook)."""
+    from runner.config import parse_config
+    from runner.state.local import LocalBackend
+
+    cfg = parse_config(config, source, environ=environ or {})
+    api = cfg.state_management.api_config
+    if api is None:
+        raise ConfigError(f"{source}: stateManagement.apiConfig is required with backend 'api'")
+    retry = cfg.state_management.retry_config
+    policy = RetryPolicy.from_config(retry.max_retries, retry.backoff_factor)
+    paths.ensure()
+    mirror = LocalBackend(paths.db_path, paths.logs_dir)
+    client = ControlClient(api.endpoint, api.auth_token)
+    return ReportingBackend(client, paths.journal_dir, paths.logs_dir, mirror=mirror,
+                            policy=policy)
