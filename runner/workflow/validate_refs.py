@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from runner.workflow.expressions import Expression, scan
-from runner.workflow.graph import upstream
+from runner.workflow.graph import topological_order, upstream
 from runner.workflow.validate_checks import Add, Facts, Path, as_dict, as_list, as_str, hint
 
 # subtrees that hold no expressions Ferry resolves (ids, graph edges, foreign step configs)
@@ -45,16 +45,30 @@ def _expressions(owner: dict[str, Any], where: Path, add: Add) -> list[tuple[Pat
 
 
 class _Upstream:
-    """Upstream sets computed on demand and cached (only nodes that read task outputs pay)."""
+    """Ancestor sets as bitsets over a topological order: one pass, O(edges x nodes/64)."""
 
     def __init__(self, facts: Facts) -> None:
         self.facts = facts
-        self.cache: dict[str, set[str]] = {}
+        self.bits: dict[str, int] | None = None
+        self.ancestors: dict[str, int] = {}
 
-    def of(self, node_id: str) -> set[str]:
-        if node_id not in self.cache:
-            self.cache[node_id] = upstream(node_id, self.facts.deps)
-        return self.cache[node_id]
+    def _build(self) -> dict[str, int]:
+        ids = self.facts.node_ids
+        bits = {node: 1 << i for i, node in enumerate(ids)}
+        for node in topological_order(ids, self.facts.deps):
+            mask = 0
+            for dep in self.facts.deps.get(node, ()):
+                mask |= bits[dep] | self.ancestors.get(dep, 0)
+            self.ancestors[node] = mask
+        return bits
+
+    def contains(self, node_id: str, other: str) -> bool:
+        """Whether `other` is upstream of `node_id` (directly or transitively)."""
+        if self.bits is None:
+            self.bits = self._build()
+        if node_id not in self.ancestors:  # on or behind a cycle: walk the graph
+            return other in upstream(node_id, self.facts.deps)
+        return bool(self.ancestors[node_id] & self.bits.get(other, 0))
 
 
 def check_references(data: dict[str, Any], facts: Facts, add: Add) -> None:
@@ -116,7 +130,7 @@ def _check_node_expr(path: Path, expr: Expression, node: dict[str, Any], node_id
                           + hint(other, facts.node_ids))
             elif other == node_id:
                 add(path, f"'{expr.source}'{via}: a node cannot read its own outputs")
-            elif node_id in facts.deps and other not in ups.of(node_id):
+            elif node_id in facts.deps and not ups.contains(node_id, other):
                 add(path, f"'{expr.source}'{via}: node '{other}' is not upstream of "
                           f"'{node_id}' (add it to depends_on)")
         elif ref.namespace == "state" and template is None:
