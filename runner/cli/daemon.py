@@ -219,84 +219,60 @@ def _backlog(journal_dir: Path) -> int:
 
 
 class _Config:
-    """The runner settings the daemon reads from the config file."""
+    """The runner settings the daemon uses, from the config file's `runner:` section."""
 
-    def __init__(self, data: Any, source: Path) -> None:
+    def __init__(self, section: Any, source: Path) -> None:
+        explicit = section.model_fields_set
         self.source = source
-        self.server: str = data.server
-        self.token: str = data.token
-        self.runner_id: str = data.runner_id
-        self.labels: list[str] = list(data.labels)
-        self.concurrency: int = int(data.concurrency)
-        self.max_parallel: int = int(getattr(data, "max_parallel", 0) or 0) or os.cpu_count() \
-            or 1
-        self.heartbeat_interval: float = float(getattr(data, "heartbeat_interval", 1.0) or 1.0)
-        self.claim_wait: float = float(getattr(data, "claim_wait", 10.0) or 10.0)
-        self.grace_seconds: float = float(getattr(data, "grace_seconds", 5.0) or 5.0)
-        self.log_level: str = str(getattr(data, "log_level", "info") or "info")
-        self.container_policy: Any = getattr(data, "container_policy", None)
+        self.server: str = section.server
+        self.token: str = section.token
+        self.runner_id: str = section.runner_id
+        self.labels: list[str] = list(section.labels)
+        self.concurrency: int = int(section.concurrency)
+        self.max_parallel: int = os.cpu_count() or 1
+        # Defaults tuned for the daemon: a heartbeat a second bounds how fast a server-side
+        # cancel stops the tasks; a 10 s claim hold bounds how long an idle drain takes.
+        self.heartbeat_interval: float = (float(section.heartbeat_interval)
+                                          if "heartbeat_interval" in explicit else 1.0)
+        self.claim_wait: float = float(section.poll_wait) if "poll_wait" in explicit else 10.0
+        self.grace_seconds: float = 5.0
+        self.log_level: str = "info"
+        self.container_policy: Any = _policy(section.containers)
+
+
+def _policy(containers: Any) -> Any:
+    from runner.runtimes.options import ContainerPolicy
+    from runner.workflow.model import PullPolicy
+
+    pull = {"always": "always", "missing": "if-not-present", "never": "never"}
+    try:
+        policy_pull = PullPolicy(pull.get(containers.pull, containers.pull))
+    except ValueError:
+        policy_pull = ContainerPolicy().pull
+    return ContainerPolicy(network=containers.network, memory=containers.memory,
+                           cpus=containers.cpus, pids=containers.pids, pull=policy_pull,
+                           allow_privileged=containers.allow_privileged,
+                           allow_mounts=containers.allow_mounts)
 
 
 def _save_config(path: Path, **runner: Any) -> None:
-    try:
-        from runner.config import save_runner_config  # type: ignore[import-not-found]
-    except ModuleNotFoundError:
-        save_runner_config = _interim_save
-    save_runner_config(path, **runner)
+    from runner.config import save_runner_config
 
-
-def _interim_save(path: Path, **runner: Any) -> None:
-    """Until the sync owner's runner.config lands: `runner:` section, mode 0600, atomic."""
-    import yaml
-
-    data = {"runner": {"server": runner["server"], "id": runner["runner_id"],
-                       "token": runner["token"], "name": runner["name"],
-                       "labels": runner["labels"]}}
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        yaml.safe_dump(data, fh, sort_keys=False)
-    os.replace(tmp, path)
-
-
-def _interim_load(path: Path) -> Any:
-    import types
-
-    import yaml
-
-    from runner.errors import ConfigError
-
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the runner config: {exc}") from None
-    section = raw.get("runner") if isinstance(raw, dict) else None
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: no 'runner:' section")
-    return types.SimpleNamespace(
-        server=section.get("server"), token=section.get("token"), runner_id=section.get("id"),
-        labels=section.get("labels") or [], concurrency=section.get("concurrency") or 1,
-        **{k: section[k] for k in ("max_parallel", "heartbeat_interval", "claim_wait",
-                                   "grace_seconds", "log_level") if k in section})
+    save_runner_config(path, runner)
 
 
 def _read_config(path: Path) -> _Config:
+    from runner.config import load_config
     from runner.errors import ConfigError
-
-    try:
-        from runner.config import load_runner_config
-    except ModuleNotFoundError:
-        load_runner_config = _interim_load
 
     if not path.exists():
         raise ConfigError(f"no runner config at {path}: run 'ferry register --server URL "
                           "--token TOKEN' first (or pass -c CONFIG)")
-    data = load_runner_config(path)
-    if not data.server or not data.token or not data.runner_id:
-        raise ConfigError(f"{path}: runner.server, runner.token and runner.id are required "
-                          "(run 'ferry register')")
-    return _Config(data, path)
+    section = load_config(path, environ=os.environ).runner
+    if not section.server or not section.token or not section.runner_id:
+        raise ConfigError(f"{path}: runner.server, runner.token and runner.runner_id are "
+                          "required (run 'ferry register')")
+    return _Config(section, path)
 
 
 def _settings(cfg: _Config, args: argparse.Namespace) -> Any:

@@ -13,6 +13,7 @@ of the run. The daemon loop runs one `RunJob` per claimed run on its own thread.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 from collections.abc import Callable, Mapping
@@ -96,6 +97,8 @@ class RunJob:
         self._cache = WorkflowCache(paths.workflows_cache)
         self._executor_factory = executor_factory
         self._stop_delivery = stop_delivery or threading.Event()
+        self._validated: set[Path] = set()
+        self._lock = threading.Lock()
 
     def __call__(self, claim: ClaimResponse, cancel: threading.Event) -> str:
         """Run the claimed run to its end; the outcome is a run status or a reason."""
@@ -148,8 +151,12 @@ class RunJob:
         backend.adopt(doc, lease=claim.lease.token, log_offsets=offsets)
         try:
             # The server validated it when the run was queued; the engine runs the document's
-            # copy. Checking again here catches a runner older than the workflow's features.
-            self._load(workspace.workflow_file)
+            # copy. Checking again here catches a runner older than the workflow's features;
+            # a commit never changes, so once per cached file is enough.
+            if workspace.workflow_file not in self._validated:
+                self._load(workspace.workflow_file)
+                with self._lock:
+                    self._validated.add(workspace.workflow_file)
         except WorkflowInvalid as exc:
             log.error("workflow is invalid at this commit: %s", exc, extra=fields(run=run.id))
             self._fail_run(backend, run.id, writer, doc, str(exc))
@@ -168,14 +175,19 @@ class RunJob:
                              lambda: self._retry(lambda: self._client.get_blob(
                                  run.repo, run.commit, run.workflow_path)))
         root = ensure_dir(self._paths.run_work_dir(run.id))
-        archive = root / "workspace.tar.gz"
-        self._retry(lambda: self._client.get_archive(run.repo, run.commit, archive))
+        # Archives are cached by commit next to the workflow files (a commit never changes).
+        archive = self._cache.path_for(run.repo, run.commit, ".ferry-archive.tar.gz")
+        if not archive.is_file():
+            ensure_dir(archive.parent)
+            partial = archive.with_name(f".partial-{run.id}")
+            try:
+                self._retry(lambda: self._client.get_archive(run.repo, run.commit, partial))
+                os.replace(partial, archive)
+            finally:
+                partial.unlink(missing_ok=True)
         workspace = root / "workspace"
         shutil.rmtree(workspace, ignore_errors=True)
-        try:
-            extract_archive(archive.read_bytes(), workspace)
-        finally:
-            archive.unlink(missing_ok=True)
+        extract_archive(archive.read_bytes(), workspace)
         return _Workspace(root=workspace, workflow_file=wf)
 
     def _load(self, path: Path) -> Any:
