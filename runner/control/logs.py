@@ -66,7 +66,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """One line; structured fields appended as key=value."""
         fields = getattr(record, "ferry_fields", None) or {}
-        extra = "".join(f" {k}={v}" for k, v in fields.items())
+        extra = "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
         line = f"{_ts(record)} {record.levelname} {record.getMessage()}{extra}"
         if record.exc_text:
             line += " | " + " ".join(record.exc_text.split())
