@@ -12,24 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(value: str | int | float) -> float:
-    """Seconds in `30s`, `10m`, `1.5h`, `250ms` or a bare number; ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError("a duration must be a number or a string such as '30s' or '10m'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"'{value}' is not a duration (use e.g. '30s', '10m', '2h', '250ms')")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError("a duration must be greater than zero")
-    return seconds
+# re-exported: these lived here first and other modules import them from here
+from runner.workflow.spec import UNSUPPORTED_STEP_KINDS as UNSUPPORTED_STEP_KINDS
+from runner.workflow.spec import parse_duration as parse_duration
 
 
 def _stringify(value: Any) -> Any:
@@ -190,13 +175,6 @@ class Step(_Model):
         if self.use:
             return f"use {self.use.template}"
         return f"step {index + 1}"
-
-
-UNSUPPORTED_STEP_KINDS = {
-    "ast-grep": "ast_grep",
-    "js-ast-grep": "js_ast_grep",
-    "codemod": "codemod",
-}
 
 
 class TemplateInput(_Model):

@@ -1,23 +1,26 @@
 """Validate a workflow document and report every problem at once, each with its path and line.
 
-`validate_source` never raises for bad input: parse failures, schema errors (pydantic), the
-structural checks, unknown keys and `${{ }}` reference checks all end up in `Report.problems`.
+`validate_source` never raises for bad input: parse failures, schema errors, the structural
+checks, unknown keys and `${{ }}` reference checks all end up in `Report.problems`. The schema is
+checked without pydantic (`schema_check`); the pydantic `Workflow` is built only when
+`Report.workflow` is first read, so `ferry validate` starts fast.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import Problem, WorkflowInvalid
 from runner.workflow.loader import LoadedDocument, load_text
-from runner.workflow.model import Workflow
+from runner.workflow.schema_check import errors as schema_errors
 from runner.workflow.validate_checks import Facts, Path, check_structure
 from runner.workflow.validate_keys import check_unknown_keys
 from runner.workflow.validate_refs import check_references
 from runner.workflow.yamlsource import format_path
+
+if TYPE_CHECKING:
+    from runner.workflow.model import Workflow
 
 
 def _plural(count: int, word: str) -> str:
@@ -54,8 +57,9 @@ class Report:
 
     source: str
     problems: list[Problem] = field(default_factory=list)
-    workflow: Workflow | None = None
     summary: Summary = field(default_factory=Summary)
+    data: Any = field(default=None, repr=False)
+    _workflow: Workflow | None = field(default=None, init=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -72,11 +76,35 @@ class Report:
         """Problems of severity warning."""
         return [p for p in self.problems if p.severity == "warning"]
 
+    @property
+    def workflow(self) -> Workflow | None:
+        """The pydantic model when the document is valid (built on first use), else None."""
+        if self.data is None or not self.ok:
+            return None
+        if self._workflow is None:
+            self._workflow = _build(self.source, self.data)
+        return self._workflow
+
     def raise_for_errors(self) -> Workflow:
         """The workflow, or WorkflowInvalid listing every error."""
-        if self.workflow is None:
+        workflow = self.workflow
+        if workflow is None:
             raise WorkflowInvalid(self.source, self.errors or self.problems)
-        return self.workflow
+        return workflow
+
+
+def _build(source: str, data: Any) -> Workflow:
+    """The model of a document the checks passed; a disagreement is reported, not hidden."""
+    from pydantic import ValidationError
+
+    from runner.workflow.model import Workflow
+
+    try:
+        return Workflow.model_validate(data)
+    except ValidationError as exc:
+        problems = [Problem(format_path(_data_path(data, tuple(e["loc"]))[0]), str(e["msg"]))
+                    for e in exc.errors(include_url=False)]
+        raise WorkflowInvalid(source, problems) from None
 
 
 class _Collector:
@@ -116,12 +144,9 @@ def validate_document(doc: LoadedDocument, *, strict: bool = False) -> Report:
     facts = check_structure(data, out.add)
     check_references(data, facts, out.add)
     check_unknown_keys(data, out.add, strict)
-    workflow = _schema(data, out)
+    _schema(data, out)
     problems = sorted(out.problems, key=lambda p: (p.severity != "error", p.line or 0))
-    report = Report(doc.source, problems, None, _summary(facts, data))
-    if report.ok:
-        report.workflow = workflow
-    return report
+    return Report(doc.source, problems, _summary(facts, data), data)
 
 
 def _summary(facts: Facts, data: dict[str, Any]) -> Summary:
@@ -138,23 +163,16 @@ def _summary(facts: Facts, data: dict[str, Any]) -> Summary:
     )
 
 
-def _schema(data: dict[str, Any], out: _Collector) -> Workflow | None:
-    try:
-        return Workflow.model_validate(data)
-    except ValidationError as exc:
-        reported: set[str] = set()
-        for error in exc.errors(include_url=False):
-            path, rest = _data_path(data, tuple(error["loc"]))
-            text = format_path(path)
-            if text in reported and not rest:
-                continue  # one message per spot (a union gives one error per member)
-            reported.add(text)
-            # a structural check already explained this spot better
-            if any(text == p or text.startswith(p + ".") or text.startswith(p + "[")
-                   for p in out.error_paths):
-                continue
-            out.add(path, _message(error, rest))
-        return None
+def _schema(data: dict[str, Any], out: _Collector) -> None:
+    for path, message in schema_errors(data):
+        text = format_path(path)
+        # a structural check already explained this spot (or its parent) better
+        if any(text == p or text.startswith(p + ".") or text.startswith(p + "[")
+               for p in out.error_paths):
+            continue
+        if path == ("version",):
+            message = f"unsupported version {data.get('version')!r} (Ferry reads version \"1\")"
+        out.add(path, message)
 
 
 def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path, tuple[Any, ...]]:
@@ -171,19 +189,3 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path, tuple[Any, ...]]:
             return tuple(path), loc[i:]
         path.append(item)
     return tuple(path), ()
-
-
-def _message(error: Any, rest: tuple[Any, ...]) -> str:
-    kind = error.get("type", "")
-    if kind == "missing" and rest:
-        return f"missing required property '{rest[0]}'"
-    if kind == "literal_error" and error.get("loc", ())[-1:] == ("version",):
-        return f"unsupported version {error.get('input')!r} (Ferry reads version \"1\")"
-    message = str(error.get("msg", "invalid value"))
-    value = error.get("input")
-    if kind.endswith("_type") or kind in ("enum", "literal_error"):
-        shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        message = f"{message} (got {shown})"
-    return message

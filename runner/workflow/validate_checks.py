@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.workflow.graph import find_cycles
-from runner.workflow.model import UNSUPPORTED_STEP_KINDS, parse_duration
+from runner.workflow.spec import UNSUPPORTED_STEP_KINDS, parse_duration
 from runner.workflow.yamlsource import PathKey
 
 Path = tuple[PathKey, ...]
