@@ -2,24 +2,26 @@
 
 `validate_source` never raises for bad input: parse failures, schema errors, the structural
 checks, unknown keys and `${{ }}` reference checks all end up in `Report.problems`. The schema is
-checked without pydantic (`schema_check`); the pydantic `Workflow` is built only when
-`Report.workflow` is first read, so `ferry validate` starts fast.
+checked by the pydantic models themselves (one source of truth: the models also generate the
+JSON Schema); their errors are mapped back to paths and lines of the source.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import Problem, WorkflowInvalid
 from runner.workflow.loader import LoadedDocument, load_text
-from runner.workflow.schema_check import errors as schema_errors
 from runner.workflow.validate_checks import Facts, Path, check_structure
 from runner.workflow.validate_keys import check_unknown_keys
 from runner.workflow.validate_refs import check_references
 from runner.workflow.yamlsource import format_path
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from runner.workflow.model import Workflow
 
 
@@ -59,7 +61,7 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     summary: Summary = field(default_factory=Summary)
     data: Any = field(default=None, repr=False)
-    _workflow: Workflow | None = field(default=None, init=False, repr=False)
+    model: Workflow | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -78,12 +80,8 @@ class Report:
 
     @property
     def workflow(self) -> Workflow | None:
-        """The pydantic model when the document is valid (built on first use), else None."""
-        if self.data is None or not self.ok:
-            return None
-        if self._workflow is None:
-            self._workflow = _build(self.source, self.data)
-        return self._workflow
+        """The pydantic model when the document is valid, else None."""
+        return self.model if self.ok else None
 
     def raise_for_errors(self) -> Workflow:
         """The workflow, or WorkflowInvalid listing every error."""
@@ -91,20 +89,6 @@ class Report:
         if workflow is None:
             raise WorkflowInvalid(self.source, self.errors or self.problems)
         return workflow
-
-
-def _build(source: str, data: Any) -> Workflow:
-    """The model of a document the checks passed; a disagreement is reported, not hidden."""
-    from pydantic import ValidationError
-
-    from runner.workflow.model import Workflow
-
-    try:
-        return Workflow.model_validate(data)
-    except ValidationError as exc:
-        problems = [Problem(format_path(_data_path(data, tuple(e["loc"]))[0]), str(e["msg"]))
-                    for e in exc.errors(include_url=False)]
-        raise WorkflowInvalid(source, problems) from None
 
 
 class _Collector:
@@ -144,9 +128,9 @@ def validate_document(doc: LoadedDocument, *, strict: bool = False) -> Report:
     facts = check_structure(data, out.add)
     check_references(data, facts, out.add)
     check_unknown_keys(data, out.add, strict)
-    _schema(data, out)
+    model = _schema(data, out)
     problems = sorted(out.problems, key=lambda p: (p.severity != "error", p.line or 0))
-    return Report(doc.source, problems, _summary(facts, data), data)
+    return Report(doc.source, problems, _summary(facts, data), data, model)
 
 
 def _summary(facts: Facts, data: dict[str, Any]) -> Summary:
@@ -163,16 +147,62 @@ def _summary(facts: Facts, data: dict[str, Any]) -> Summary:
     )
 
 
-def _schema(data: dict[str, Any], out: _Collector) -> None:
-    for path, message in schema_errors(data):
-        text = format_path(path)
-        # a structural check already explained this spot (or its parent) better
-        if any(text == p or text.startswith(p + ".") or text.startswith(p + "[")
-               for p in out.error_paths):
-            continue
-        if path == ("version",):
-            message = f"unsupported version {data.get('version')!r} (Ferry reads version \"1\")"
-        out.add(path, message)
+def _schema(data: dict[str, Any], out: _Collector) -> Workflow | None:
+    """Validate with the pydantic models; report each error at the deepest existing path."""
+    from pydantic import ValidationError
+
+    from runner.workflow.model import Workflow
+
+    try:
+        return Workflow.model_validate(data)
+    except ValidationError as exc:
+        for path, message in _schema_messages(data, exc):
+            text = format_path(path)
+            # a structural check already explained this spot (or its parent) better
+            if any(text == p or text.startswith(p + ".") or text.startswith(p + "[")
+                   for p in out.error_paths):
+                continue
+            if path == ("version",):
+                message = (f"unsupported version {data.get('version')!r} "
+                           "(Ferry reads version \"1\")")
+            out.add(path, message)
+    return None
+
+
+def _schema_messages(data: Any, exc: ValidationError) -> list[tuple[Path, str]]:
+    """pydantic errors as (path, message); the alternatives of a union become one message."""
+    grouped: dict[Path, list[str]] = {}
+    shown: dict[Path, str] = {}
+    for error in exc.errors(include_url=False):
+        path, rest = _data_path(data, tuple(error["loc"]))
+        message = str(error["msg"])
+        if error["type"] == "missing" and rest:
+            message = f"missing required property '{rest[-1]}'"
+        elif message.startswith("Input should be") and _is_scalar(error.get("input")):
+            shown[path] = f" (got {_shown(error['input'])})"
+        messages = grouped.setdefault(path, [])
+        if message not in messages:
+            messages.append(message)
+    out: list[tuple[Path, str]] = []
+    prefix = "Input should be "
+    for path, messages in grouped.items():
+        if len(messages) > 1 and all(m.startswith(prefix) for m in messages):
+            merged = " or ".join(m[len(prefix):] for m in messages)
+            out.append((path, prefix + merged + shown.get(path, "")))
+        else:
+            out.extend((path, m + (shown.get(path, "") if m.startswith(prefix) else ""))
+                       for m in messages)
+    return out
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _shown(value: Any) -> str:
+    """A short rendering of an offending value for messages."""
+    text = repr(value) if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path, tuple[Any, ...]]:

@@ -9,37 +9,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.workflow.schema_data import SCHEMA
+from pydantic import BaseModel
+
+from runner.workflow import model as m
 from runner.workflow.validate_checks import Add, Path, hint
 
 
-def _keys(definition: str) -> frozenset[str]:
-    """The property names (aliases) of one model, from the generated schema."""
-    schema = SCHEMA if definition == "Workflow" else SCHEMA["$defs"][definition]
-    return frozenset(schema["properties"])
+def _keys(definition: type[BaseModel]) -> frozenset[str]:
+    """The keys (aliases where set) one model reads."""
+    return frozenset(f.alias or name for name, f in definition.model_fields.items())
 
 
 # kind -> (known keys, {key: (shape, child kind)}), shape: "one" | "list" | "map"
 _SHAPES: dict[str, tuple[frozenset[str], dict[str, tuple[str, str]]]] = {
-    "workflow": (_keys("Workflow"), {"state": ("one", "state"), "templates": ("list", "template"),
+    "workflow": (_keys(m.Workflow), {"state": ("one", "state"), "templates": ("list", "template"),
                                      "nodes": ("list", "node")}),
-    "state": (_keys("StateSection"), {"schema": ("list", "entry")}),
-    "entry": (_keys("StateSchemaEntry"), {"items": ("one", "prop"),
+    "state": (_keys(m.StateSection), {"schema": ("list", "entry")}),
+    "entry": (_keys(m.StateSchemaEntry), {"items": ("one", "prop"),
                                           "properties": ("map", "prop")}),
-    "prop": (_keys("SchemaProperty"), {"items": ("one", "prop"), "properties": ("map", "prop")}),
-    "template": (_keys("Template"), {"runtime": ("one", "runtime"), "inputs": ("list", "input"),
+    "prop": (_keys(m.SchemaProperty), {"items": ("one", "prop"), "properties": ("map", "prop")}),
+    "template": (_keys(m.Template), {"runtime": ("one", "runtime"), "inputs": ("list", "input"),
                                      "outputs": ("list", "output"), "steps": ("list", "step")}),
-    "input": (_keys("TemplateInput"), {}),
-    "output": (_keys("TemplateOutput"), {}),
-    "node": (_keys("Node"), {"trigger": ("one", "trigger"), "runtime": ("one", "runtime"),
+    "input": (_keys(m.TemplateInput), {}),
+    "output": (_keys(m.TemplateOutput), {}),
+    "node": (_keys(m.Node), {"trigger": ("one", "trigger"), "runtime": ("one", "runtime"),
                              "strategy": ("one", "strategy"), "steps": ("list", "step"),
                              "retry": ("one", "retry")}),
-    "trigger": (_keys("Trigger"), {}),
-    "runtime": (_keys("Runtime"), {}),
-    "strategy": (_keys("Strategy"), {}),
-    "retry": (_keys("Retry"), {}),
-    "step": (_keys("Step"), {"use": ("one", "use")}),
-    "use": (_keys("UseTemplate"), {}),
+    "trigger": (_keys(m.Trigger), {}),
+    "runtime": (_keys(m.Runtime), {}),
+    "strategy": (_keys(m.Strategy), {}),
+    "retry": (_keys(m.Retry), {}),
+    "step": (_keys(m.Step), {"use": ("one", "use")}),
+    "use": (_keys(m.UseTemplate), {}),
 }
 # keys the structural checks already explain with a better message
 _EXPLAINED = {("step", "uses"), ("step", "commands"), ("node", "run")}
