@@ -8,14 +8,22 @@ Format, one entry per line (blank lines ignored):
 VALUE is parsed as JSON (`123`, `true`, `{"a":1}`, `"quoted"`), else kept as the plain string.
 KEY is letters, digits, `_`, `-` and `.`. Anything else is a malformed line: `OutputsError`
 names the file and the line, and the step's task fails.
+
+`OutputsFile` is one such file for a whole task attempt: created once (mode 0666, so a container
+user other than ours can write it), read and emptied after each successful step. Creating a file
+costs far more than checking that one is still empty, and most steps write nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runner.engine.document import Op, pointer_escape
@@ -34,6 +42,68 @@ class OutputsError(FerryError):
         self.line_no = line_no
         shown = line if len(line) <= 80 else line[:77] + "..."
         super().__init__(f"{source} line {line_no}: {why}: {shown!r}")
+
+
+class OutputsFileError(OutputsError):
+    """An outputs file was replaced by something Ferry will not read (symlink, fifo, ...)."""
+
+    def __init__(self, message: str) -> None:
+        FerryError.__init__(self, message)
+
+
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class OutputsFile:
+    """A task's `$STATE_OUTPUTS` or `$TASK_OUTPUTS` file, emptied after each step it served."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path = path
+        self.name = name
+        self.reset()
+
+    def reset(self) -> None:
+        """(Re)create the file empty, mode 0666, never following a link a step left there."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o666)
+        try:
+            os.fchmod(fd, 0o666)  # not narrowed by the umask
+        finally:
+            os.close(fd)
+
+    def take(self) -> str:
+        """What the last step wrote (usually nothing: one lstat), leaving the file empty.
+        `OutputsFileError` when the step replaced the file by something else than a file."""
+        try:
+            info = os.lstat(self.path)
+        except FileNotFoundError:  # the step removed it: it wrote nothing
+            self.reset()
+            return ""
+        if not stat.S_ISREG(info.st_mode):
+            raise OutputsFileError(f"{self.name}: the step replaced the file with something "
+                                   "that is not a regular file")
+        if info.st_size == 0:
+            return ""
+        writable = True
+        try:
+            fd = os.open(self.path, os.O_RDWR | _OPEN_FLAGS)
+        except PermissionError:  # re-created by another user (a container's root)
+            writable = False
+            fd = os.open(self.path, os.O_RDONLY | _OPEN_FLAGS)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OutputsFileError(f"{self.name}: not a regular file")
+            chunks = []
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            if writable:
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
+        if not writable:
+            self.reset()
+        return b"".join(chunks).decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)

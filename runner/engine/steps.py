@@ -11,7 +11,8 @@ Environment of a step (later wins): node env, matrix values (strings plain, othe
 FERRY_RUN_ID / FERRY_TASK_ID / FERRY_NODE_ID and the Butterflow aliases CODEMOD_TASK_ID /
 CODEMOD_WORKFLOW_RUN_ID (task-wide, `task_env`); then template env, step env, STATE_OUTPUTS and
 TASK_OUTPUTS (per step). A `run` starting with `#!` (after leading blank lines) is executed as
-its own interpreter script, else with `/bin/sh -e`.
+its own interpreter script, else with `/bin/sh -e`: given inline (`sh -e -c TEXT`) when it is
+small enough for one argument, else from a script file (`inline_argv` says which).
 """
 
 from __future__ import annotations
@@ -160,10 +161,27 @@ def task_env(node: Node, node_index: int, matrix: Mapping[str, Any] | None, ctx:
     return env
 
 
+INLINE_LIMIT = 32 * 1024
+"""Longest script (in UTF-8 bytes) passed as an argument; Linux refuses one argument over 128 KiB,
+and the environment shares the same budget."""
+
+
 def argv_for(script_path: str, shebang: bool) -> list[str]:
     """How a step's script file is executed (the path as the runtime sees it)."""
     return [script_path] if shebang else ["/bin/sh", "-e", script_path]
 
 
-__all__ = ["ExpressionError", "Planned", "Rendered", "StepError", "argv_for", "expand", "plain",
-           "render", "task_env", "template_inputs", "with_inputs"]
+def inline_argv(script: str, shebang: bool) -> list[str] | None:
+    """`/bin/sh -e -c SCRIPT` for a shell script that fits in one argument; None when the script
+    needs a file: a shebang, a NUL byte, a leading '-' or '+' (the shell would read it as an
+    option), or too long. Saves creating a file per step."""
+    if shebang or "\0" in script or script[:1] in ("-", "+"):
+        return None
+    if len(script) * 4 > INLINE_LIMIT and len(script.encode("utf-8", "replace")) > INLINE_LIMIT:
+        return None
+    return ["/bin/sh", "-e", "-c", script]
+
+
+__all__ = ["INLINE_LIMIT", "ExpressionError", "Planned", "Rendered", "StepError", "argv_for",
+           "expand", "inline_argv", "plain", "render", "task_env", "template_inputs",
+           "with_inputs"]

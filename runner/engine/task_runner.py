@@ -22,9 +22,9 @@ from typing import Any
 
 from runner.engine import events as ev
 from runner.engine.document import Op, TaskStatus, task_field_op, task_label
-from runner.engine.outputs import OutputsError, entries_to_ops, parse_outputs
+from runner.engine.outputs import OutputsError, OutputsFile, entries_to_ops, parse_outputs
 from runner.engine.runstore import RunStore, UpstreamOutputs
-from runner.engine.steps import StepError, argv_for, expand, render, task_env
+from runner.engine.steps import StepError, argv_for, expand, inline_argv, render, task_env
 from runner.errors import ExpressionError, RuntimeUnavailable
 from runner.runtimes.base import Runtime, StepResult, StepSpec, TaskHandle, TaskSpec
 from runner.workflow.expressions import Context
@@ -182,6 +182,11 @@ class TaskRunner:
         state_changed = False
         planned_steps = expand(self.s.workflow, self.node_index, self.context)
         index = 0
+        # One pair of outputs files per attempt, emptied after each step that wrote to them.
+        state_file = OutputsFile(control / "state-outputs", "STATE_OUTPUTS")
+        task_file = OutputsFile(control / "task-outputs", "TASK_OUTPUTS")
+        files_env = {"STATE_OUTPUTS": handle.path_for(state_file.path),
+                     "TASK_OUTPUTS": handle.path_for(task_file.path)}
         while True:
             with self.store.lock:
                 planned = next(planned_steps, None)
@@ -196,17 +201,13 @@ class TaskRunner:
                     return Outcome(False, f"timed out (node timeout {_secs(deadline[0])})", index)
                 if timeout is None or remaining < timeout:
                     timeout, node_cut = remaining, True
-            script = control / f"step-{index}.sh"
-            script.write_text(rendered.script)
-            os.chmod(script, 0o755)
-            state_file = control / f"state-outputs-{index}"
-            task_file = control / f"task-outputs-{index}"
-            for f in (state_file, task_file):
-                f.write_bytes(b"")
-                os.chmod(f, 0o666)  # a container user other than ours must be able to write
-            env = {**rendered.env, "STATE_OUTPUTS": handle.path_for(state_file),
-                   "TASK_OUTPUTS": handle.path_for(task_file)}
-            argv = argv_for(handle.path_for(script), rendered.shebang)
+            argv = inline_argv(rendered.script, rendered.shebang)
+            if argv is None:
+                script = control / f"step-{index}.sh"
+                script.write_text(rendered.script)
+                os.chmod(script, 0o755)
+                argv = argv_for(handle.path_for(script), rendered.shebang)
+            env = {**rendered.env, **files_env}
             result = self.run_step(handle, StepSpec(index, rendered.name, argv, env, timeout))
             if not result.ok:
                 what = result.describe()
@@ -235,11 +236,11 @@ class TaskRunner:
                                     spec.name, result.ok, result.describe(), result.duration))
         return result
 
-    def apply_outputs(self, state_file: Path, task_file: Path, index: int) -> bool:
-        """Apply what the step wrote to $STATE_OUTPUTS / $TASK_OUTPUTS as one diff; True when
-        the workflow state changed."""
-        state_text = state_file.read_text(errors="replace")
-        task_text = task_file.read_text(errors="replace")
+    def apply_outputs(self, state_file: OutputsFile, task_file: OutputsFile, index: int) -> bool:
+        """Apply what the step wrote to $STATE_OUTPUTS / $TASK_OUTPUTS as one diff (none when it
+        wrote nothing) and empty the files for the next step; True when the state changed."""
+        state_text = state_file.take()
+        task_text = task_file.take()
         if not state_text.strip() and not task_text.strip():
             return False
         state_entries = parse_outputs(state_text, f"step {index + 1} STATE_OUTPUTS")
