@@ -58,7 +58,7 @@ def test_symlink_is_refused_not_followed(tmp_path: Path) -> None:
     f = OutputsFile(tmp_path / "out", "STATE_OUTPUTS")
     f.path.unlink()
     f.path.symlink_to(secret)
-    with pytest.raises(OutputsError, match="STATE_OUTPUTS: .*not a regular file"):
+    with pytest.raises(OutputsError, match=r"STATE_OUTPUTS: .*not a regular file"):
         f.take()
     assert secret.read_text() == "token=abc\n"  # neither read into state nor truncated
 
