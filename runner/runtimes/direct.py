@@ -3,12 +3,13 @@
 Output (stdout and stderr through one pipe, so in the order the step wrote it) reaches the sink
 chunk by chunk as it arrives. The wait wakes on the step's exit (pidfd), on output, and at least
 every 50 ms to notice a cancel. When the step ends, for whatever reason, nothing it started
-survives: see `runner.runtimes.proctree`.
+survives: see `runner.runtimes.proctree`. The search for leftovers is skipped only when the
+kernel says no process at all was created after the step's main process (checked before that
+process is reaped, so its pid cannot have been reused): a step that forked nothing left nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import select
@@ -21,7 +22,12 @@ from pathlib import Path
 
 from runner.errors import RuntimeUnavailable
 from runner.runtimes.base import OutputSink, StepResult, StepSpec, TaskSpec
-from runner.runtimes.proctree import MARKER_VAR, ProcessFinder, TreeKiller
+from runner.runtimes.proctree import (
+    MARKER_VAR,
+    ProcessFinder,
+    TreeKiller,
+    nothing_started_since,
+)
 
 _CANCEL_POLL = 0.05
 """Longest time between two looks at the cancel event."""
@@ -43,7 +49,7 @@ class DirectTask:
     def __init__(self, spec: TaskSpec, base_env: Mapping[str, str], grace_seconds: float,
                  finder: ProcessFinder) -> None:
         self._spec = spec
-        self._base_env = dict(base_env)
+        self._env_base = {**base_env, **spec.env}
         self._grace = grace_seconds
         self._finder = finder
 
@@ -52,8 +58,7 @@ class DirectTask:
         return str(host_path)
 
     def _env(self, step: StepSpec, marker: str) -> dict[str, str]:
-        env = dict(self._base_env)
-        env.update(self._spec.env)
+        env = dict(self._env_base)
         env.update(step.env)
         env[MARKER_VAR] = marker
         return env
@@ -77,8 +82,13 @@ class DirectTask:
         pidfd = _pidfd(proc.pid)
         try:
             reason = self._wait(proc, pipe, pidfd, sink, cancel, step.timeout, started)
-            if reason is not None or killer.alive():
+            if reason is not None:
                 killer.terminate(self._grace, reap_root=proc.poll)
+            else:  # exited, not reaped yet
+                quiet = nothing_started_since(proc.pid)
+                proc.wait()
+                if not quiet and killer.leftovers():
+                    killer.terminate(self._grace)
             _drain(pipe, sink)
             proc.wait()
         finally:
@@ -99,7 +109,8 @@ class DirectTask:
     @staticmethod
     def _wait(proc: subprocess.Popen[bytes], pipe: int, pidfd: int | None, sink: OutputSink,
               cancel: threading.Event, timeout: float | None, started: float) -> str | None:
-        """Stream output until the main process exits; 'timeout'/'canceled' if cut short."""
+        """Stream output until the main process exits (left unreaped); 'timeout'/'canceled' if
+        cut short."""
         deadline = started + timeout if timeout is not None else None
         pipe_open = True
         while True:
@@ -120,10 +131,13 @@ class DirectTask:
                         sink(data)
                     else:
                         pipe_open = False
+                if pidfd is not None:
+                    if pidfd in ready:
+                        return None
+                    continue
             else:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=wait)
-            if proc.poll() is not None:
+                cancel.wait(min(wait, 0.005))
+            if _exited(proc.pid):
                 return None
 
     def close(self) -> None:
@@ -139,6 +153,14 @@ def _pidfd(pid: int) -> int | None:
         return int(opener(pid))
     except OSError:
         return None
+
+
+def _exited(pid: int) -> bool:
+    """The process has exited; it stays a zombie (WNOWAIT) until Popen reaps it."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def _drain(pipe: int, sink: OutputSink) -> None:

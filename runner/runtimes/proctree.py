@@ -6,11 +6,17 @@ descendants of its main process (while it lives), and any process carrying the m
 that called `setsid` or double-forked and were re-parented to init). Reading every process's
 environment is the expensive part, so `ProcessFinder` remembers which pids it has already seen
 and only reads the ones that appeared since the step started.
+
+Cheaper still is knowing that nothing can be left: `nothing_started_since(pid)` is True when no
+process or thread at all was created on the machine (in our pid namespace) after the step's
+main process `pid`, which must still be unreaped. Then that process started nothing, and there
+is nothing to look for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import threading
@@ -23,6 +29,35 @@ MARKER_VAR = "FERRY_STEP_MARK"
 """Environment variable carrying a step's unique marker; descendants inherit it."""
 
 _PROC = "/proc"
+_LOADAVG = f"{_PROC}/loadavg"
+
+
+@functools.cache
+def _last_pid_readable() -> bool:
+    """/proc/loadavg is the kernel's (not a FUSE overlay such as lxcfs, whose last field might
+    come from another pid namespace); checked once per process."""
+    mounts = _read(f"{_PROC}/self/mountinfo")
+    return mounts is not None and _last_pid() is not None and not any(
+        len(fields) > 4 and fields[4] == _LOADAVG.encode()
+        for fields in (line.split() for line in mounts.splitlines()))
+
+
+def _last_pid() -> int | None:
+    """The most recently allocated pid in our pid namespace (last field of /proc/loadavg)."""
+    raw = _read(_LOADAVG)
+    if raw is None:
+        return None
+    try:
+        return int(raw.split()[-1])
+    except (ValueError, IndexError):
+        return None
+
+
+def nothing_started_since(pid: int) -> bool:
+    """True when `pid` is still the most recently allocated pid: no process or thread was
+    created anywhere in our pid namespace after it. `pid` must not be reaped yet (a zombie is
+    fine), so that the number cannot have been handed out again. False when unsure."""
+    return _last_pid_readable() and _last_pid() == pid
 
 
 def _read(path: str) -> bytes | None:
@@ -127,10 +162,33 @@ class TreeKiller:
         self._pgid = pgid
         self._root = root_pid
         self._since = since
+        self._root_proc: psutil.Process | None = None
+        self._root_pinned = False
 
     def alive(self) -> set[int]:
         """The step's processes still running (its main process included while unreaped)."""
-        return descendants(self._root) | self._finder.find(self._marker, self._pgid, self._since)
+        return self._root_descendants() | self._finder.find(self._marker, self._pgid, self._since)
+
+    def leftovers(self) -> set[int]:
+        """After the main process exited (reaped or not): what it left running. Its children
+        were re-parented when it exited, so only the group and the marker can find them."""
+        return self._finder.find(self._marker, self._pgid, self._since)
+
+    def _root_descendants(self) -> set[int]:
+        # The first call pins the main process's identity (pid + start time) while it is
+        # unreaped, so a later call never walks the children of a process that reused its pid.
+        if not self._root_pinned:
+            self._root_pinned = True
+            with contextlib.suppress(psutil.Error):
+                self._root_proc = psutil.Process(self._root)
+        if self._root_proc is None:
+            return set()
+        try:
+            if not self._root_proc.is_running():
+                return set()
+            return {child.pid for child in self._root_proc.children(recursive=True)}
+        except psutil.Error:
+            return set()
 
     def terminate(self, grace: float, reap_root: Callable[[], object] | None = None) -> None:
         """SIGTERM everything, wait up to `grace` for it to go, SIGKILL what is left."""
