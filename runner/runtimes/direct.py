@@ -34,6 +34,7 @@ _CANCEL_POLL = 0.05
 _DRAIN_SECONDS = 2.0
 """How long to keep reading output after the step's processes are gone (or unkillable)."""
 _READ_SIZE = 65536
+_MARKER_KEY = MARKER_VAR.encode()
 
 
 def _spawn_failure(argv0: str, exc: OSError, sink: OutputSink) -> StepResult:
@@ -49,19 +50,29 @@ class DirectTask:
     def __init__(self, spec: TaskSpec, base_env: Mapping[str, str], grace_seconds: float,
                  finder: ProcessFinder) -> None:
         self._spec = spec
-        self._env_base = {**base_env, **spec.env}
+        # Encoded once per task: Popen would encode every variable again for every step.
+        self._env_base = {os.fsencode(k): os.fsencode(v)
+                          for k, v in {**base_env, **spec.env}.items()}
         self._grace = grace_seconds
         self._finder = finder
+        self._devnull: int | None = None
 
     def path_for(self, host_path: Path) -> str:
         """On the host a step sees host paths as they are."""
         return str(host_path)
 
-    def _env(self, step: StepSpec, marker: str) -> dict[str, str]:
+    def _env(self, step: StepSpec, marker: str) -> dict[bytes, bytes]:
         env = dict(self._env_base)
-        env.update(step.env)
-        env[MARKER_VAR] = marker
+        for key, value in step.env.items():
+            env[os.fsencode(key)] = os.fsencode(value)
+        env[_MARKER_KEY] = marker.encode()
         return env
+
+    def _stdin(self) -> int:
+        """/dev/null for the steps' stdin, opened once per task rather than once per step."""
+        if self._devnull is None:
+            self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        return self._devnull
 
     def run_step(self, step: StepSpec, sink: OutputSink, cancel: threading.Event) -> StepResult:
         """Run one step to its end; on timeout or cancel terminate its whole process tree."""
@@ -70,7 +81,7 @@ class DirectTask:
         try:
             proc = subprocess.Popen(
                 list(step.argv), cwd=self._spec.workspace, env=self._env(step, marker),
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=self._stdin(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True,
             )
         except OSError as exc:
@@ -81,7 +92,7 @@ class DirectTask:
         pipe = proc.stdout.fileno()
         pidfd = _pidfd(proc.pid)
         try:
-            reason = self._wait(proc, pipe, pidfd, sink, cancel, step.timeout, started)
+            reason, eof = self._wait(proc, pipe, pidfd, sink, cancel, step.timeout, started)
             if reason is not None:
                 killer.terminate(self._grace, reap_root=proc.poll)
             else:  # exited, not reaped yet
@@ -89,7 +100,9 @@ class DirectTask:
                 proc.wait()
                 if not quiet and killer.leftovers():
                     killer.terminate(self._grace)
-            _drain(pipe, sink)
+                    eof = False
+            if not eof:
+                _drain(pipe, sink)
             proc.wait()
         finally:
             if proc.returncode is None:  # the sink raised: still leave nothing behind
@@ -108,19 +121,20 @@ class DirectTask:
 
     @staticmethod
     def _wait(proc: subprocess.Popen[bytes], pipe: int, pidfd: int | None, sink: OutputSink,
-              cancel: threading.Event, timeout: float | None, started: float) -> str | None:
+              cancel: threading.Event, timeout: float | None, started: float,
+              ) -> tuple[str | None, bool]:
         """Stream output until the main process exits (left unreaped); 'timeout'/'canceled' if
-        cut short."""
+        cut short; and whether the pipe reached its end (no writer is left)."""
         deadline = started + timeout if timeout is not None else None
         pipe_open = True
         while True:
             if cancel.is_set():
-                return "canceled"
+                return "canceled", not pipe_open
             wait = _CANCEL_POLL
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return "timeout"
+                    return "timeout", not pipe_open
                 wait = min(wait, remaining)
             watch = ([pipe] if pipe_open else []) + ([pidfd] if pidfd is not None else [])
             if watch:
@@ -133,15 +147,18 @@ class DirectTask:
                         pipe_open = False
                 if pidfd is not None:
                     if pidfd in ready:
-                        return None
+                        return None, not pipe_open
                     continue
             else:
                 cancel.wait(min(wait, 0.005))
             if _exited(proc.pid):
-                return None
+                return None, not pipe_open
 
     def close(self) -> None:
-        """Nothing to release on the host: each step already cleaned up after itself."""
+        """Release the task's /dev/null; each step already cleaned up its processes."""
+        if self._devnull is not None:
+            os.close(self._devnull)
+            self._devnull = None
 
 
 def _pidfd(pid: int) -> int | None:
