@@ -6,7 +6,7 @@
       retryConfig: {maxRetries: 3, backoffFactor: 1.5}
     runner:
       server: URL, token: T, runner_id: ID, name: N, labels: [a, b], concurrency: 2,
-      work_dir: PATH, poll_wait: 30, heartbeat_interval: 10,
+      work_dir: PATH, poll_wait: 10, heartbeat_interval: 1,
       containers: {allow_privileged, allow_mounts, pull, network, memory, cpus, pids}
 
 `${{NAME}}` in a string is taken from the environment mapping passed in (the CLI passes
@@ -63,7 +63,7 @@ class ContainerDefaults(_Strict):
 
     allow_privileged: bool = False
     allow_mounts: bool = False
-    pull: Literal["always", "missing", "never"] = "missing"
+    pull: Literal["if-not-present", "always", "never"] = "if-not-present"
     network: str | None = None
     memory: str | None = None
     cpus: float | None = Field(default=None, gt=0)
@@ -80,8 +80,10 @@ class RunnerSection(_Strict):
     labels: list[str] = Field(default_factory=list)
     concurrency: int = Field(default=1, ge=1, le=256)
     work_dir: str | None = None
-    poll_wait: float = Field(default=30.0, ge=0, le=30)
-    heartbeat_interval: float = Field(default=10.0, gt=0)
+    # a claim held 10 s bounds how long an idle drain takes; a heartbeat a second bounds how fast
+    # a cancel on the server stops the run's tasks (issue: within 2 s)
+    poll_wait: float = Field(default=10.0, ge=0, le=30)
+    heartbeat_interval: float = Field(default=1.0, gt=0)
     containers: ContainerDefaults = Field(default_factory=ContainerDefaults)
 
 

@@ -222,7 +222,6 @@ class _Config:
     """The runner settings the daemon uses, from the config file's `runner:` section."""
 
     def __init__(self, section: Any, source: Path) -> None:
-        explicit = section.model_fields_set
         self.source = source
         self.server: str = section.server
         self.token: str = section.token
@@ -230,11 +229,8 @@ class _Config:
         self.labels: list[str] = list(section.labels)
         self.concurrency: int = int(section.concurrency)
         self.max_parallel: int = os.cpu_count() or 1
-        # Defaults tuned for the daemon: a heartbeat a second bounds how fast a server-side
-        # cancel stops the tasks; a 10 s claim hold bounds how long an idle drain takes.
-        self.heartbeat_interval: float = (float(section.heartbeat_interval)
-                                          if "heartbeat_interval" in explicit else 1.0)
-        self.claim_wait: float = float(section.poll_wait) if "poll_wait" in explicit else 10.0
+        self.heartbeat_interval: float = float(section.heartbeat_interval)
+        self.claim_wait: float = float(section.poll_wait)
         self.grace_seconds: float = 5.0
         self.log_level: str = "info"
         self.container_policy: Any = _policy(section.containers)
@@ -244,13 +240,9 @@ def _policy(containers: Any) -> Any:
     from runner.runtimes.options import ContainerPolicy
     from runner.workflow.model import PullPolicy
 
-    pull = {"always": "always", "missing": "if-not-present", "never": "never"}
-    try:
-        policy_pull = PullPolicy(pull.get(containers.pull, containers.pull))
-    except ValueError:
-        policy_pull = ContainerPolicy().pull
     return ContainerPolicy(network=containers.network, memory=containers.memory,
-                           cpus=containers.cpus, pids=containers.pids, pull=policy_pull,
+                           cpus=containers.cpus, pids=containers.pids,
+                           pull=PullPolicy(containers.pull),
                            allow_privileged=containers.allow_privileged,
                            allow_mounts=containers.allow_mounts)
 
