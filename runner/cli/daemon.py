@@ -140,7 +140,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     health = _start_health(args.health_addr, metrics, log, fields)
     client = _client(cfg)
     stop_delivery = threading.Event()
-    job = _job(cfg, client, paths, metrics, stop_delivery)
+    runtimes = _runtimes(cfg)
+    _reap_leftovers(runtimes, log)
+    job = _job(cfg, client, paths, metrics, stop_delivery, runtimes)
     active: set[str] = set()
 
     def sync_all() -> int:
@@ -282,41 +284,47 @@ def _client(cfg: _Config) -> Any:
     return ControlClient(cfg.server, cfg.token, timeout=30)
 
 
-def _job(cfg: _Config, client: Any, paths: Any, metrics: Any, stop: threading.Event) -> Any:
+def _job(cfg: _Config, client: Any, paths: Any, metrics: Any, stop: threading.Event,
+         runtimes: dict[str, Any]) -> Any:
     from runner.control.job import JobSettings, RunJob
 
     settings = JobSettings(runner_id=cfg.runner_id, max_parallel=cfg.max_parallel,
-                           grace_seconds=cfg.grace_seconds,
+                           grace_seconds=cfg.grace_seconds, env=dict(os.environ),
                            heartbeat_interval=cfg.heartbeat_interval)
-    return RunJob(settings, client=client, paths=paths, runtimes=_runtimes(cfg),
+    return RunJob(settings, client=client, paths=paths, runtimes=runtimes,
                   metrics=metrics, stop_delivery=stop)
 
 
 def _runtimes(cfg: _Config) -> dict[str, Any]:
     from runner.runtimes.direct import DirectRuntime
+    from runner.runtimes.docker import local_runtime
 
     runtimes: dict[str, Any] = {"direct": DirectRuntime(os.environ, cfg.grace_seconds)}
-    try:
-        import docker
-
-        from runner.runtimes.docker import DockerRuntime
-    except ModuleNotFoundError:
-        return runtimes
-    for engine in ("docker", "podman"):
-        factory = _engine_factory(docker, engine)
-        if factory is not None:
-            runtimes[engine] = DockerRuntime(factory, runner_id=cfg.runner_id,
-                                             policy=cfg.container_policy,
-                                             grace_seconds=cfg.grace_seconds, engine_name=engine)
+    for kind in ("docker", "podman"):  # clients are made on first use: no engine, no cost
+        runtime = local_runtime(kind, cfg.grace_seconds, runner_id=cfg.runner_id,
+                                policy=cfg.container_policy,
+                                xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR"))
+        if runtime is not None:
+            runtimes[kind] = runtime
     return runtimes
 
 
-def _engine_factory(docker: Any, engine: str) -> Any:
-    if engine == "docker":
-        return lambda: docker.from_env(timeout=60)
-    sock = Path(f"/run/user/{os.getuid()}/podman/podman.sock")
-    if os.getuid() == 0:
-        sock = Path("/run/podman/podman.sock")
-    if not sock.exists():
-        return None
-    return lambda: docker.DockerClient(base_url=f"unix://{sock}", timeout=60)
+def _reap_leftovers(runtimes: dict[str, Any], log: logging.Logger) -> None:
+    """Remove containers this runner left behind when it was killed: no run is active yet."""
+    from runner.control.logs import fields
+    from runner.errors import RuntimeUnavailable
+
+    for kind, runtime in runtimes.items():
+        if kind == "direct":
+            continue
+        try:
+            removed = runtime.reap(set())
+        except RuntimeUnavailable as exc:  # engine not installed or not running: nothing to reap
+            log.debug("no leftovers reaped", extra=fields(runtime=kind, reason=str(exc)))
+            continue
+        except Exception as exc:  # the engine answered oddly: log it, the daemon still starts
+            log.warning("reaping leftover containers failed",
+                        extra=fields(runtime=kind, reason=str(exc)))
+            continue
+        if removed:
+            log.info("removed leftover containers", extra=fields(runtime=kind, count=removed))

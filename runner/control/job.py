@@ -58,6 +58,8 @@ class JobSettings:
     flush_step: float = 5.0
     """How often a job waiting for delivery looks at its cancel event."""
     keep_workspace: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
+    """What `${{env.NAME}}` reads in workflows (the CLI passes the daemon's environment)."""
 
 
 ExecutorFactory = Callable[..., Any]
@@ -220,7 +222,8 @@ class RunJob:
         return factory(backend, self._runtimes, writer=writer,
                        max_parallel=self.settings.max_parallel, workspace=workspace,
                        paths=self._paths, events=LogEvents(run_id),
-                       grace_seconds=self.settings.grace_seconds)
+                       grace_seconds=self.settings.grace_seconds, env=self.settings.env,
+                       runner_id=self.settings.runner_id)
 
     def _fail_run(self, backend: ApiBackend, run_id: str, writer: str, doc: dict[str, Any],
                   error: str) -> None:

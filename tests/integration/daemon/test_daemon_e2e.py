@@ -56,3 +56,35 @@ def test_once_runs_a_claimed_run_to_completion(server: Server, make_daemon: Any)
     token = config.read_text().split("token:")[1].split()[0]
     assert token not in daemon.log()
     assert Path(daemon.home / "data" / "work" / run_id / "workspace").exists() is False
+
+
+def test_containers_left_by_a_killed_runner_are_reaped_at_start(
+        server: Server, make_daemon: Any, docker_image: str) -> None:
+    import subprocess
+
+    import yaml
+
+    daemon = make_daemon(server)
+    daemon.register()
+    runner_id = yaml.safe_load((daemon.home / "config" / "runner.yaml").read_text())["runner"][
+        "runner_id"]
+    # what a SIGKILLed runner leaves: a task container with Ferry's labels, still running
+    created = subprocess.run(
+        ["docker", "run", "-d", "--label", f"ferry.runner={runner_id}",
+         "--label", "ferry.run=run-of-a-dead-runner", "--label", "ferry.task=t",
+         "--label", "ferry.node=n", docker_image, "sleep", "300"],
+        capture_output=True, text=True, check=True)
+    container = created.stdout.strip()
+    other = subprocess.run(["docker", "run", "-d", "--label", "ferry.runner=another-runner",
+                            docker_image, "sleep", "300"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        daemon.start("--idle-timeout", "1s")
+        assert daemon.wait(60) == 0, daemon.log()
+        gone = subprocess.run(["docker", "inspect", container], capture_output=True)
+        assert gone.returncode != 0, "the leftover container survived the daemon's start"
+        assert daemon.logged("removed leftover containers"), daemon.log()
+        kept = subprocess.run(["docker", "inspect", other], capture_output=True)
+        assert kept.returncode == 0, "another runner's container must not be touched"
+    finally:
+        subprocess.run(["docker", "rm", "-f", container, other], capture_output=True)
