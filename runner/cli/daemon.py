@@ -23,18 +23,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from runner.cli.args import positive_int
+
 ONCE_CODES = {"Completed": 0, "Failed": 1, "AwaitingTrigger": 3, "Canceled": 4}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _duration(text: str) -> float:
@@ -72,7 +65,7 @@ def register(sub: Any) -> None:
                                    "drains, SIGINT cancels, SIGHUP reloads the config.")
     p.add_argument("-c", "--config", metavar="CONFIG",
                    help="runner config (default: <config dir>/runner.yaml)")
-    p.add_argument("--concurrency", type=_positive_int, metavar="N",
+    p.add_argument("--concurrency", type=positive_int, metavar="N",
                    help="runs executed at once (default: config, else 1)")
     p.add_argument("--labels", type=_labels, metavar="a,b", help="override the config's labels")
     p.add_argument("--once", action="store_true", help="run one claimed run, then exit")

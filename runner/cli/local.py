@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from runner.cli.args import positive_int
+
 if TYPE_CHECKING:
     from runner.paths import Paths
     from runner.state.backend import StateBackend
@@ -17,15 +19,6 @@ STATUS_EXIT = {"Completed": 0, "Failed": 1, "AwaitingTrigger": 3, "Canceled": 4}
 CANCEL_WAIT_SECONDS = 30.0
 GRACE_SECONDS = 5.0
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def register(sub: Any) -> None:
@@ -38,7 +31,7 @@ def register(sub: Any) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a parameter (${{ params.KEY }}); repeatable")
     p.add_argument("-c", "--config", metavar="CONFIG", help="config file (stateManagement...)")
-    p.add_argument("--max-parallel", type=_positive_int, metavar="N",
+    p.add_argument("--max-parallel", type=positive_int, metavar="N",
                    help="tasks running at once (default: CPU count)")
     p.add_argument("--json", action="store_true",
                    help="print the final run document as JSON on stdout (progress on stderr)")
@@ -53,7 +46,7 @@ def register(sub: Any) -> None:
                    help="trigger this AwaitingTrigger task (id, prefix or node id); repeatable")
     p.add_argument("--trigger-all", action="store_true", help="trigger every waiting task")
     p.add_argument("-c", "--config", metavar="CONFIG", help="config file")
-    p.add_argument("--max-parallel", type=_positive_int, metavar="N")
+    p.add_argument("--max-parallel", type=positive_int, metavar="N")
     p.add_argument("--json", action="store_true", help="print the final run document as JSON")
     p.add_argument("--workdir", metavar="DIR", help="working directory of the steps")
     p.set_defaults(func=cmd_resume)
@@ -67,7 +60,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("list", help="list recent runs", description="List recent runs.")
-    p.add_argument("--limit", type=_positive_int, default=20, metavar="N")
+    p.add_argument("--limit", type=positive_int, default=20, metavar="N")
     p.add_argument("--status", metavar="S", help="only runs with this status")
     p.add_argument("--json", action="store_true")
     p.add_argument("-c", "--config", metavar="CONFIG", help="config file")

@@ -23,10 +23,11 @@ from typing import Any
 
 from runner.control.client import DEFAULT_POLICY, ControlClient, RetryPolicy
 from runner.errors import ConfigError, FerryError, SeqGap, StateError, UnknownRun
-from runner.paths import Paths, ensure_dir, safe_segment
+from runner.paths import Paths
 from runner.state.backend import RunSummary, StateBackend
 from runner.state.diff import Diff, PatchConflict, apply_ops
 from runner.state.journal import Journal
+from runner.state.logfiles import TaskLogs
 from runner.state.sync import Syncer
 
 
@@ -54,6 +55,7 @@ class ApiBackend:
         self.client = client
         self.journal_dir = journal_dir
         self.logs_dir = logs_dir
+        self._logs = TaskLogs(logs_dir)
         self.mirror = mirror
         self.policy = policy
         self.background = background
@@ -211,8 +213,7 @@ class ApiBackend:
 
     def log_path(self, run_id: str, task_id: str) -> Path:
         """The local copy of a task's log."""
-        return (self.logs_dir / safe_segment(run_id, "run id")
-                / f"{safe_segment(task_id, 'task id')}.log")
+        return self._logs.path(run_id, task_id)
 
     def append_log(self, run_id: str, task_id: str, data: bytes) -> None:
         """Journal the bytes at the task's offset, then append them to the local log file."""
@@ -233,26 +234,14 @@ class ApiBackend:
             if self.mirror is not None:
                 self.mirror.append_log(run_id, task_id, data)
             else:
-                path = self.log_path(run_id, task_id)
-                ensure_dir(path.parent)
-                try:
-                    with open(path, "ab") as fh:
-                        fh.write(data)
-                except OSError as exc:
-                    raise StateError(f"{path}: cannot write the task log: {exc.strerror}") \
-                        from exc
+                self._logs.append(run_id, task_id, data)
         run.syncer.kick()
 
     def read_log(self, run_id: str, task_id: str, offset: int = 0) -> bytes:
         """The local copy of a task's output from byte `offset` on."""
         if self.mirror is not None:
             return self.mirror.read_log(run_id, task_id, offset)
-        try:
-            with open(self.log_path(run_id, task_id), "rb") as fh:
-                fh.seek(max(0, offset))
-                return fh.read()
-        except FileNotFoundError:
-            return b""
+        return self._logs.read(run_id, task_id, offset)
 
     # -- delivery --------------------------------------------------------------------------
 

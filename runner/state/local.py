@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import SeqGap, StateError, UnknownRun, UsageError
-from runner.paths import ensure_dir, safe_segment
 from runner.state.backend import RunSummary
 from runner.state.diff import Diff, PatchConflict, apply_ops
+from runner.state.logfiles import TaskLogs
 from runner.state.sqlite_schema import open_connection, state_error
 
 MIN_PREFIX = 4
@@ -64,6 +64,7 @@ class LocalBackend:
                  check_on_open: bool = True, clock: Callable[[], str] = utc_now) -> None:
         self.db_path = Path(db_path)
         self.logs_dir = Path(logs_dir)
+        self._logs = TaskLogs(self.logs_dir)
         self.busy_timeout = busy_timeout
         self.snapshot_every = max(1, snapshot_every)
         self._clock = clock
@@ -337,30 +338,15 @@ class LocalBackend:
 
     def log_path(self, run_id: str, task_id: str) -> Path:
         """The append-only log file of one task."""
-        return (self.logs_dir / safe_segment(run_id, "run id")
-                / f"{safe_segment(task_id, 'task id')}.log")
+        return self._logs.path(run_id, task_id)
 
     def append_log(self, run_id: str, task_id: str, data: bytes) -> None:
         """Append raw output of a task (written through, so `logs --follow` sees it)."""
-        path = self.log_path(run_id, task_id)
-        ensure_dir(path.parent)
-        try:
-            with open(path, "ab") as fh:
-                fh.write(data)
-        except OSError as exc:
-            raise StateError(f"{path}: cannot write the task log: {exc.strerror}") from exc
+        self._logs.append(run_id, task_id, data)
 
     def read_log(self, run_id: str, task_id: str, offset: int = 0) -> bytes:
         """A task's output from byte `offset` on (empty if it has written nothing yet)."""
-        path = self.log_path(run_id, task_id)
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(max(0, offset))
-                return fh.read()
-        except FileNotFoundError:
-            return b""
-        except OSError as exc:
-            raise StateError(f"{path}: cannot read the task log: {exc.strerror}") from exc
+        return self._logs.read(run_id, task_id, offset)
 
 
 def _diff(run_id: str, row: tuple[Any, ...]) -> Diff:

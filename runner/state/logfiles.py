@@ -1,0 +1,42 @@
+"""Task log files: `<logs_dir>/<run_id>/<task_id>.log`, append-only, shared by every backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.errors import StateError
+from runner.paths import ensure_dir, safe_segment
+
+
+class TaskLogs:
+    """The log files of the tasks of every run under one directory."""
+
+    def __init__(self, logs_dir: Path) -> None:
+        self.logs_dir = logs_dir
+
+    def path(self, run_id: str, task_id: str) -> Path:
+        """The log file of one task (ids are checked to be single path segments)."""
+        return (self.logs_dir / safe_segment(run_id, "run id")
+                / f"{safe_segment(task_id, 'task id')}.log")
+
+    def append(self, run_id: str, task_id: str, data: bytes) -> None:
+        """Append raw output (written through, so `logs --follow` sees it at once)."""
+        path = self.path(run_id, task_id)
+        ensure_dir(path.parent)
+        try:
+            with open(path, "ab") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise StateError(f"{path}: cannot write the task log: {exc.strerror}") from exc
+
+    def read(self, run_id: str, task_id: str, offset: int = 0) -> bytes:
+        """A task's output from byte `offset` on (empty if it has written nothing yet)."""
+        path = self.path(run_id, task_id)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(max(0, offset))
+                return fh.read()
+        except FileNotFoundError:
+            return b""
+        except OSError as exc:
+            raise StateError(f"{path}: cannot read the task log: {exc.strerror}") from exc
