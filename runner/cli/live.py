@@ -1,13 +1,20 @@
 """Printing engine events as a run goes: the seed's timestamped lines, task output prefixed with
 its task, or JSON Lines with `--json`. Lines are flushed one by one so that a pipe (a test, `tee`,
-a CI log) sees them as they happen.
+a CI log) sees them as they happen. On a terminal, `LiveView` prints the same lines and keeps a
+status footer below them, redrawn in place; it is erased at the end, so the final transcript on
+the screen is the piped one.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
+from runner.cli.live_board import MAX_RUNNING_LINES, TaskBoard
 from runner.cli.render import stamp
 from runner.engine.events import (
     Event,
@@ -97,8 +104,153 @@ class LinePrinter:
         """Print lines and flush; a broken pipe silences the printer instead of failing."""
         if self.broken or not lines:
             return
+        self._put("\n".join(lines) + "\n")
+
+    def _put(self, text: str) -> None:
         try:
-            self._out.write("\n".join(lines) + "\n")
+            self._out.write(text)
             self._out.flush()
         except (BrokenPipeError, ValueError, OSError):
             self.broken = True
+
+    def begin(self, doc: dict[str, Any]) -> None:
+        """The run (as stored) is about to execute; plain lines need nothing."""
+
+    def end(self) -> None:
+        """Execution is over; plain lines need nothing."""
+
+
+_OFF = {"0", "false", "no", "off"}
+
+
+def live_wanted(out: TextIO, env: Mapping[str, str], *, json_lines: bool) -> bool:
+    """Whether to draw the live footer: a terminal that can move the cursor, no `--json`,
+    and not switched off with `FERRY_LIVE=0`."""
+    if json_lines or env.get("FERRY_LIVE", "").strip().lower() in _OFF:
+        return False
+    if env.get("TERM", "dumb") in {"", "dumb"}:
+        return False
+    try:
+        return out.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+def make_printer(out: TextIO, env: Mapping[str, str], *, json_lines: bool) -> LinePrinter:
+    """A `LiveView` on a capable terminal, else plain lines (or JSON Lines)."""
+    if live_wanted(out, env, json_lines=json_lines):
+        return LiveView(out, color=not env.get("NO_COLOR"))
+    return LinePrinter(out, json_lines=json_lines)
+
+
+class LiveView(LinePrinter):
+    """Plain lines above, a status footer below, redrawn in place at most every `interval` s.
+
+    The footer is drawn without a final newline, the cursor left at its end; erasing it is a
+    carriage return, a cursor-up over its other lines and erase-to-end-of-screen. All writes go
+    through one lock: the executor's events and the ticker thread (elapsed times) both paint."""
+
+    def __init__(self, out: TextIO, *, color: bool = True, interval: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic,
+                 size: Callable[[], os.terminal_size] | None = None) -> None:
+        super().__init__(out)
+        self.board = TaskBoard()
+        self._color = color
+        self._interval = interval
+        self._clock = clock
+        self._size = size or self._terminal_size
+        self._lock = threading.RLock()
+        self._shown = 0
+        self._dirty = False
+        self._drawn = ""
+        self._last_draw = float("-inf")
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def _terminal_size(self) -> os.terminal_size:
+        try:
+            size = os.get_terminal_size(self._out.fileno())
+        except (ValueError, OSError):
+            return os.terminal_size((80, 24))
+        # A terminal that reports no size (a fresh pty) gets the classic 80x24.
+        return os.terminal_size((size.columns or 80, size.lines or 24))
+
+    def begin(self, doc: dict[str, Any]) -> None:
+        """Seed the board from the stored run and start the ticker thread."""
+        with self._lock:
+            self.board.seed(doc, self._clock())
+        if self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="ferry-live", daemon=True)
+            self._ticker.start()
+
+    def end(self) -> None:
+        """Stop the ticker and erase the footer: what stays on screen is the plain transcript.
+        Later lines (the closing block) print plainly."""
+        self._stop.set()
+        if self._ticker is not None and self._ticker is not threading.current_thread():
+            self._ticker.join(timeout=2)
+        with self._lock:
+            if self._shown and not self.broken:
+                self._put(self._erase())
+            self._shown = 0
+
+    def emit(self, event: Event) -> None:
+        """Print the event's lines above the footer; refresh the footer if it changed."""
+        with self._lock:
+            if self.board.update(event, self._clock()):
+                self._dirty = True
+            self._paint(event_lines(event))
+
+    def write(self, lines: list[str]) -> None:
+        """Print lines above the footer."""
+        with self._lock:
+            self._paint(lines)
+
+    def _paint(self, lines: list[str]) -> None:
+        if self.broken or (not lines and not self._dirty):
+            return
+        if self._stop.is_set():
+            super().write(lines)
+            return
+        parts: list[str] = []
+        if lines:
+            parts += [self._erase(), "\n".join(lines) + "\n"]
+            self._shown = 0
+            self._dirty = True
+        now = self._clock()
+        if now - self._last_draw >= self._interval:
+            parts.append(self._redraw(now))
+        # else: the ticker redraws it once the interval has passed (at most 10 redraws/s)
+        if any(parts):
+            self._put("".join(parts))
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self._interval):
+            with self._lock:
+                if self._stop.is_set() or self.broken:
+                    return
+                text = self._redraw(self._clock())
+                if text:
+                    self._put(text)
+
+    def _erase(self) -> str:
+        if not self._shown:
+            return ""
+        up = f"\x1b[{self._shown - 1}A" if self._shown > 1 else ""
+        return f"\r{up}\x1b[J"
+
+    def _redraw(self, now: float) -> str:
+        """Erase and draw the footer when it is stale or its text changed (elapsed seconds);
+        '' when the screen already shows it."""
+        size = self._size()
+        lines = self.board.footer(now, size.columns, color=self._color,
+                                  max_lines=min(MAX_RUNNING_LINES + 1, max(1, size.lines - 2)))
+        text = "\n".join(lines)
+        if not self._dirty and text == self._drawn:
+            return ""
+        erase = self._erase()
+        self._shown = len(lines)
+        self._drawn = text
+        self._dirty = False
+        self._last_draw = now
+        return erase + text

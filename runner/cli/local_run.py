@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from runner.cli.live import LinePrinter
+from runner.cli.live import LinePrinter, make_printer
 from runner.cli.local import (
     CANCEL_WAIT_SECONDS,
     GRACE_SECONDS,
@@ -96,10 +96,12 @@ class _Session:
         self.backend: StateBackend = build_backend(config, self.paths, config_path or "config")
         self.json = bool(getattr(args, "json", False))
         # With --json, stdout carries JSON Lines only; the human lines are not printed.
-        self.printer = LinePrinter(sys.stdout, json_lines=self.json)
+        # On a terminal, a live status footer below the same lines (runner.cli.live).
+        self.printer = make_printer(sys.stdout, os.environ, json_lines=self.json)
         self.cancel = threading.Event()
+        self.runtimes = _runtimes(workflow_dict)
         self.executor = Executor(
-            self.backend, _runtimes(workflow_dict), writer=writer_id(),
+            self.backend, self.runtimes, writer=writer_id(),
             max_parallel=getattr(args, "max_parallel", None) or os.cpu_count() or 2,
             workspace=_workdir(getattr(args, "workdir", None)), paths=self.paths,
             events=self.printer, clock=utc_now, grace_seconds=GRACE_SECONDS, env=os.environ)
@@ -122,11 +124,30 @@ class _Session:
             who = f" (pid {pid})" if pid else ""
             raise UsageError(f"run {run_id} is being executed by another ferry process{who}")
         self.lock = lock
+        self.reap(run_id)
+
+    def reap(self, run_id: str) -> None:
+        """Remove the containers dead local runs left (a `ferry run` killed mid-task); only for
+        the container engines this workflow uses. Engine down: nothing to do, quietly."""
+        from runner.cli.local_reap import reap_leftovers
+
+        def warn(text: str) -> None:
+            print(f"ferry: warning: {text}", file=sys.stderr, flush=True)
+
+        removed = reap_leftovers(self.runtimes, self.paths.data_dir / "locks", own_run=run_id,
+                                 warn=warn)
+        if removed:
+            print(f"ferry: removed {removed} leftover container{'s' if removed > 1 else ''} "
+                  "of runs no ferry process is executing", file=sys.stderr, flush=True)
 
     def execute(self, run_id: str) -> int:
         """Execute until the run stops; print the closing block; the exit code."""
-        with _cancel_on_signals(self.cancel):
-            status = self.executor.execute(run_id, self.cancel)
+        self.printer.begin(self.backend.load(run_id))
+        try:
+            with _cancel_on_signals(self.cancel):
+                status = self.executor.execute(run_id, self.cancel)
+        finally:
+            self.printer.end()
         doc = self.backend.load(run_id)
         if self.json:
             self.printer.write([json.dumps({"kind": "run", "run": doc}, ensure_ascii=False)])
@@ -139,7 +160,8 @@ class _Session:
     resumed = False
 
     def close(self) -> None:
-        """Release the lock and the backend."""
+        """Stop the live view; release the lock and the backend."""
+        self.printer.end()
         if self.lock is not None:
             self.lock.release()
         close = getattr(self.backend, "close", None)
