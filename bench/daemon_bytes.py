@@ -213,7 +213,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bytes-"))
     server = Server(tmp / "server")
     server.start()
-    proxy = CountingProxy(("127.0.0.1", server.port))
+    proxy = CountingProxy(("127.0.0.1", int(server.url.rsplit(":", 1)[1].strip("/"))))
     daemon: DaemonProc | None = None
     try:
         server.repo("bench", {"wf.yaml": workflow(args.tasks)})

@@ -106,6 +106,9 @@ class RunJob:
         """Run the claimed run to its end; the outcome is a run status or a reason."""
         run = claim.run
         lease = claim.lease
+        # The document is only read here (writes wait for the confirmation below), so it is
+        # fetched while the claim is confirmed: one round trip fewer before the first step.
+        document = _Prefetch(lambda: self._client.get_run(run.id), name=f"ferry-doc-{run.id[:8]}")
         try:
             answer = self._retry(lambda: self._client.start(run.id, lease.token))
         except (LeaseLost, PermanentError) as exc:
@@ -126,7 +129,7 @@ class RunJob:
         backend = ApiBackend(self._client, ensure_dir(self._paths.journal_dir),
                              self._paths.logs_dir, policy=self.settings.sync_retry)
         try:
-            return self._execute(claim, cancel, keeper, backend)
+            return self._execute(claim, cancel, keeper, backend, document)
         finally:
             keeper.stop()
             backend.close()
@@ -136,12 +139,14 @@ class RunJob:
 
     # -- steps -------------------------------------------------------------------------------
     def _execute(self, claim: ClaimResponse, cancel: threading.Event, keeper: LeaseKeeper,
-                 backend: ApiBackend) -> str:
+                 backend: ApiBackend, document: _Prefetch) -> str:
         run = claim.run
         writer = f"{self.settings.runner_id}/a{run.attempt}"
         try:
             workspace = self._fetch(claim)
-            doc = self._retry(lambda: self._client.get_run(run.id))
+            doc = document.result()
+            if doc is None:  # the early read failed: now with retries
+                doc = self._retry(lambda: self._client.get_run(run.id))
             offsets = self._log_offsets(run.id, doc)
         except FerryError as exc:
             if keeper.lost.is_set():
@@ -278,6 +283,27 @@ class RunJob:
     def _on_retry(self, exc: BaseException, sleep: float) -> None:
         self._metrics.contact_failed()
         log.warning("request failed, retrying in %.1fs: %s", sleep, exc)
+
+
+class _Prefetch:
+    """One attempt at a read on its own thread; `result()` is its value, None if it failed."""
+
+    def __init__(self, fn: Callable[[], dict[str, Any]], *, name: str) -> None:
+        self._fn = fn
+        self._value: dict[str, Any] | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except FerryError as exc:
+            log.debug("early read failed, retrying later: %s", exc)
+
+    def result(self) -> dict[str, Any] | None:
+        """Wait for the read; its value or None when it failed."""
+        self._thread.join()
+        return self._value
 
 
 @dataclass(frozen=True)
