@@ -37,6 +37,28 @@ nodes:
 """
 
 
+def wait_for_quiet(max_load: float, limit: float, poll: float = 30.0) -> tuple[float, float]:
+    """Poll the 1-minute load average every `poll` s, up to `limit` s, until it is below
+    `max_load`; returns (the load average seen last, seconds waited)."""
+    start = time.monotonic()
+    while True:
+        load = os.getloadavg()[0]
+        waited = time.monotonic() - start
+        if load < max_load or waited >= limit:
+            return load, waited
+        print(f"load average {load:.2f} >= {max_load:g}; waiting for a quiet machine",
+              file=sys.stderr, flush=True)
+        time.sleep(min(poll, limit - waited))
+
+
+def load_note(load: float, waited: float, max_load: float) -> str:
+    """One sentence for the results file: the load before and after measuring."""
+    end = os.getloadavg()
+    quiet = "" if load < max_load else f" (NOT below {max_load:g} after waiting: figures loaded)"
+    return (f"1-minute load average before measuring {load:.2f}{quiet}, waited {waited:.0f} s; "
+            f"at the end {end[0]:.2f} / {end[1]:.2f} / {end[2]:.2f} (1/5/15 min).")
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (nearest rank)."""
     ordered = sorted(values)
@@ -72,8 +94,13 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--latency-runs", type=int, default=30)
-    parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--max-load", type=float, default=1.5,
+                        help="wait until the 1-minute load average is below this")
+    parser.add_argument("--quiet-wait", type=float, default=600.0,
+                        help="wait at most this many seconds for it")
     args = parser.parse_args()
+    load, waited = wait_for_quiet(args.max_load, args.quiet_wait)
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
     side = tmp / "side"
     side.mkdir()
@@ -100,6 +127,7 @@ def main() -> int:
             lat.append(float(target.read_text().split()[0]) - t0)
             while any(q != "done" for q in server.queues().values()):
                 time.sleep(0.02)
+        assert daemon.proc is not None
         proc = psutil.Process(daemon.proc.pid)
         # idle footprint: after the latency runs, nothing queued
         time.sleep(1)
@@ -148,6 +176,7 @@ def main() -> int:
     machine = f"{os.cpu_count()} cores, {Path('/etc/debian_version').read_text().strip()}"
     text = (f"# Daemon benchmark\n\nMachine: {machine} (Debian), Python "
             f"{sys.version.split()[0]}; stub server and daemon on 127.0.0.1.\n"
+            f"{load_note(load, waited, args.max_load)}\n"
             f"Command: `python bench/daemon_bench.py --runs {args.runs} --latency-runs "
             f"{args.latency_runs} --idle-seconds {args.idle_seconds:g}`\n\n{table}")
     out = ROOT / "bench" / "results" / "daemon_bench.md"

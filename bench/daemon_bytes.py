@@ -63,6 +63,28 @@ _ENDPOINT = [
 ]
 
 
+def wait_for_quiet(max_load: float, limit: float, poll: float = 30.0) -> tuple[float, float]:
+    """Poll the 1-minute load average every `poll` s, up to `limit` s, until it is below
+    `max_load`; returns (the load average seen last, seconds waited)."""
+    start = time.monotonic()
+    while True:
+        load = os.getloadavg()[0]
+        waited = time.monotonic() - start
+        if load < max_load or waited >= limit:
+            return load, waited
+        print(f"load average {load:.2f} >= {max_load:g}; waiting for a quiet machine",
+              file=sys.stderr, flush=True)
+        time.sleep(min(poll, limit - waited))
+
+
+def load_note(load: float, waited: float, max_load: float) -> str:
+    """One sentence for the results file: the load before and after measuring."""
+    end = os.getloadavg()
+    quiet = "" if load < max_load else f" (NOT below {max_load:g} after waiting: figures loaded)"
+    return (f"1-minute load average before measuring {load:.2f}{quiet}, waited {waited:.0f} s; "
+            f"at the end {end[0]:.2f} / {end[1]:.2f} / {end[2]:.2f} (1/5/15 min).")
+
+
 def workflow(tasks: int) -> str:
     """A matrix node with `tasks` items, one echo step each."""
     items = "".join(f"        - item: i{n:04d}\n" for n in range(tasks))
@@ -209,7 +231,12 @@ def main() -> int:
     """Run one matrix run through the counting proxy, print and write the table."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--max-load", type=float, default=1.5,
+                        help="wait until the 1-minute load average is below this")
+    parser.add_argument("--quiet-wait", type=float, default=600.0,
+                        help="wait at most this many seconds for it")
     args = parser.parse_args()
+    load, waited = wait_for_quiet(args.max_load, args.quiet_wait)
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bytes-"))
     server = Server(tmp / "server")
     server.start()
@@ -273,12 +300,10 @@ def main() -> int:
               "|---|---|---|---|\n" + per_endpoint +
               f"| **total sent** | {sum(requests.values())} | {mb(sent_body)} | "
               f"{mb(sent_wire)} |\n| answers received (raw) | | | {mb(answers)} |\n")
-    load = os.getloadavg()
     text = (
         "# Daemon bytes per run\n\n"
         f"Machine: {os.cpu_count()} cores, Debian {Path('/etc/debian_version').read_text().strip()}"
-        f", Python {sys.version.split()[0]}; load average at the end "
-        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}.\n"
+        f", Python {sys.version.split()[0]}. {load_note(load, waited, args.max_load)}\n"
         f"Command: `python bench/daemon_bytes.py --tasks {args.tasks}` — one run of a "
         f"{args.tasks}-task matrix (one `echo` step per task) through `ferry daemon --once` "
         f"({elapsed:.1f} s), counted at a TCP proxy between the daemon and the stub.\n\n"
