@@ -38,11 +38,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield Server(url.rstrip("/"), token, reg, Path(repos) if repos else None)
         return
     base = tmp_path_factory.mktemp("stub")
-    stub = StubProcess.start(base / "data", base / "repos")
-    try:
+    with StubProcess.start(base / "data", base / "repos") as stub:
         yield Server(stub.url, stub.admin_token, stub.registration_token, stub.repos_dir)
-    finally:
-        stub.stop()
 
 
 @pytest.fixture(scope="session")
@@ -71,9 +68,6 @@ def stub(tmp_path: Path, is_stub: bool) -> Iterator[StubProcess]:
     """A private stub with short leases (1 s TTL, 0.5 s grace) for expiry and fencing tests."""
     if not is_stub:
         pytest.skip("lease timings are a server flag: tested against the stub only")
-    stub = StubProcess.start(tmp_path / "data", tmp_path / "repos", "--lease-ttl", "1",
-                             "--offline-grace", "0.5")
-    try:
+    with StubProcess.start(tmp_path / "data", tmp_path / "repos", "--lease-ttl", "1",
+                           "--offline-grace", "0.5") as stub:
         yield stub
-    finally:
-        stub.stop()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,66 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from tests.helpers import wait_until
 from tests.helpers.gitrepo import commit, init_bare
+from tests.helpers.stub import StubHandle
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 ADMIN = "admin-token-daemon-tests-0123456789"
 REGISTRATION = "registration-token-daemon-tests-0123456789"
 
 
-def free_port() -> int:
-    """A port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """`python -m server_stub serve` on a fixed port and data dir, restartable."""
+class Server(StubHandle):
+    """The stub on its own data dir, started by `start()`, killable and restartable on its
+    port (runners keep its URL); `lease_ttl`/`offline_grace` are the server's flags."""
 
     def __init__(self, root: Path, *, lease_ttl: float = 30, offline_grace: float = 600) -> None:
-        self.root = root
-        self.repos = root / "repos"
-        self.repos.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.lease_ttl = lease_ttl
-        self.offline_grace = offline_grace
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "FERRY_SERVER_ADMIN_TOKEN": ADMIN,
-               "FERRY_SERVER_REGISTRATION_TOKEN": REGISTRATION}
-        with open(self.root / "server.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "server_stub", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--data-dir", str(self.root / "data"),
-                 "--repos", str(self.repos), "--no-access-log", "--log-level", "warning",
-                 "--lease-ttl", str(self.lease_ttl), "--offline-grace", str(self.offline_grace)],
-                cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
-        wait_until(self._answers, timeout=30, message="stub server to answer")
-
-    def _answers(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError("stub server exited: " + self.log()[-2000:])
-        try:
-            requests.get(self.url + "/api/v1/runs", timeout=1)
-            return True
-        except requests.ConnectionError:
-            return False
-
-    def log(self) -> str:
-        return (self.root / "server.log").read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
+        super().__init__(root, "--lease-ttl", str(lease_ttl), "--offline-grace",
+                         str(offline_grace), admin_token=ADMIN, registration_token=REGISTRATION)
 
     # -- admin side ------------------------------------------------------------------------
     def repo(self, name: str, files: dict[str, str]) -> str:
@@ -83,43 +37,36 @@ class Server:
             init_bare(self.repos, name)
         return commit(path, files)
 
-    def _call(self, method: str, path: str, **kw: Any) -> requests.Response:
-        resp = requests.request(method, self.url + "/api/v1" + path, timeout=30,
-                                headers={"Authorization": f"Bearer {ADMIN}"}, **kw)
-        if resp.status_code >= 400:
-            raise AssertionError(f"{method} {path}: {resp.status_code} {resp.text}")
-        return resp
-
     def submit(self, repo: str, workflow_path: str, *, params: dict[str, str] | None = None,
                labels: list[str] | None = None) -> str:
         body = {"repo": repo, "ref": "main", "workflow_path": workflow_path,
                 "params": params or {}, "labels": labels or []}
-        return str(self._call("POST", "/runs", json=body).json()["id"])
+        return str(self.admin_call("POST", "/runs", json=body).json()["id"])
 
     def run(self, run_id: str) -> dict[str, Any]:
         """The materialized run document."""
-        return dict(self._call("GET", f"/runs/{run_id}").json())
+        return dict(self.admin_call("GET", f"/runs/{run_id}").json())
 
     def info(self, run_id: str) -> dict[str, Any]:
         """The run's queue entry (RunInfo)."""
-        for run in self._call("GET", "/runs", params={"limit": 1000}).json()["runs"]:
+        for run in self.admin_call("GET", "/runs", params={"limit": 1000}).json()["runs"]:
             if run["id"] == run_id:
                 return dict(run)
         raise AssertionError(f"run {run_id} not listed")
 
     def queues(self) -> dict[str, str]:
         """Every run's queue state by id, in one request."""
-        runs = self._call("GET", "/runs", params={"limit": 1000}).json()["runs"]
+        runs = self.admin_call("GET", "/runs", params={"limit": 1000}).json()["runs"]
         return {r["id"]: r["queue"] for r in runs}
 
     def task_log(self, run_id: str, task_id: str) -> bytes:
-        return self._call("GET", f"/runs/{run_id}/logs/{task_id}").content
+        return self.admin_call("GET", f"/runs/{run_id}/logs/{task_id}").content
 
     def cancel(self, run_id: str) -> None:
-        self._call("POST", f"/runs/{run_id}/cancel")
+        self.admin_call("POST", f"/runs/{run_id}/cancel")
 
     def trigger_all(self, run_id: str) -> None:
-        self._call("POST", f"/runs/{run_id}/trigger-all")
+        self.admin_call("POST", f"/runs/{run_id}/trigger-all")
 
     def status(self, run_id: str) -> str:
         return str(self.run(run_id)["status"])
