@@ -11,8 +11,19 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-        "proxy-authorization", "proxy-authenticate", "content-length"}
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer",
+                         "upgrade", "proxy-authorization", "proxy-authenticate"})
+# http.client sets Content-Length for the upstream request itself
+_NOT_FORWARDED = _HOP_BY_HOP | {"content-length"}
+# BaseHTTPRequestHandler sends its own Server and Date, and the proxy its own Content-Length
+_NOT_RETURNED = _HOP_BY_HOP | {"content-length", "date", "server"}
+
+
+def _end_to_end(headers: list[tuple[str, str]], drop: frozenset[str]) -> list[tuple[str, str]]:
+    """`headers` without `drop` and without the ones the Connection header names."""
+    named = {t.strip().lower() for k, v in headers if k.lower() == "connection"
+             for t in v.split(",")}
+    return [(k, v) for k, v in headers if k.lower() not in drop and k.lower() not in named]
 
 
 class FaultProxy:
@@ -45,7 +56,7 @@ class FaultProxy:
                     self.wfile.write(data)
                     return
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                headers = dict(_end_to_end(self.headers.items(), _NOT_FORWARDED))
                 conn.request(self.command, self.path, body=body or None, headers=headers)
                 resp = conn.getresponse()
                 payload = resp.read()
@@ -55,9 +66,8 @@ class FaultProxy:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in _HOP:
-                        self.send_header(k, v)
+                for k, v in _end_to_end(resp.getheaders(), _NOT_RETURNED):
+                    self.send_header(k, v)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
