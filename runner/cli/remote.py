@@ -16,7 +16,10 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.control.client import ControlClient
 
 ENV_SERVER = "FERRY_SERVER"
 ENV_TOKEN = "FERRY_TOKEN"
@@ -54,7 +57,7 @@ def register(sub: Any) -> None:
 
 
 def _dispatch(local: Callable[[argparse.Namespace], int] | None,
-              remote: Callable[[argparse.Namespace, Any], int]
+              remote: Callable[[argparse.Namespace, ControlClient], int]
               ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         target = server_target(args, os.environ)
@@ -82,7 +85,7 @@ def server_target(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str
     return url.rstrip("/"), token
 
 
-def _client(url: str, token: str) -> Any:
+def _client(url: str, token: str) -> ControlClient:
     from runner.control.client import ControlClient
 
     return ControlClient(url, token)
@@ -126,7 +129,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(client: Any, ref: str) -> dict[str, Any]:
+def _load(client: ControlClient, ref: str) -> dict[str, Any]:
     """The run by id, or by a unique id prefix among the server's recent runs."""
     from runner.errors import PermanentError, UsageError
 
@@ -144,7 +147,7 @@ def _load(client: Any, ref: str) -> dict[str, Any]:
     return found
 
 
-def remote_status(args: argparse.Namespace, client: Any) -> int:
+def remote_status(args: argparse.Namespace, client: ControlClient) -> int:
     """`ferry status --server`."""
     import json
 
@@ -154,7 +157,8 @@ def remote_status(args: argparse.Namespace, client: Any) -> int:
     doc = _load(client, args.id)
     history = None
     if getattr(args, "history", False):
-        raw = _history(client, doc["id"])
+        doc = client.get_run(doc["id"], history=True)  # the document and its diffs at once
+        raw = doc.pop("history")
         history = [Diff(run_id=doc["id"], writer=d["writer"], seq=d["seq"], ops=d["ops"],
                         ts=d.get("ts")) for d in raw]
     if args.json:
@@ -165,20 +169,7 @@ def remote_status(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
-def _history(client: Any, run_id: str) -> list[dict[str, Any]]:
-    # The typed client has no history flag yet; one plain GET with its session and token.
-    from runner.control.client import error_for
-    from runner.control.protocol import API_PREFIX
-
-    resp = client._session.get(f"{client.base_url}{API_PREFIX}/runs/{run_id}",
-                               params={"history": "true"}, headers=dict(client._auth),
-                               timeout=client.timeout)
-    if resp.status_code >= 400:
-        raise error_for(resp.status_code, resp.content, f"GET /runs/{run_id}")
-    return list(resp.json().get("history") or [])
-
-
-def remote_list(args: argparse.Namespace, client: Any) -> int:
+def remote_list(args: argparse.Namespace, client: ControlClient) -> int:
     """`ferry list --server`."""
     import json
 
@@ -195,7 +186,7 @@ def remote_list(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
-def remote_cancel(args: argparse.Namespace, client: Any) -> int:
+def remote_cancel(args: argparse.Namespace, client: ControlClient) -> int:
     """`ferry cancel --server`: a queued or paused run ends at once, a running one is told
     through its runner's next heartbeat."""
     from runner.errors import Conflict, UsageError
@@ -214,7 +205,7 @@ def remote_cancel(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
-def remote_resume(args: argparse.Namespace, client: Any) -> int:
+def remote_resume(args: argparse.Namespace, client: ControlClient) -> int:
     """`ferry resume --server`: trigger tasks; the server re-queues the run for a runner."""
     from runner.cli.local_run import resolve_task
     from runner.errors import Conflict, UsageError
@@ -235,7 +226,7 @@ def remote_resume(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
-def remote_logs(args: argparse.Namespace, client: Any) -> int:
+def remote_logs(args: argparse.Namespace, client: ControlClient) -> int:
     """`ferry logs --server`: every task's output prefixed with its label, or one task raw."""
     from runner.cli.local_run import resolve_task
     from runner.cli.render import ordered_tasks
@@ -268,7 +259,7 @@ def remote_logs(args: argparse.Namespace, client: Any) -> int:
         doc = client.get_run(run_id)
 
 
-REMOTE: dict[str, Callable[[argparse.Namespace, Any], int]] = {
+REMOTE: dict[str, Callable[[argparse.Namespace, ControlClient], int]] = {
     "status": remote_status, "list": remote_list, "logs": remote_logs,
     "cancel": remote_cancel, "resume": remote_resume,
 }

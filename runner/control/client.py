@@ -103,11 +103,15 @@ class ControlClient:
                   if v is not None}
         return self._model("GET", "/runs", RunList, params=params).runs
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        """The materialized run document."""
-        data = self._json("GET", f"/runs/{_seg(run_id)}")
+    def get_run(self, run_id: str, *, history: bool = False) -> dict[str, Any]:
+        """The materialized run document; with `history`, plus a `history` key: every diff
+        applied, in order (`writer`, `seq`, `ops`, `ts`)."""
+        params = {"history": "true"} if history else None
+        data = self._json("GET", f"/runs/{_seg(run_id)}", params=params)
         if not isinstance(data, dict):
             raise PermanentError(f"GET /runs/{run_id}: answer is not a JSON object")
+        if history and not isinstance(data.get("history"), list):
+            raise PermanentError(f"GET /runs/{run_id}?history=true: answer has no history list")
         return data
 
     def claim(self, labels: Sequence[str] = (), *, capacity: int = 1,
@@ -192,8 +196,8 @@ class ControlClient:
         resp = self._send(method, path, body, params=params)
         return _parse(model, resp, f"{method} {path}")
 
-    def _json(self, method: str, path: str) -> Any:
-        resp = self._send(method, path)
+    def _json(self, method: str, path: str, params: dict[str, Any] | None = None) -> Any:
+        resp = self._send(method, path, params=params)
         try:
             return resp.json()
         except ValueError as exc:
