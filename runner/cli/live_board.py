@@ -35,10 +35,17 @@ class TaskBoard:
     def __init__(self) -> None:
         self.tasks: dict[str, _Task] = {}
         self.started: float | None = None
+        self._unplanned: set[str] = set()
+        """Plain (non-matrix) nodes whose task the scheduler has not created yet: Pending."""
 
     def seed(self, doc: dict[str, Any], now: float) -> None:
         """Start from a stored run document (`resume`: tasks that ran before have no event)."""
+        for node in (doc.get("workflow") or {}).get("nodes") or []:
+            strategy = node.get("strategy") or {}
+            if isinstance(node, dict) and node.get("id") and strategy.get("type") != "matrix":
+                self._unplanned.add(str(node["id"]))
         for tid, task in (doc.get("tasks") or {}).items():
+            self._unplanned.discard(str(task.get("node_id")))
             if task.get("master"):
                 continue
             status = str(task.get("status", "Pending"))
@@ -56,10 +63,13 @@ class TaskBoard:
                 self.tasks.setdefault(child.task_id, _Task(child.label, child.status))
             return bool(event.children)
         if isinstance(event, TaskStatusChanged) and not event.master:
+            self._unplanned.discard(event.node_id)
             task = self.tasks.setdefault(event.task_id, _Task(event.label, event.status))
             task.label = event.label or task.label
-            if task.status != "Running" or event.status != "Running":
-                task.since = now if event.status == "Running" else None
+            if event.status != "Running":
+                task.since = None
+            elif task.status != "Running" or task.since is None:
+                task.since = now
             task.status = event.status
             return True
         return False
@@ -69,6 +79,7 @@ class TaskBoard:
         counts: dict[str, int] = dict.fromkeys(SHOWN_STATUSES, 0)
         for task in self.tasks.values():
             counts[task.status] = counts.get(task.status, 0) + 1
+        counts["Pending"] += len(self._unplanned)
         return counts
 
     def footer(self, now: float, width: int, *, color: bool, max_lines: int) -> list[str]:
