@@ -96,6 +96,22 @@ class Server:
             "POST", "/runners/register", json={"name": name, "labels": labels or []})
         return Runner(Api(self.url, body["token"]), body["runner_id"], labels or [])
 
+    def leased_run(self, repo: str, workflow: str = "ok.yaml", *,
+                   params: dict[str, str] | None = None) -> LeasedRun:
+        """A run of `workflow` at `repo`'s main, queued under a fresh label and claimed by a
+        runner registered with just that label."""
+        lab = label()
+        body: dict[str, Any] = {"repo": repo, "ref": "main", "workflow_path": workflow,
+                                "labels": [lab]}
+        if params is not None:
+            body["params"] = params
+        created = dict(self.admin.ok("POST", "/runs", 201, json=body))
+        runner = self.register([lab])
+        claimed = runner.claim()
+        assert claimed is not None, "the run just queued under a fresh label was not handed out"
+        assert claimed["run"]["id"] == created["id"], (created["id"], claimed["run"]["id"])
+        return LeasedRun(created, runner, claimed)
+
 
 @dataclass
 class Runner:
@@ -127,6 +143,35 @@ class Runner:
         return self.api.call("POST", f"/runs/{run_id}/logs",
                              json={"lease": lease, "task": task, "offset": offset,
                                    "data": base64.b64encode(data).decode()})
+
+
+@dataclass
+class LeasedRun:
+    """A queued run held by its runner: the create answer, the runner, the claim answer."""
+
+    created: dict[str, Any]
+    runner: Runner
+    claimed: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        """The run's id."""
+        return str(self.created["id"])
+
+    @property
+    def lease(self) -> str:
+        """The lease token the claim handed out."""
+        return str(self.claimed["lease"]["token"])
+
+    @property
+    def labels(self) -> list[str]:
+        """The run's labels (one fresh label): a runner registered with them may claim it."""
+        return list(self.created["labels"])
+
+    @property
+    def writer(self) -> str:
+        """The diff writer id of this attempt, `<runner id>/a<attempt>`."""
+        return f"{self.runner.id}/a{self.claimed['run']['attempt']}"
 
 
 def label() -> str:

@@ -56,14 +56,8 @@ def test_submit_usage_and_server_errors(server: Server, repo: dict[str, str],
 def test_status_list_logs_cancel_resume(server: Server, repo: dict[str, str],
                                         capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    lab = label()
-    run_id = server.admin.ok("POST", "/runs", 201, json={
-        "repo": repo["name"], "ref": "main", "workflow_path": "manual.yaml",
-        "labels": [lab]})["id"]
-    runner = server.register([lab])
-    got = runner.claim()
-    assert got is not None
-    lease = got["lease"]["token"]
+    run = server.leased_run(repo["name"], "manual.yaml")
+    run_id, runner, lease = run.id, run.runner, run.lease
     task = "11111111-1111-4111-8111-111111111111"
     ops = [{"op": "add", "path": f"/tasks/{task}", "value": {
         "id": task, "node_id": "approve", "status": "AwaitingTrigger", "master": False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.protocol.api import Api, Server, label
+from tests.protocol.api import Api, Server
 
 RID = "00000000-0000-4000-8000-000000000000"
 ENDPOINTS = [
@@ -44,13 +44,10 @@ def test_roles_are_kept_apart(server: Server, repo: dict[str, str]) -> None:
 
 
 def test_runner_only_touches_runs_it_holds(server: Server, repo: dict[str, str]) -> None:
-    lab = label()
-    run = server.admin.ok("POST", "/runs", 201, json={
-        "repo": repo["name"], "ref": "main", "workflow_path": "ok.yaml", "labels": [lab]})
-    holder, other = server.register([lab]), server.register([lab])
-    got = holder.claim()
-    assert got is not None and got["run"]["id"] == run["id"]
-    lease = got["lease"]["token"]
+    leased = server.leased_run(repo["name"])
+    run, holder, got, lease = leased.created, leased.runner, leased.claimed, leased.lease
+    other = server.register(leased.labels)
+    assert got["run"]["id"] == run["id"]
     other.api.error("GET", f"/runs/{run['id']}", 403, "forbidden")
     other.api.error("GET", f"/runs/{run['id']}/logs/t", 403, "forbidden")
     # Even with the holder's lease token, another runner may not write.

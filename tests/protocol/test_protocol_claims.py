@@ -15,11 +15,8 @@ def _create(server: Server, repo: dict[str, str], labels: list[str],
 
 
 def test_claim_answers_run_and_lease_once(server: Server, repo: dict[str, str]) -> None:
-    lab = label()
-    info = _create(server, repo, [lab])
-    runner = server.register([lab])
-    got = runner.claim()
-    assert got is not None
+    run = server.leased_run(repo["name"])
+    info, runner, got = run.created, run.runner, run.claimed
     assert got["run"]["id"] == info["id"] and got["run"]["commit"] == repo["sha"]
     assert got["run"]["workflow_path"] == "ok.yaml" and got["run"]["attempt"] == 1
     assert got["lease"]["token"] and got["lease"]["ttl"] > 0
@@ -56,12 +53,9 @@ def test_long_poll_ends_with_204(server: Server) -> None:
 
 
 def test_start_heartbeat_finish(server: Server, repo: dict[str, str]) -> None:
-    lab = label()
-    info = _create(server, repo, [lab])
-    runner = server.register([lab])
-    got = runner.claim()
-    assert got is not None
-    path, lease = f"/runs/{info['id']}", {"lease": got["lease"]["token"]}
+    run = server.leased_run(repo["name"])
+    runner, got = run.runner, run.claimed
+    path, lease = f"/runs/{run.id}", {"lease": run.lease}
     started = runner.api.ok("POST", f"{path}/start", json=lease)
     assert started == {"ttl": got["lease"]["ttl"], "cancel_requested": False}
     assert runner.api.ok("POST", f"{path}/heartbeat", json=lease)["cancel_requested"] is False
@@ -72,15 +66,13 @@ def test_start_heartbeat_finish(server: Server, repo: dict[str, str]) -> None:
     assert runner.api.ok("POST", f"{path}/finish", json={**lease, "status": "Failed"})[
         "queue"] == "done"
     runner.api.error("POST", f"{path}/heartbeat", 409, "lease_lost", json=lease)
-    assert server.register([lab]).claim() is None
+    assert server.register(run.labels).claim() is None
 
 
 def test_finish_needs_the_lease(server: Server, repo: dict[str, str]) -> None:
-    lab = label()
-    info = _create(server, repo, [lab])
-    runner = server.register([lab])
-    assert runner.claim() is not None
-    runner.api.error("POST", f"/runs/{info['id']}/finish", 400, "lease_required",
+    run = server.leased_run(repo["name"])
+    runner = run.runner
+    runner.api.error("POST", f"/runs/{run.id}/finish", 400, "lease_required",
                      json={"status": "Completed"})
-    runner.api.error("POST", f"/runs/{info['id']}/finish", 422,
+    runner.api.error("POST", f"/runs/{run.id}/finish", 422,
                      json={"lease": "x", "status": "Exploded"})

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.protocol.api import Runner, Server, label, op_state
-
-
-def _leased(server: Server, repo: dict[str, str]) -> tuple[str, Runner, str, str]:
-    lab = label()
-    info = server.admin.ok("POST", "/runs", 201, json={
-        "repo": repo["name"], "ref": "main", "workflow_path": "ok.yaml", "labels": [lab]})
-    runner = server.register([lab])
-    got = runner.claim()
-    assert got is not None
-    return info["id"], runner, got["lease"]["token"], f"{runner.id}/a1"
+from tests.protocol.api import Server, op_state
 
 
 def _d(writer: str, seq: int, *ops: dict[str, Any]) -> dict[str, Any]:
@@ -23,7 +13,8 @@ def _d(writer: str, seq: int, *ops: dict[str, Any]) -> dict[str, Any]:
 
 def test_batch_is_applied_and_resending_is_idempotent(server: Server,
                                                       repo: dict[str, str]) -> None:
-    run_id, runner, lease, w = _leased(server, repo)
+    run = server.leased_run(repo["name"])
+    run_id, runner, lease, w = run.id, run.runner, run.lease, run.writer
     batch = [_d(w, 1, op_state("n", 1)), _d(w, 2, {"op": "replace", "path": "/state/n",
                                                    "value": 2}),
              _d(w, 3, op_state("list", []), {"op": "add", "path": "/state/list/-", "value": "a"})]
@@ -37,7 +28,8 @@ def test_batch_is_applied_and_resending_is_idempotent(server: Server,
 
 
 def test_writers_are_independent(server: Server, repo: dict[str, str]) -> None:
-    run_id, runner, lease, w = _leased(server, repo)
+    run = server.leased_run(repo["name"])
+    run_id, runner, lease, w = run.id, run.runner, run.lease, run.writer
     other = w + "-b"
     ack = runner.diffs(run_id, lease, [_d(w, 1, op_state("a", 1)),
                                        _d(other, 1, op_state("b", 1))]).json()
@@ -45,7 +37,8 @@ def test_writers_are_independent(server: Server, repo: dict[str, str]) -> None:
 
 
 def test_gap_is_refused_with_the_expected_seq(server: Server, repo: dict[str, str]) -> None:
-    run_id, runner, lease, w = _leased(server, repo)
+    run = server.leased_run(repo["name"])
+    run_id, runner, lease, w = run.id, run.runner, run.lease, run.writer
     resp = runner.diffs(run_id, lease, [_d(w, 1, op_state("a", 1)), _d(w, 3, op_state("c", 3))])
     assert resp.status_code == 409
     body = resp.json()
@@ -57,7 +50,8 @@ def test_gap_is_refused_with_the_expected_seq(server: Server, repo: dict[str, st
 
 def test_a_diff_that_does_not_apply_writes_nothing(server: Server,
                                                    repo: dict[str, str]) -> None:
-    run_id, runner, lease, w = _leased(server, repo)
+    run = server.leased_run(repo["name"])
+    run_id, runner, lease, w = run.id, run.runner, run.lease, run.writer
     assert runner.diffs(run_id, lease, [_d(w, 1, op_state("a", 1))]).status_code == 200
     bad = _d(w, 3, op_state("half", "written"),
              {"op": "replace", "path": "/tasks/missing/status", "value": "Running"})
@@ -73,7 +67,8 @@ def test_a_diff_that_does_not_apply_writes_nothing(server: Server,
 
 
 def test_test_op_failure_and_protected_paths(server: Server, repo: dict[str, str]) -> None:
-    run_id, runner, lease, w = _leased(server, repo)
+    run = server.leased_run(repo["name"])
+    run_id, runner, lease, w = run.id, run.runner, run.lease, run.writer
     resp = runner.diffs(run_id, lease, [_d(w, 1, {"op": "test", "path": "/status",
                                                   "value": "Completed"})])
     assert resp.status_code == 422
@@ -88,13 +83,15 @@ def test_test_op_failure_and_protected_paths(server: Server, repo: dict[str, str
 
 
 def test_the_server_writer_is_reserved(server: Server, repo: dict[str, str]) -> None:
-    run_id, runner, lease, _ = _leased(server, repo)
+    run = server.leased_run(repo["name"])
+    run_id, runner, lease = run.id, run.runner, run.lease
     resp = runner.diffs(run_id, lease, [_d("server", 1, op_state("x", 1))])
     assert resp.status_code == 403
 
 
 def test_lease_is_required_and_checked(server: Server, repo: dict[str, str]) -> None:
-    run_id, runner, _lease, w = _leased(server, repo)
+    run = server.leased_run(repo["name"])
+    run_id, runner, w = run.id, run.runner, run.writer
     assert runner.diffs(run_id, None, [_d(w, 1, op_state("x", 1))]).status_code == 400
     resp = runner.diffs(run_id, "forged", [_d(w, 1, op_state("x", 1))])
     assert resp.status_code == 409 and resp.json()["error"] == "lease_lost"

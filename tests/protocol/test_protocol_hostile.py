@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.protocol.api import Server, label, op_state
+from tests.protocol.api import Server, op_state
 
 
 @pytest.mark.parametrize(("body", "status"), [
@@ -50,13 +50,8 @@ def test_oversize_body_when_chunked(server: Server) -> None:
 
 
 def test_out_of_range_numbers_and_ids(server: Server, repo: dict[str, str]) -> None:
-    lab = label()
-    info = server.admin.ok("POST", "/runs", 201, json={
-        "repo": repo["name"], "ref": "main", "workflow_path": "ok.yaml", "labels": [lab]})
-    runner = server.register([lab])
-    got = runner.claim()
-    assert got is not None
-    lease = got["lease"]["token"]
+    run = server.leased_run(repo["name"])
+    info, runner, lease = run.created, run.runner, run.lease
     for seq in (0, -1, 2**70, "one", 1.5, None):
         resp = runner.diffs(info["id"], lease, [{"writer": "w", "seq": seq,
                                                  "ops": [op_state("x", 1)]}])

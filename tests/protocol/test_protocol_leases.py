@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from server_stub.testing import StubProcess
 from tests.helpers import wait_until
 from tests.helpers.gitrepo import make_repo
-from tests.protocol.api import WORKFLOW_OK, Runner, Server, label, op_state
+from tests.protocol.api import WORKFLOW_OK, LeasedRun, Runner, Server, op_state
 
 
-def _setup(stub: StubProcess) -> tuple[Server, dict[str, Any], list[str]]:
+def _setup(stub: StubProcess) -> tuple[Server, LeasedRun]:
+    """The private stub with a repository "demo", and a run of it already claimed."""
     make_repo(stub.repos_dir, "demo", {"ok.yaml": WORKFLOW_OK})
     server = Server(stub.url, stub.admin_token, stub.registration_token, stub.repos_dir)
-    labels = [label()]
-    info = server.admin.ok("POST", "/runs", 201, json={
-        "repo": "demo", "ref": "main", "workflow_path": "ok.yaml", "labels": labels})
-    return server, info, labels
+    return server, server.leased_run("demo")
 
 
 def _queue(server: Server, run_id: str) -> str:
@@ -26,11 +23,9 @@ def _queue(server: Server, run_id: str) -> str:
 
 
 def test_expired_lease_is_given_away_and_the_old_one_fenced(stub: StubProcess) -> None:
-    server, info, labels = _setup(stub)
-    first, second = server.register(labels), server.register(labels)
-    got1 = first.claim()
-    assert got1 is not None
-    lease1 = got1["lease"]["token"]
+    server, run = _setup(stub)
+    info, labels, first, lease1 = run.created, run.labels, run.runner, run.lease
+    second = server.register(labels)
     # The second runner long-polls; the reaper wakes it when the first lease's deadline passes.
     got2 = second.claim(wait=10)
     assert got2 is not None and got2["run"]["id"] == info["id"]
@@ -52,11 +47,8 @@ def test_expired_lease_is_given_away_and_the_old_one_fenced(stub: StubProcess) -
 
 
 def test_late_writer_takes_an_unclaimed_run_back(stub: StubProcess) -> None:
-    server, info, labels = _setup(stub)
-    runner = server.register(labels)
-    got = runner.claim()
-    assert got is not None
-    lease, run_id = got["lease"]["token"], info["id"]
+    server, run = _setup(stub)
+    labels, runner, lease, run_id = run.labels, run.runner, run.lease, run.id
     wait_until(lambda: _queue(server, run_id) == "queued", timeout=10,
                message="the expired run to be re-queued")
     # Offline work delivered late: accepted, and the run is leased to its holder again.
@@ -71,11 +63,9 @@ def test_late_writer_takes_an_unclaimed_run_back(stub: StubProcess) -> None:
 
 
 def test_heartbeats_keep_the_lease(stub: StubProcess) -> None:
-    server, info, labels = _setup(stub)
-    holder, rival = server.register(labels), server.register(labels)
-    got = holder.claim()
-    assert got is not None
-    lease = {"lease": got["lease"]["token"]}
+    server, run = _setup(stub)
+    info, holder, lease = run.created, run.runner, {"lease": run.lease}
+    rival = server.register(run.labels)
     end = time.monotonic() + 3.0  # twice the 1.5 s deadline
     while time.monotonic() < end:
         holder.api.ok("POST", f"/runs/{info['id']}/heartbeat", json=lease)
@@ -84,11 +74,8 @@ def test_heartbeats_keep_the_lease(stub: StubProcess) -> None:
 
 
 def test_server_restart_keeps_runs_and_leases(stub: StubProcess) -> None:
-    server, info, labels = _setup(stub)
-    runner = server.register(labels)
-    got = runner.claim()
-    assert got is not None
-    lease = got["lease"]["token"]
+    _server, run = _setup(stub)
+    info, labels, runner, lease = run.created, run.labels, run.runner, run.lease
     restarted = stub.restart()
     try:
         again = Runner(type(runner.api)(restarted.url, runner.api.token), runner.id, labels)

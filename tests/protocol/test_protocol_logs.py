@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import base64
 
-from tests.protocol.api import Runner, Server, label
-
-
-def _leased(server: Server, repo: dict[str, str]) -> tuple[str, Runner, str]:
-    lab = label()
-    info = server.admin.ok("POST", "/runs", 201, json={
-        "repo": repo["name"], "ref": "main", "workflow_path": "ok.yaml", "labels": [lab]})
-    runner = server.register([lab])
-    got = runner.claim()
-    assert got is not None
-    return info["id"], runner, got["lease"]["token"]
+from tests.protocol.api import Server
 
 
 def test_offsets(server: Server, repo: dict[str, str]) -> None:
-    run_id, r, lease = _leased(server, repo)
+    run = server.leased_run(repo["name"])
+    run_id, r, lease = run.id, run.runner, run.lease
     assert r.log(run_id, lease, "task-1", 0, b"one\n").json() == {"offset": 4}
     assert r.log(run_id, lease, "task-1", 4, b"two\n").json() == {"offset": 8}
     # A resend of what is stored is acknowledged without writing twice.
@@ -40,7 +31,8 @@ def test_offsets(server: Server, repo: dict[str, str]) -> None:
 
 
 def test_bad_chunks_are_refused(server: Server, repo: dict[str, str]) -> None:
-    run_id, r, lease = _leased(server, repo)
+    run = server.leased_run(repo["name"])
+    run_id, r, lease = run.id, run.runner, run.lease
     bad = r.api.call("POST", f"/runs/{run_id}/logs",
                      json={"lease": lease, "task": "t", "offset": 0, "data": "%%%not base64"})
     assert bad.status_code == 400 and bad.json()["error"] == "bad_base64"

@@ -86,12 +86,8 @@ def test_cancel_of_a_queued_run_ends_it(server: Server, repo: dict[str, str]) ->
 
 def test_cancel_of_a_running_run_reaches_its_heartbeat(server: Server,
                                                        repo: dict[str, str]) -> None:
-    info = _create(server, repo)
-    runner = server.register(info["labels"])
-    got = runner.claim()
-    assert got is not None
-    lease = {"lease": got["lease"]["token"]}
-    path = f"/runs/{info['id']}"
+    run = server.leased_run(repo["name"])
+    runner, lease, path = run.runner, {"lease": run.lease}, f"/runs/{run.id}"
     assert runner.api.ok("POST", f"{path}/heartbeat", json=lease)["cancel_requested"] is False
     out = server.admin.ok("POST", f"{path}/cancel")
     assert out["queue"] == "leased" and out["cancel_requested"] is True

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from tests.protocol.api import Server, label, op_state
+from tests.protocol.api import Server, op_state
 
 
 def test_queued_run_end_to_end(server: Server, repo: dict[str, str]) -> None:
-    lab = label()
     admin = server.admin
-    info = admin.ok("POST", "/runs", 201, json={"repo": repo["name"], "ref": "main",
-                                                "workflow_path": "ok.yaml", "labels": [lab],
-                                                "params": {"who": "world"}})
+    run = server.leased_run(repo["name"], params={"who": "world"})
+    info, runner, got, lease, run_id = run.created, run.runner, run.claimed, run.lease, run.id
     assert info["commit"] == repo["sha"] and info["queue"] == "queued"
-    runner = server.register([lab])
-    got = runner.claim()
-    assert got is not None and got["run"]["id"] == info["id"]
-    lease = got["lease"]["token"]
-    run_id = info["id"]
+    assert got["run"]["id"] == info["id"]
     assert runner.api.ok("POST", f"/runs/{run_id}/start", json={"lease": lease})[
         "cancel_requested"] is False
-    writer = f"{runner.id}/a{got['run']['attempt']}"
-    resp = runner.diffs(run_id, lease, [{"writer": writer, "seq": 1,
+    resp = runner.diffs(run_id, lease, [{"writer": run.writer, "seq": 1,
                                          "ops": [op_state("x", 1)]}])
     assert resp.status_code == 200, resp.text
     assert runner.log(run_id, lease, "t1", 0, b"hello\n").json() == {"offset": 6}

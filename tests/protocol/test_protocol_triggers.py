@@ -5,18 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.protocol.api import Runner, Server, label
+from tests.protocol.api import Runner, Server
 
 
 def _pause(server: Server, repo: dict[str, str]) -> tuple[dict[str, Any], Runner, str, str]:
     """A manual-workflow run whose runner completed `prepare` and paused at `approve`."""
-    lab = label()
-    info = server.admin.ok("POST", "/runs", 201, json={
-        "repo": repo["name"], "ref": "main", "workflow_path": "manual.yaml", "labels": [lab]})
-    runner = server.register([lab])
-    got = runner.claim()
-    assert got is not None
-    lease = got["lease"]["token"]
+    run = server.leased_run(repo["name"], "manual.yaml")
+    info, runner, lease = run.created, run.runner, run.lease
     prepare, approve = str(uuid.uuid4()), str(uuid.uuid4())
 
     def task(tid: str, node: str, status: str) -> dict[str, Any]:
@@ -26,7 +21,7 @@ def _pause(server: Server, repo: dict[str, str]) -> tuple[dict[str, Any], Runner
 
     ops = [task(prepare, "prepare", "Completed"), task(approve, "approve", "AwaitingTrigger"),
            {"op": "replace", "path": "/status", "value": "AwaitingTrigger"}]
-    resp = runner.diffs(info["id"], lease, [{"writer": f"{runner.id}/a1", "seq": 1, "ops": ops}])
+    resp = runner.diffs(info["id"], lease, [{"writer": run.writer, "seq": 1, "ops": ops}])
     assert resp.status_code == 200, resp.text
     return info, runner, lease, approve
 
