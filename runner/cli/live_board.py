@@ -96,11 +96,12 @@ class TaskBoard:
             parts.append((format_duration(now - self.started), None))
         lines = [_join(parts, " | ", width - 1, color)]
         running = sorted((t for t in self.tasks.values() if t.status == "Running"),
-                         key=lambda t: (t.since or now, t.label))
+                         key=lambda t: (now if t.since is None else t.since, t.label))
         room = max(0, max_lines - 1)
         shown = running if len(running) <= room else running[:max(0, room - 1)]
         for task in shown:
-            text = f"  > {task.label} ({format_duration(now - (task.since or now))})"
+            since = now if task.since is None else task.since
+            text = f"  > {task.label} ({format_duration(now - since)})"
             lines.append(_cut(text, width - 1))
         if len(shown) < len(running):
             lines.append(_cut(f"  ... and {len(running) - len(shown)} more running", width - 1))

@@ -270,3 +270,24 @@ def test_plain_output_on_a_terminal_when_asked(ferry: Ferry, pty_runs: list[PtyR
 def test_screen_model_replays_erase_and_redraw() -> None:
     raw = "a\r\nfoot1\r\nfoot2\r\x1b[1A\x1b[Jb\r\n\x1b[36mfoot\x1b[0m\r\x1b[J"
     assert screen(raw) == ["a", "b"]
+
+
+def test_board_cuts_to_the_width_and_folds_extra_running_tasks() -> None:
+    from runner.cli.live_board import TaskBoard
+    from runner.engine.events import RunStarted, TaskStatusChanged
+
+    board = TaskBoard()
+    board.seed({"workflow": {"nodes": [{"id": "late"}]}, "tasks": {}}, now=0.0)
+    board.update(RunStarted("r", "ts"), now=0.0)
+    for i in range(12):
+        board.update(TaskStatusChanged("r", "ts", f"t{i}", "n", f"n{i:02d}", "Running",
+                                       "Pending"), now=float(i))
+    lines = board.footer(75.0, 60, color=False, max_lines=5)
+    assert lines[0].startswith("Running 12 | Completed 0 | Failed 0 | AwaitingTrigger 0")
+    assert all(len(line) <= 59 for line in lines)
+    # Oldest first, then a count of the ones that did not fit.
+    assert lines[1:] == ["  > n00 (00:01:15)", "  > n01 (00:01:14)", "  > n02 (00:01:13)",
+                         "  ... and 9 more running"]
+    board.update(TaskStatusChanged("r", "ts", "t0", "n", "n00", "Failed", "Running"), now=80.0)
+    wide = board.footer(80.0, 200, color=True, max_lines=5)[0]
+    assert "\x1b[31mFailed 1\x1b[0m" in wide and "Pending 1" in wide and "00:01:20" in wide
