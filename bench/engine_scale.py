@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import publish
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "engine_scale.md"
 
@@ -82,9 +84,7 @@ def main() -> int:
                   f"{big['n']:,}: {big['rss_mb']:.0f} MB (target < 300 MB: "
                   f"{'met' if big['rss_mb'] < 300 else 'MISSED'})."]
     text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    publish(text, RESULTS)
     return 0
 
 

@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchlib import publish
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runner.engine.executor import Executor
@@ -128,9 +130,7 @@ def main() -> int:
                   "(process group and marker scan of /proc) after each step:", ""]
         lines += table(fork_rows, args.steps, "/bin/true", target=False)
     text = "\n".join(lines).rstrip("\n") + "\n"
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    publish(text, RESULTS)
     return 0
 
 

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import publish
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runner.engine.document import add_task_op, new_run, new_task, task_field_op
@@ -98,9 +100,7 @@ def main() -> int:
         lines.append(f"| {sync} | {ms:.3f} | {nbytes:,.0f} | {fms:.3f} | {fbytes:,.0f} "
                      f"| {ms / fms:.2f} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    publish(text, RESULTS)
     return 0
 
 

@@ -13,7 +13,6 @@ Prints a table and writes bench/results/server_latency.md.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 import tempfile
@@ -28,37 +27,11 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchlib import add_quiet_options, load_note, pct, wait_for_quiet  # noqa: E402
+
 from server_stub.testing import StubProcess  # noqa: E402
 from tests.helpers.gitrepo import make_repo  # noqa: E402
 from tests.protocol.api import WORKFLOW_OK, Api, Server, label  # noqa: E402
-
-
-def wait_for_quiet(max_load: float, limit: float, poll: float = 30.0) -> tuple[float, float]:
-    """Poll the 1-minute load average every `poll` s, up to `limit` s, until it is below
-    `max_load`; returns (the load average seen last, seconds waited)."""
-    start = time.monotonic()
-    while True:
-        load = os.getloadavg()[0]
-        waited = time.monotonic() - start
-        if load < max_load or waited >= limit:
-            return load, waited
-        print(f"load average {load:.2f} >= {max_load:g}; waiting for a quiet machine",
-              file=sys.stderr, flush=True)
-        time.sleep(min(poll, limit - waited))
-
-
-def load_note(load: float, waited: float, max_load: float) -> str:
-    """One sentence for the results file: the load before and after measuring."""
-    end = os.getloadavg()
-    quiet = "" if load < max_load else f" (NOT below {max_load:g} after waiting: figures loaded)"
-    return (f"1-minute load average before measuring {load:.2f}{quiet}, waited {waited:.0f} s; "
-            f"at the end {end[0]:.2f} / {end[1]:.2f} / {end[2]:.2f} (1/5/15 min).")
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) in milliseconds."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 def create(server: Server, sha: str, lab: str) -> str:
@@ -181,10 +154,7 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--runs", type=int, default=400)
     parser.add_argument("--batches", type=int, default=300)
-    parser.add_argument("--max-load", type=float, default=1.5,
-                        help="wait until the 1-minute load average is below this")
-    parser.add_argument("--quiet-wait", type=float, default=600.0,
-                        help="wait at most this many seconds for it")
+    add_quiet_options(parser)
     args = parser.parse_args()
     load, waited = wait_for_quiet(args.max_load, args.quiet_wait)
     with tempfile.TemporaryDirectory() as tmp:
