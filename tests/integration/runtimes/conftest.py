@@ -1,7 +1,8 @@
 """Fixtures of the runtime tests: a Podman API service and its test image.
 
 Podman tests run wherever Podman can start a container and skip (with the engine's own error)
-where it cannot; Docker tests never skip in CI (see tests/conftest.py).
+where it cannot — except in CI (CI=true), where `scripts/setup` installs Podman and catatonit and
+the tests must fail, never skip, when it does not work; likewise Docker (see tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -22,9 +24,16 @@ from runner.runtimes.podman import PodmanRuntime
 from runner.workflow.model import Runtime as RuntimeOptions
 from runner.workflow.model import RuntimeType
 from tests.conftest import REPO_ROOT, TEST_IMAGE
-from tests.helpers import wait_until
+from tests.helpers import IN_CI, wait_until
 
 PODMAN_CONF = REPO_ROOT / "tests/images/podman-containers.conf"
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """Skip on a developer machine without a working Podman; fail in CI."""
+    if IN_CI:
+        pytest.fail(f"{reason}; in CI container tests must not skip")
+    pytest.skip(reason)
 
 
 def _podman_env() -> dict[str, str]:
@@ -37,7 +46,7 @@ def _podman_env() -> dict[str, str]:
 def podman_socket() -> Iterator[str]:
     """A private `podman system service` on a temporary socket; skips without podman."""
     if shutil.which("podman") is None:
-        pytest.skip("podman is not installed")
+        _unavailable("podman is not installed")
     home = Path(tempfile.mkdtemp(prefix="ferry-podman-"))
     sock = home / "podman.sock"
     service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"],
@@ -48,7 +57,7 @@ def podman_socket() -> Iterator[str]:
                    message="podman API socket")
         if service.poll() is not None:
             err = service.stderr.read().decode() if service.stderr else ""
-            pytest.skip(f"podman system service did not start: {err.strip()[:200]}")
+            _unavailable(f"podman system service did not start: {err.strip()[:200]}")
         yield str(sock)
     finally:
         service.terminate()
@@ -83,7 +92,7 @@ def podman_runtime(podman_socket: str, podman_image: str) -> PodmanRuntime:
     try:
         handle = runtime.open(spec)
     except RuntimeUnavailable as exc:
-        pytest.skip(f"podman cannot start a container here: {exc}")
+        _unavailable(f"podman cannot start a container here: {exc}")
     try:
         result = handle.run_step(StepSpec(0, "probe", ["true"], {}), lambda _: None,
                                  threading.Event())
@@ -91,5 +100,5 @@ def podman_runtime(podman_socket: str, podman_image: str) -> PodmanRuntime:
         handle.close()
         shutil.rmtree(probe, ignore_errors=True)
     if not result.ok:
-        pytest.skip(f"podman cannot exec in a container here: {result.describe()}")
+        _unavailable(f"podman cannot exec in a container here: {result.describe()}")
     return runtime

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
 import threading
 from pathlib import Path
 
@@ -42,14 +44,38 @@ def test_removed_file_is_recreated(tmp_path: Path) -> None:
     assert f.path.is_file()
 
 
-def test_unwritable_file_is_read_then_replaced(tmp_path: Path) -> None:
-    f = OutputsFile(tmp_path / "out", "TASK_OUTPUTS")
+def _check_unwritable(directory: Path) -> None:
+    f = OutputsFile(directory / "out", "TASK_OUTPUTS")
     f.path.write_text("x=2\n")
     f.path.chmod(0o444)
-    if os.access(f.path, os.W_OK):  # root ignores the mode: nothing to check then
-        pytest.skip("running as root")
-    assert f.take() == "x=2\n"
-    assert f.path.read_bytes() == b"" and os.access(f.path, os.W_OK)
+    if not os.access(f.path, os.W_OK):
+        assert f.take() == "x=2\n"
+        assert f.path.read_bytes() == b"" and os.access(f.path, os.W_OK)
+        return
+    # root ignores the mode: check as an unprivileged user, in a forked child (no exec needed)
+    directory.chmod(0o777)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            assert not os.access(f.path, os.W_OK)
+            ok = f.take() == "x=2\n" and f.path.read_bytes() == b"" and os.access(f.path,
+                                                                                os.W_OK)
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_unwritable_file_is_read_then_replaced() -> None:
+    directory = Path(tempfile.mkdtemp(prefix="ferry-outputs-"))  # reachable by another user
+    try:
+        _check_unwritable(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_symlink_is_refused_not_followed(tmp_path: Path) -> None:
