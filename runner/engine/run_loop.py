@@ -19,6 +19,7 @@ from typing import Any
 from runner.engine import events as ev
 from runner.engine.document import (
     TERMINAL_RUN,
+    TERMINAL_TASK,
     Op,
     RunStatus,
     TaskStatus,
@@ -28,9 +29,6 @@ from runner.engine.document import (
 )
 from runner.engine.scheduler import Plan, plan
 from runner.engine.task_runner import Outcome, TaskRunner, TaskSetup
-
-_FINAL_TASK = frozenset({TaskStatus.COMPLETED.value, TaskStatus.FAILED.value,
-                         TaskStatus.BLOCKED.value, TaskStatus.WONT_DO.value})
 
 
 class RunLoop:
@@ -130,7 +128,7 @@ class RunLoop:
             ops = list(result.ops)
             now = self.now()
             for tr in result.transitions:
-                if tr.old is not None and tr.new in _FINAL_TASK:
+                if tr.old is not None and tr.new in TERMINAL_TASK:
                     ops.append(task_field_op(tr.task_id, "ended_at", now))
             ops += self._run_status_ops(result.status, result.error)
             self.store.commit(ops)
