@@ -141,14 +141,6 @@ class ProcessFinder:
         return found
 
 
-def descendants(pid: int) -> set[int]:
-    """Pids of the living descendants of `pid` (empty when it is gone)."""
-    try:
-        return {child.pid for child in psutil.Process(pid).children(recursive=True)}
-    except psutil.Error:
-        return set()
-
-
 def _signal_all(pgid: int, pids: Iterable[int], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
