@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -70,6 +71,12 @@ TERMINAL_RUN = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCE
 
 Op = dict[str, Any]
 """One RFC 6902 operation: {"op": "add"|"replace"|"remove"|..., "path": "/a/b", "value": ...}."""
+
+
+def utc_now() -> str:
+    """The current time as documents and diffs record it, with milliseconds:
+    `2023-06-15T10:30:45.123Z`."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def new_id() -> str:

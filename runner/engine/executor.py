@@ -29,7 +29,6 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from runner.engine.document import (
     run_field_op,
     task_field_op,
     task_label,
+    utc_now,
 )
 from runner.engine.run_loop import RunLoop
 from runner.engine.runstore import RunStore
@@ -52,11 +52,6 @@ from runner.paths import Paths
 from runner.runtimes.base import Runtime
 from runner.state.backend import StateBackend
 from runner.workflow.model import Workflow
-
-
-def utc_now() -> str:
-    """The current time as the seed prints it, with milliseconds: `2023-06-15T10:30:45.123Z`."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def ancestors_of(workflow: Workflow) -> dict[str, frozenset[str]]:

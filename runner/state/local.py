@@ -19,10 +19,10 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner.engine.document import utc_now
 from runner.errors import SeqGap, StateError, UnknownRun, UsageError
 from runner.state.backend import RunSummary
 from runner.state.diff import Diff, PatchConflict, apply_ops
@@ -33,11 +33,6 @@ MIN_PREFIX = 4
 """A run id prefix shorter than this is not looked up (like git's short SHAs)."""
 
 _ROW_FIELDS = ("name", "status", "started_at", "ended_at")
-
-
-def utc_now() -> str:
-    """The current time as the seed prints it: `2023-06-15T10:30:45Z` (with milliseconds)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _dumps(value: Any) -> str:
