@@ -223,12 +223,14 @@ class Journal:
                 lines.append(_line({"kind": "lost", "reason": self._lost}))
             lines.extend(_line(r.data) for r in self._records)
             try:
-                with open(tmp, "wb") as fh:
+                # created 0600: records carry lease tokens, never readable by others even briefly
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as fh:
                     fh.write(b"".join(lines))
                     fh.flush()
                     if self._fsync:
                         os.fsync(fh.fileno())
-                os.chmod(tmp, 0o600)
+                os.chmod(tmp, 0o600)  # a leftover .tmp from a crash keeps its old mode
                 os.replace(tmp, self.path)
             except OSError as exc:
                 raise StateError(f"{self.path}: cannot compact journal: {exc.strerror}") from exc
