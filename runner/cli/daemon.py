@@ -136,15 +136,14 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     runtimes = _runtimes(cfg)
     _reap_leftovers(runtimes, log)
     job = _job(cfg, client, paths, metrics, stop_delivery, runtimes)
-    active: set[str] = set()
 
     def sync_all() -> int:
+        # only called before the first claim and after the last job ended: no live syncer
+        # owns a journal then, so none is skipped
         from runner.control.client import RetryPolicy
         from runner.state.sync import sync_all as deliver
 
-        report = deliver(paths.journal_dir, client, policy=RetryPolicy(max_attempts=3),
-                         skip=frozenset(active))
-        metrics.backlog = lambda: _backlog(paths.journal_dir)
+        report = deliver(paths.journal_dir, client, policy=RetryPolicy(max_attempts=3))
         return report.delivered
 
     metrics.backlog = lambda: _backlog(paths.journal_dir)
