@@ -1,4 +1,4 @@
-"""Argument types shared by the subcommands (argparse turns their errors into exit 2)."""
+"""Argument types and parsers shared by the subcommands (usage errors exit 2)."""
 
 from __future__ import annotations
 
@@ -14,3 +14,16 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    """`key=value` pairs split at the first `=`; a malformed one is a `UsageError`."""
+    from runner.errors import UsageError
+
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"Invalid parameter format: {item}. Expected format: key=value")
+        params[key.strip()] = value
+    return params

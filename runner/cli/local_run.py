@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from runner.cli.args import parse_params
 from runner.cli.live import LinePrinter, make_printer
 from runner.cli.local import (
     CANCEL_WAIT_SECONDS,
@@ -32,17 +33,6 @@ from runner.paths import Paths
 from runner.state.backend import StateBackend
 from runner.state.local import utc_now
 from runner.state.runlock import RunLock
-
-
-def parse_params(items: list[str]) -> dict[str, str]:
-    """`key=value` pairs split at the first `=`; a malformed one is a `UsageError`."""
-    params: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"Invalid parameter format: {item}. Expected format: key=value")
-        params[key.strip()] = value
-    return params
 
 
 def writer_id() -> str:

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from runner.cli.args import parse_params
+
 if TYPE_CHECKING:
     from runner.control.client import ControlClient
 
@@ -91,18 +93,6 @@ def _client(url: str, token: str) -> ControlClient:
     return ControlClient(url, token)
 
 
-def _params(pairs: list[str]) -> dict[str, str]:
-    from runner.errors import UsageError
-
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--param '{pair}' must be KEY=VALUE")
-        out[key] = value
-    return out
-
-
 def cmd_submit(args: argparse.Namespace) -> int:
     """`ferry submit`: queue a run and print its id."""
     from runner.cli import EXIT_USAGE
@@ -113,7 +103,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if target is None:
         raise UsageError(f"submit needs --server URL (or {ENV_SERVER})")
     request = CreateRunRequest(repo=args.repo, ref=args.ref, workflow_path=args.workflow,
-                               params=_params(args.param), labels=args.label)
+                               params=parse_params(args.param), labels=args.label)
     try:
         info = _client(*target).create_run(request)
     except PermanentError as exc:
