@@ -160,9 +160,7 @@ def load_config(path: Path, *, environ: Mapping[str, str],
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{at}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        raise _yaml_error(path, exc) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -170,6 +168,12 @@ def load_config(path: Path, *, environ: Mapping[str, str],
     lines: dict[tuple[str, ...], int] = {}
     _index_lines(node, (), lines)
     return parse_config(merge(data, overrides or {}), str(path), environ=environ, lines=lines)
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None)
+    at = f":{mark.line + 1}" if mark is not None else ""
+    return ConfigError(f"{path}{at}: not valid YAML: {getattr(exc, 'problem', exc)}")
 
 
 def _index_lines(node: Any, prefix: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
@@ -184,7 +188,12 @@ def save_runner_config(path: Path, runner: Mapping[str, Any]) -> None:
     """Write `runner:` settings (merged into the existing file) atomically with mode 0600."""
     existing: dict[str, Any] = {}
     if path.exists():
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:  # registering must not silently drop a broken file
+            raise _yaml_error(path, exc) from exc
         if isinstance(loaded, dict):
             existing = loaded
     data = merge(existing, {"runner": dict(runner)})

@@ -75,3 +75,11 @@ def test_save_runner_config_is_0600_and_merges(tmp_path: Path) -> None:
     cfg = load_config(path, environ={})
     assert cfg.runner.token == "secret" and cfg.runner.labels == ["gpu"]
     assert [p.name for p in path.parent.iterdir()] == ["runner.yaml"]
+
+
+def test_save_runner_config_refuses_a_broken_file(tmp_path: Path) -> None:
+    path = tmp_path / "runner.yaml"
+    path.write_text("runner:\n  labels: [gpu\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"runner\.yaml:\d+: not valid YAML"):
+        save_runner_config(path, {"server": "http://x"})
+    assert path.read_text(encoding="utf-8") == "runner:\n  labels: [gpu\n"
