@@ -65,6 +65,10 @@ class StateError(FerryError):
     exit_code = 5
 
 
+class UnsafeId(StateError, ValueError):
+    """An id that would not be one path segment (empty, `.`, `..`, a slash or a NUL byte)."""
+
+
 class UnknownRun(UsageError):
     """No run has this id."""
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.errors import UnsafeId
+
 APP_NAME = "ferry"
 
 
@@ -24,8 +26,18 @@ def ensure_dir(path: Path) -> Path:
 def safe_segment(value: str, what: str) -> str:
     """A single path segment: ids come from the database or the wire, never trust a slash."""
     if not value or value in {".", ".."} or "/" in value or "\\" in value or "\0" in value:
-        raise ValueError(f"invalid {what} for a path: {value!r}")
+        raise UnsafeId(f"invalid {what} for a path: {value!r}")
     return value
+
+
+def log_file_under(logs_dir: Path, run_id: str, task_id: str) -> Path:
+    """`<logs_dir>/<run_id>/<task_id>.log`, both ids checked to be single path segments."""
+    return logs_dir / safe_segment(run_id, "run id") / f"{safe_segment(task_id, 'task id')}.log"
+
+
+def control_dir_under(work_dir: Path, run_id: str, task_id: str) -> Path:
+    """`<work_dir>/<run_id>/tasks/<task_id>`: a task's control dir, ids checked as above."""
+    return work_dir / safe_segment(run_id, "run id") / "tasks" / safe_segment(task_id, "task id")
 
 
 @dataclass(frozen=True)
@@ -88,8 +100,7 @@ class Paths:
 
     def log_file(self, run_id: str, task_id: str) -> Path:
         """The log file of one task."""
-        return (self.logs_dir / safe_segment(run_id, "run id")
-                / f"{safe_segment(task_id, 'task id')}.log")
+        return log_file_under(self.logs_dir, run_id, task_id)
 
     def journal_file(self, run_id: str) -> Path:
         """The journal of one run."""
@@ -101,7 +112,7 @@ class Paths:
 
     def task_control_dir(self, run_id: str, task_id: str) -> Path:
         """A task's control directory (scripts, STATE_OUTPUTS, TASK_OUTPUTS)."""
-        return self.run_work_dir(run_id) / "tasks" / safe_segment(task_id, "task id")
+        return control_dir_under(self.work_dir, run_id, task_id)
 
     def ensure(self) -> Paths:
         """Create the data, config and cache roots (mode 0700); return self."""

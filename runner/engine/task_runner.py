@@ -26,6 +26,7 @@ from runner.engine.outputs import OutputsError, OutputsFile, entries_to_ops, par
 from runner.engine.runstore import RunStore, UpstreamOutputs
 from runner.engine.steps import StepError, argv_for, expand, inline_argv, render, task_env
 from runner.errors import ExpressionError, RuntimeUnavailable
+from runner.paths import control_dir_under
 from runner.runtimes.base import Runtime, StepResult, StepSpec, TaskHandle, TaskSpec
 from runner.workflow.expressions import Context
 from runner.workflow.model import Node, Workflow, parse_duration
@@ -158,7 +159,7 @@ class TaskRunner:
         with self.store.lock:
             env = task_env(self.node, self.node_index, self.matrix, self.context(),
                            run_id=self.store.run_id, task_id=self.task_id)
-        control = self.s.control_root / self.store.run_id / "tasks" / self.task_id
+        control = control_dir_under(self.s.control_root, self.store.run_id, self.task_id)
         shutil.rmtree(control, ignore_errors=True)
         control.mkdir(parents=True, mode=0o700)
         spec = TaskSpec(run_id=self.store.run_id, task_id=self.task_id, node_id=self.node_id,

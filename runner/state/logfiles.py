@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.errors import StateError
-from runner.paths import ensure_dir, safe_segment
+from runner.paths import ensure_dir, log_file_under
 
 
 class TaskLogs:
@@ -16,8 +16,7 @@ class TaskLogs:
 
     def path(self, run_id: str, task_id: str) -> Path:
         """The log file of one task (ids are checked to be single path segments)."""
-        return (self.logs_dir / safe_segment(run_id, "run id")
-                / f"{safe_segment(task_id, 'task id')}.log")
+        return log_file_under(self.logs_dir, run_id, task_id)
 
     def append(self, run_id: str, task_id: str, data: bytes) -> None:
         """Append raw output (written through, so `logs --follow` sees it at once)."""
