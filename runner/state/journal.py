@@ -45,12 +45,17 @@ class Record:
     data: dict[str, Any]
 
 
+def journal_run_id(path: Path) -> str:
+    """The run id a journal file is named after (`<run_id>.jsonl`)."""
+    return path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem
+
+
 class Journal:
     """One run's journal file; thread-safe (the executor appends while the syncer acks)."""
 
     def __init__(self, path: Path, *, fsync: bool = True) -> None:
         self.path = path
-        self.run_id = path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem
+        self.run_id = journal_run_id(path)
         self._fsync = fsync
         self._lock = threading.RLock()
         self._records: list[Record] = []  # unacknowledged, in order

@@ -36,7 +36,7 @@ from runner.errors import (
     StateError,
     TransientError,
 )
-from runner.state.journal import Journal, Record, journal_paths
+from runner.state.journal import Journal, Record, journal_paths, journal_run_id
 
 MAX_DIFFS_PER_BATCH = 500
 WINDOW = 5000  # records considered per round
@@ -307,7 +307,11 @@ def sync_all(journal_dir: Path, client: ControlClient, *, policy: RetryPolicy = 
     unreachable the pass stops and says so; an `AuthError` is raised (nothing can go through)."""
     report = SyncReport()
     for path in journal_paths(journal_dir):
-        journal = Journal(path)
+        try:
+            journal = Journal(path)
+        except StateError as exc:  # damaged in the middle: say so, deliver the others
+            report.results.append(SyncResult(journal_run_id(path), error=str(exc)))
+            continue
         if journal.run_id in skip:
             continue
         result = SyncResult(journal.run_id)

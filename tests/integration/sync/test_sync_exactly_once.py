@@ -161,3 +161,26 @@ def test_sync_all_delivers_every_journal_left_behind(stub: StubServer, tmp_path:
         _assert_delivered(stub, backend, run_id)
     again = sync_all(tmp_path / "journal", client, policy=FAST)
     assert again.results == []  # nothing left behind
+
+
+def test_a_damaged_journal_does_not_stop_the_others(stub: StubServer, tmp_path: Path) -> None:
+    stub.start()
+    _, token = stub.register()
+    stub.kill()
+    client = ControlClient(stub.url, token, timeout=5)
+    backend = ApiBackend(client, tmp_path / "journal", tmp_path / "logs", background=False)
+    good = [_work(backend, tasks=1, steps=2) for _ in range(2)]
+    damaged = _work(backend, tasks=1, steps=2)
+    backend.close()
+    path = tmp_path / "journal" / f"{damaged}.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + b"{not json\n" + b"".join(lines[1:]))  # damaged in the middle
+    stub.start()
+    report = sync_all(tmp_path / "journal", client, policy=FAST)
+    by_run = {r.run_id: r for r in report.results}
+    assert by_run[damaged].error is not None and str(path) in by_run[damaged].error
+    for run_id in good:
+        assert by_run[run_id].error is None and by_run[run_id].remaining == 0
+        assert stub.admin_get(f"/runs/{run_id}").json()["status"] == "Completed"
+    assert not report.ok  # the damaged journal needs a human; it is kept as it is
+    assert path.exists()
