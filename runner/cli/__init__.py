@@ -32,7 +32,7 @@ COMMAND_MODULES = (
     "runner.cli.validate",   # validate, graph, schema
     "runner.cli.local",      # run, resume, status, list, cancel, logs
     "runner.cli.remote",     # submit (and --server variants of the local commands)
-    "runner.cli.daemon",     # register, daemon, sync
+    "runner.cli.daemon",     # register, daemon
     "runner.cli.sync_cmd",   # sync
 )
 
