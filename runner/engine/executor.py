@@ -51,27 +51,16 @@ from runner.errors import UsageError
 from runner.paths import Paths
 from runner.runtimes.base import Runtime
 from runner.state.backend import StateBackend
+from runner.workflow.graph import upstream
 from runner.workflow.model import Workflow
 
 
 def ancestors_of(workflow: Workflow) -> dict[str, frozenset[str]]:
-    """Every node's transitive dependencies (whose outputs its expressions may read)."""
-    deps = {n.id: list(n.depends_on) for n in workflow.nodes}
-    memo: dict[str, frozenset[str]] = {}
-
-    def walk(node_id: str, trail: frozenset[str]) -> frozenset[str]:
-        if node_id in memo:
-            return memo[node_id]
-        found: set[str] = set()
-        for dep in deps.get(node_id, []):
-            if dep in trail:  # a cycle: validation refuses it, never recurse forever
-                continue
-            found.add(dep)
-            found |= walk(dep, trail | {dep})
-        memo[node_id] = frozenset(found)
-        return memo[node_id]
-
-    return {n.id: walk(n.id, frozenset({n.id})) for n in workflow.nodes}
+    """Every node's transitive dependencies (whose outputs its expressions may read): the same
+    `upstream` sets validation checks `tasks.<node>` references against."""
+    deps = {n.id: n.depends_on for n in workflow.nodes}
+    # Validation refuses cycles; were one here, a node must still not be its own ancestor.
+    return {n.id: frozenset(upstream(n.id, deps) - {n.id}) for n in workflow.nodes}
 
 
 class Executor:
