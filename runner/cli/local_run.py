@@ -27,11 +27,10 @@ from runner.cli.local import (
     load_config,
 )
 from runner.cli.render import render_finished, render_paused, stamp
-from runner.engine.document import TERMINAL_RUN, RunStatus, TaskStatus, task_label
+from runner.engine.document import TERMINAL_RUN, RunStatus, TaskStatus, task_label, utc_now
 from runner.errors import UsageError, WorkflowInvalid
 from runner.paths import Paths
 from runner.state.backend import StateBackend
-from runner.state.local import utc_now
 from runner.state.runlock import RunLock
 
 
