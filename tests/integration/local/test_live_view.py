@@ -166,10 +166,16 @@ class PtyRun:
         return code
 
     def kill(self) -> None:
-        """Kill the child's process group (test cleanup)."""
+        """Stop a run a failed test left behind: SIGTERM makes ferry cancel the run and kill its
+        steps (which run in sessions of their own: killing ferry's group would orphan them);
+        SIGKILL only if it does not exit."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
         self._reader.join(timeout=10)
         os.close(self._master)
 
