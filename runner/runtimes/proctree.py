@@ -42,14 +42,24 @@ def _last_pid_readable() -> bool:
         for fields in (line.split() for line in mounts.splitlines()))
 
 
+@functools.cache
+def _loadavg_fd() -> int | None:
+    """/proc/loadavg opened once per process: `os.pread` at offset 0 regenerates its text, and
+    opening the file anew after every step cost more than reading it (measured: ~7% of a
+    `true` step's wall time, right after the step's exit)."""
+    try:
+        return os.open(_LOADAVG, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
 def _last_pid() -> int | None:
     """The most recently allocated pid in our pid namespace (last field of /proc/loadavg)."""
+    fd = _loadavg_fd()
+    if fd is None:
+        return None
     try:  # os-level calls: this runs after every step, the io layer would double its cost
-        fd = os.open(_LOADAVG, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            raw = os.read(fd, 256)
-        finally:
-            os.close(fd)
+        raw = os.pread(fd, 256, 0)
     except OSError:
         return None
     try:
