@@ -97,7 +97,9 @@ class Executor:
     def create_run(self, workflow: Workflow, *, params: Mapping[str, str] | None = None,
                    name: str | None = None, workflow_path: str | None = None) -> str:
         """Store a new Pending run of `workflow` and return its id (tasks appear on execute)."""
-        raw = workflow.model_dump(mode="json", by_alias=True)
+        # Without the unset optional fields (None), as the control plane stores it: the same
+        # document shape local and remote, and a quarter of the bytes for every snapshot.
+        raw = workflow.model_dump(mode="json", by_alias=True, exclude_none=True)
         doc = new_run(raw, name=name or workflow.name or _stem(workflow_path) or "workflow",
                       params=dict(params or {}), created_at=self.clock(),
                       workflow_path=workflow_path)

@@ -33,6 +33,8 @@ MIN_PREFIX = 4
 """A run id prefix shorter than this is not looked up (like git's short SHAs)."""
 
 _ROW_FIELDS = ("name", "status", "started_at", "ended_at")
+_MOVING = ("Pending", "Running")
+"""Run statuses after which more diffs soon follow: no snapshot is written on entering them."""
 
 
 def _dumps(value: Any) -> str:
@@ -259,11 +261,13 @@ class LocalBackend:
             self.conn.execute(
                 "UPDATE runs SET name = ?, status = ?, started_at = ?, ended_at = ? WHERE id = ?",
                 (*row, run_id))
-            status_changed = row[1] != entry.row[1]
+            # A run that stops (ends, or waits for a trigger) is snapshotted, so that reading
+            # it later folds no diffs; one that starts running soon changes again.
+            stopped = row[1] != entry.row[1] and row[1] not in _MOVING
             entry.row = row
         else:
-            status_changed = False
-        if status_changed or self._snapshot_due(entry):
+            stopped = False
+        if stopped or self._snapshot_due(entry):
             text = _dumps(doc)
             self.conn.execute("UPDATE runs SET snapshot = ?, snapshot_cursor = ? WHERE id = ?",
                               (text, entry.cursor, run_id))
