@@ -3,7 +3,7 @@
 A node's steps are expanded lazily, one at a time, because a step may read state that the step
 before it wrote: `expand(workflow, node_index, ctx)` yields `Planned` steps, resolving a `use:`
 step's inputs in the caller's context when the expansion reaches it (then the template's
-defaults; a required input with no value fails the task). `render(planned, ctx)` resolves a
+defaults; a required input with no value fails the task). `render(planned, i, ctx_for)` resolves a
 step's `run`, `env` and `name`. Inside a template `${{inputs.x}}` reads its inputs and, as in
 Butterflow, `${{params.x}}` sees the inputs merged over the run params.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runner.errors import ExpressionError, FerryError
-from runner.workflow.expressions import Context, resolve, resolve_value
+from runner.workflow.expressions import Context, contains, resolve, resolve_value
 from runner.workflow.model import Node, Step, Template, Workflow
 
 
@@ -125,19 +125,35 @@ def _check_kind(step: Step, where: str) -> None:
     raise StepError(f"{where}: a step needs 'run' or 'use'")
 
 
-def render(planned: Planned, index: int, ctx: Context) -> Rendered:
-    """Resolve the step's name, env and script; `ExpressionError` names what is unresolvable."""
+def render(planned: Planned, index: int, ctx_for: Callable[[], Context]) -> Rendered:
+    """Resolve the step's name, env and script; `ExpressionError` names what is unresolvable.
+    `ctx_for()` is called only when the step has an expression (most have none)."""
     step = planned.step
-    ctx = with_inputs(ctx, planned.inputs)
-    name = resolve(step.display_name(index), ctx, f"{planned.where}.name")
+    name = step.display_name(index)
+    script = step.run or ""
+    if (contains(name) or contains(script)
+            or any(contains(v) for v in planned.template_env.values())
+            or any(contains(v) for v in step.env.values())):
+        return _render_expressions(planned, name, script, with_inputs(ctx_for(), planned.inputs))
+    if planned.caller:
+        name = f"{planned.caller} / {name}"
+    return _rendered(name, script, {**planned.template_env, **step.env})
+
+
+def _render_expressions(planned: Planned, name: str, script: str, ctx: Context) -> Rendered:
+    where = planned.where
+    name = resolve(name, ctx, f"{where}.name")
     if planned.caller:
         name = f"{planned.caller} / {name}"
     env: dict[str, str] = {}
     for key, value in planned.template_env.items():
-        env[key] = resolve(value, ctx, f"{planned.where}.env.{key}")
-    for key, value in step.env.items():
-        env[key] = resolve(value, ctx, f"{planned.where}.env.{key}")
-    script = resolve(step.run or "", ctx, f"{planned.where}.run")
+        env[key] = resolve(value, ctx, f"{where}.env.{key}")
+    for key, value in planned.step.env.items():
+        env[key] = resolve(value, ctx, f"{where}.env.{key}")
+    return _rendered(name, resolve(script, ctx, f"{where}.run"), env)
+
+
+def _rendered(name: str, script: str, env: dict[str, str]) -> Rendered:
     stripped = script.lstrip("\n\r\t ")
     shebang = stripped.startswith("#!")
     return Rendered(name, stripped if shebang else script, env, shebang)

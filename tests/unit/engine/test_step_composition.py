@@ -48,12 +48,12 @@ def test_template_inputs_resolved_in_caller_context_with_defaults() -> None:
     assert [p.where for p in planned] == ["nodes[0].steps[0]", "templates[0].steps[0]",
                                           "templates[0].steps[1]"]
     assert planned[1].inputs == {"repo_url": "https://x/r.git", "branch": "main", "depth": "1"}
-    first = render(planned[1], 1, c)
+    first = render(planned[1], 1, lambda: c)
     assert first.script == "git clone --depth 1 https://x/r.git -b main"
     assert first.name == "Checkout / Clone https://x/r.git"
     assert first.env == {"TPL": "t", "STEP": "s"}
     # As in Butterflow, params inside a template see the inputs merged over the run params.
-    assert render(planned[2], 2, c).script == "echo https://x/r.git"
+    assert render(planned[2], 2, lambda: c).script == "echo https://x/r.git"
 
 
 def test_required_template_input_missing_fails_clearly() -> None:
@@ -66,9 +66,9 @@ def test_unresolvable_variable_names_the_expression_and_where() -> None:
     wf = workflow(FIXTURES / "examples__node_step_workflow.yaml")
     (planned,) = list(expand(wf, 0, lambda: ctx()))
     with pytest.raises(ExpressionError) as info:
-        render(planned, 0, ctx(params={"branch": "b"}))
+        render(planned, 0, lambda: ctx(params={"branch": "b"}))
     assert "params.test" in str(info.value) and "nodes[0].steps[0].run" in str(info.value)
-    ok = render(planned, 0, ctx(params={"branch": "b", "test": "1234"}))
+    ok = render(planned, 0, lambda: ctx(params={"branch": "b", "test": "1234"}))
     assert "Initial params: 1234, b" in ok.script and ok.shebang
     assert ok.script.startswith("#!/usr/bin/env bash")
 
@@ -78,7 +78,7 @@ def test_matrix_values_plain_in_env_and_expressions() -> None:
     matrix = {"region": "us-east", "n": 3, "o": {"a": True}}
     c = ctx(matrix=matrix)
     (planned,) = list(expand(wf, 1, lambda: c))
-    assert render(planned, 0, c).script == 'echo "Processing region us-east"'
+    assert render(planned, 0, lambda: c).script == 'echo "Processing region us-east"'
     env = task_env(wf.nodes[1], 1, matrix, c, run_id="R" * 36, task_id="T" * 36)
     assert env["region"] == "us-east" and env["n"] == "3" and env["o"] == '{"a":true}'
     assert env["FERRY_TASK_ID"] == env["CODEMOD_TASK_ID"] == "T" * 36
