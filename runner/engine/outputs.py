@@ -55,18 +55,42 @@ _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class OutputsFile:
-    """A task's `$STATE_OUTPUTS` or `$TASK_OUTPUTS` file, emptied after each step it served."""
+    """A task's `$STATE_OUTPUTS` or `$TASK_OUTPUTS` file, emptied after each step it served.
+
+    Every access goes through a descriptor of its directory (`close()` releases it): checking
+    one name costs a fraction of resolving the whole path again after every step."""
 
     def __init__(self, path: Path, name: str) -> None:
         self.path = path
         self.name = name
-        self.reset()
+        self._file = path.name
+        self._dir: int | None = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self.reset()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> OutputsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the directory descriptor. Idempotent."""
+        if self._dir is not None:
+            os.close(self._dir)
+            self._dir = None
+
+    def _open(self, flags: int, mode: int = 0o666) -> int:
+        return os.open(self._file, flags | _OPEN_FLAGS, mode, dir_fd=self._dir)
 
     def reset(self) -> None:
         """(Re)create the file empty, mode 0666, never following a link a step left there."""
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o666)
+            os.unlink(self._file, dir_fd=self._dir)
+        fd = self._open(os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
             os.fchmod(fd, 0o666)  # not narrowed by the umask
         finally:
@@ -76,7 +100,7 @@ class OutputsFile:
         """What the last step wrote (usually nothing: one lstat), leaving the file empty.
         `OutputsFileError` when the step replaced the file by something else than a file."""
         try:
-            info = os.lstat(self.path)
+            info = os.lstat(self._file, dir_fd=self._dir)
         except FileNotFoundError:  # the step removed it: it wrote nothing
             self.reset()
             return ""
@@ -87,10 +111,10 @@ class OutputsFile:
             return ""
         writable = True
         try:
-            fd = os.open(self.path, os.O_RDWR | _OPEN_FLAGS)
+            fd = self._open(os.O_RDWR)
         except PermissionError:  # re-created by another user (a container's root)
             writable = False
-            fd = os.open(self.path, os.O_RDONLY | _OPEN_FLAGS)
+            fd = self._open(os.O_RDONLY)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OutputsFileError(f"{self.name}: not a regular file")
