@@ -63,22 +63,33 @@ class TaskSetup:
     runner_id: str = "local"
 
 
-class _LineSplitter:
-    """Turns output chunks into whole lines for `OutputLine` events."""
+class _StepOutput:
+    """The output sink of a task's steps: appends to the task's log and turns the chunks into
+    whole lines for `OutputLine` events (one per attempt; `flush` ends a step's last line)."""
 
-    def __init__(self, on_line: Callable[[str], None]) -> None:
+    def __init__(self, runner: TaskRunner) -> None:
         self._buf = b""
-        self._on_line = on_line
+        self._append = runner.store.backend.append_log
+        self._emit = runner.s.emit
+        self._clock = runner.s.clock
+        self._ids = (runner.store.run_id, runner.task_id, runner.label)
 
-    def feed(self, data: bytes) -> None:
+    def __call__(self, data: bytes) -> None:
+        run_id, task_id, _ = self._ids
+        self._append(run_id, task_id, data)
         self._buf += data
         *lines, self._buf = self._buf.split(b"\n")
         for line in lines:
-            self._on_line(line.rstrip(b"\r").decode("utf-8", "replace"))
+            self._line(line.rstrip(b"\r"))
+
+    def _line(self, raw: bytes) -> None:
+        run_id, task_id, label = self._ids
+        self._emit(ev.OutputLine(run_id, self._clock(), task_id, label,
+                                 raw.decode("utf-8", "replace")))
 
     def flush(self) -> None:
         if self._buf:
-            self._on_line(self._buf.decode("utf-8", "replace"))
+            self._line(self._buf)
             self._buf = b""
 
 
@@ -180,20 +191,25 @@ class TaskRunner:
     def steps(self, handle: TaskHandle, control: Path,
               deadline: tuple[float, float] | None) -> Outcome:
         """Run the steps in order; stop at the first that fails."""
+        # One pair of outputs files per attempt, emptied after each step that wrote to them.
+        with OutputsFile(control / "state-outputs", "STATE_OUTPUTS") as state_file, \
+                OutputsFile(control / "task-outputs", "TASK_OUTPUTS") as task_file:
+            return self._run_steps(handle, control, deadline, state_file, task_file)
+
+    def _run_steps(self, handle: TaskHandle, control: Path, deadline: tuple[float, float] | None,
+                   state_file: OutputsFile, task_file: OutputsFile) -> Outcome:
         state_changed = False
         planned_steps = expand(self.s.workflow, self.node_index, self.context)
         index = 0
-        # One pair of outputs files per attempt, emptied after each step that wrote to them.
-        state_file = OutputsFile(control / "state-outputs", "STATE_OUTPUTS")
-        task_file = OutputsFile(control / "task-outputs", "TASK_OUTPUTS")
         files_env = {"STATE_OUTPUTS": handle.path_for(state_file.path),
                      "TASK_OUTPUTS": handle.path_for(task_file.path)}
+        output = _StepOutput(self)
         while True:
             with self.store.lock:
                 planned = next(planned_steps, None)
                 if planned is None:
                     return Outcome(True, None, None, state_changed=state_changed)
-                rendered = render(planned, index, self.context())
+                rendered = render(planned, index, self.context)
             timeout = parse_duration(planned.step.timeout) if planned.step.timeout else None
             node_cut = False
             if deadline is not None:
@@ -209,7 +225,8 @@ class TaskRunner:
                 os.chmod(script, 0o755)
                 argv = argv_for(handle.path_for(script), rendered.shebang)
             env = {**rendered.env, **files_env}
-            result = self.run_step(handle, StepSpec(index, rendered.name, argv, env, timeout))
+            result = self.run_step(handle, StepSpec(index, rendered.name, argv, env, timeout),
+                                   output)
             if not result.ok:
                 what = result.describe()
                 if result.reason == "timeout" and node_cut and deadline is not None:
@@ -219,20 +236,13 @@ class TaskRunner:
             state_changed = self.apply_outputs(state_file, task_file, index) or state_changed
             index += 1
 
-    def run_step(self, handle: TaskHandle, spec: StepSpec) -> StepResult:
+    def run_step(self, handle: TaskHandle, spec: StepSpec, output: _StepOutput) -> StepResult:
         """Run one step, streaming its output to the log and to line events."""
         run_id = self.store.run_id
         self.s.emit(ev.StepStarted(run_id, self.s.clock(), self.task_id, self.label,
                                    spec.index, spec.name))
-        lines = _LineSplitter(lambda line: self.s.emit(
-            ev.OutputLine(run_id, self.s.clock(), self.task_id, self.label, line)))
-
-        def sink(data: bytes) -> None:
-            self.store.backend.append_log(run_id, self.task_id, data)
-            lines.feed(data)
-
-        result = handle.run_step(spec, sink, self.s.cancel)
-        lines.flush()
+        result = handle.run_step(spec, output, self.s.cancel)
+        output.flush()
         self.s.emit(ev.StepFinished(run_id, self.s.clock(), self.task_id, self.label, spec.index,
                                     spec.name, result.ok, result.describe(), result.duration))
         return result
