@@ -55,6 +55,9 @@ class DirectTask:
         self._grace = grace_seconds
         self._finder = finder
         self._devnull: int | None = None
+        # A step's marker: 128 random bits drawn once per task, and the step's count.
+        self._mark_prefix = os.urandom(16).hex()
+        self._steps = 0
 
     def path_for(self, host_path: Path) -> str:
         """On the host a step sees host paths as they are."""
@@ -75,7 +78,8 @@ class DirectTask:
 
     def run_step(self, step: StepSpec, sink: OutputSink, cancel: threading.Event) -> StepResult:
         """Run one step to its end; on timeout or cancel terminate its whole process tree."""
-        marker = os.urandom(16).hex()  # 128 random bits, as a uuid4 has (without its object)
+        self._steps += 1
+        marker = f"{self._mark_prefix}-{self._steps}"
         started = time.monotonic()
         # A bare pipe, not stdout=PIPE: the reads are os.read anyway, and Popen's file object
         # costs an fstat, an ioctl and an lseek per step.
@@ -93,25 +97,31 @@ class DirectTask:
             raise
         finally:
             os.close(writer)
-        killer = TreeKiller(self._finder, marker=marker, pgid=proc.pid, root_pid=proc.pid,
-                            since=started)
+
+        def killer() -> TreeKiller:
+            return TreeKiller(self._finder, marker=marker, pgid=proc.pid, root_pid=proc.pid,
+                              since=started)
+
         pidfd = _pidfd(proc.pid)
         try:
             reason, eof = self._wait(proc, pipe, pidfd, sink, cancel, step.timeout, started)
             if reason is not None:
-                killer.terminate(self._grace, reap_root=proc.poll)
+                killer().terminate(self._grace, reap_root=proc.poll)
             else:  # exited, not reaped yet
                 quiet = nothing_started_since(proc.pid)
                 proc.wait()
-                if not quiet and killer.leftovers():
-                    killer.terminate(self._grace)
-                    eof = False
+                if not quiet:
+                    left = killer()
+                    if left.leftovers():
+                        left.terminate(self._grace)
+                        eof = False
             if not eof:
                 _drain(pipe, sink)
-            proc.wait()
+            if proc.returncode is None:
+                proc.wait()
         finally:
             if proc.returncode is None:  # the sink raised: still leave nothing behind
-                killer.terminate(0.0, reap_root=proc.poll)
+                killer().terminate(0.0, reap_root=proc.poll)
                 proc.wait()
             if pidfd is not None:
                 os.close(pidfd)
