@@ -10,7 +10,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 # re-exported: these lived here first and other modules import them from here
 from runner.workflow.spec import UNSUPPORTED_STEP_KINDS as UNSUPPORTED_STEP_KINDS
@@ -38,7 +38,20 @@ def _version(value: Any) -> Any:
     return value
 
 
-EnvValue = Annotated[str, BeforeValidator(_stringify)]
+def _env_name(value: str) -> str:
+    if not value or "=" in value or "\0" in value:
+        raise ValueError("an environment variable name cannot be empty or hold '=' or a NUL byte")
+    return value
+
+
+def _env_value(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("an environment variable value cannot hold a NUL byte")
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+EnvValue = Annotated[str, BeforeValidator(_stringify), AfterValidator(_env_value)]
 Duration = Annotated[str | float, Field(description="e.g. '30s', '10m', '2h', or seconds")]
 
 
@@ -157,7 +170,7 @@ class Step(_Model):
     description: str | None = None
     run: str | None = None
     use: UseTemplate | None = None
-    env: dict[str, EnvValue] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     timeout: Duration | None = None
     ast_grep: dict[str, Any] | None = Field(default=None, alias="ast-grep")
     js_ast_grep: dict[str, Any] | None = Field(default=None, alias="js-ast-grep")
@@ -205,7 +218,7 @@ class Template(_Model):
     inputs: list[TemplateInput] = Field(default_factory=list)
     steps: list[Step]
     outputs: list[TemplateOutput] = Field(default_factory=list)
-    env: dict[str, EnvValue] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
 
 
 class Node(_Model):
@@ -220,7 +233,7 @@ class Node(_Model):
     runtime: Runtime | None = None
     strategy: Strategy | None = None
     steps: list[Step]
-    env: dict[str, EnvValue] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     timeout: Duration | None = None
     retry: Retry | None = None
 

@@ -176,6 +176,8 @@ def _schema_messages(data: Any, exc: ValidationError) -> list[tuple[Path, str]]:
     for error in exc.errors(include_url=False):
         path, rest = _data_path(data, tuple(error["loc"]))
         message = str(error["msg"])
+        if error["type"] == "value_error":  # our own validators: their message as written
+            message = message.removeprefix("Value error, ")
         if error["type"] == "missing" and rest:
             message = f"missing required property '{rest[-1]}'"
         elif message.startswith("Input should be") and _is_scalar(error.get("input")):

@@ -356,3 +356,22 @@ def test_json_problems_have_lines() -> None:
     report = validate_source(text, "wf.json")
     [error] = report.errors
     assert error.path == "nodes[0].depends_on[0]" and error.line == 3
+
+
+@pytest.mark.parametrize(("env", "fragment"), [
+    ('{"A=B": x}', "name cannot be empty or hold '='"),
+    ('{"": x}', "name cannot be empty or hold '='"),
+    ('{A: "x\\0y"}', "value cannot hold a NUL byte"),
+])
+def test_env_no_process_could_receive_is_refused_with_its_place(env: str, fragment: str) -> None:
+    problem = _one(f"""\
+        version: "1"
+        nodes:
+          - id: a
+            env: {env}
+            steps:
+              - run: "true"
+        """, fragment)
+    assert problem.path.startswith("nodes[0].env")
+    assert problem.line == 4
+    assert not problem.message.startswith("Value error")
