@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import select
-import subprocess
 import threading
 import time
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from runner.runtimes.proctree import (
     TreeKiller,
     nothing_started_since,
 )
+from runner.runtimes.spawn import BadEnvironment, Child, env_block, spawn
 
 _CANCEL_POLL = 0.05
 """Longest time between two looks at the cancel event."""
@@ -39,7 +39,8 @@ _MARKER_KEY = MARKER_VAR.encode()
 def _spawn_failure(argv0: str, exc: OSError, sink: OutputSink) -> StepResult:
     """A step whose program cannot be started fails like the shell says: 127 missing, 126 else."""
     code = 127 if exc.errno == errno.ENOENT else 126
-    sink(f"ferry: cannot run {argv0}: {exc.strerror or exc}\n".encode())
+    where = f" ({exc.filename})" if exc.filename not in (None, argv0) else ""
+    sink(f"ferry: cannot run {argv0}: {exc.strerror or exc}{where}\n".encode())
     return StepResult(exit_code=code)
 
 
@@ -47,14 +48,17 @@ class DirectTask:
     """An open task on the host: steps run in the workspace, one subprocess tree each."""
 
     def __init__(self, spec: TaskSpec, base_env: Mapping[str, str], grace_seconds: float,
-                 finder: ProcessFinder) -> None:
+                 finder: ProcessFinder, fast_spawn: bool = True) -> None:
         self._spec = spec
+        self._cwd = str(spec.workspace)
+        self._fast = fast_spawn
         # Encoded once per task: Popen would encode every variable again for every step.
         self._env_base = {os.fsencode(k): os.fsencode(v)
                           for k, v in {**base_env, **spec.env}.items()}
         self._grace = grace_seconds
         self._finder = finder
         self._devnull: int | None = None
+        self._block: list[bytes] | None = None
         # A step's marker: 128 random bits drawn once per task, and the step's count.
         self._mark_prefix = os.urandom(16).hex()
         self._steps = 0
@@ -63,12 +67,16 @@ class DirectTask:
         """On the host a step sees host paths as they are."""
         return str(host_path)
 
-    def _env(self, step: StepSpec, marker: str) -> dict[bytes, bytes]:
-        env = dict(self._env_base)
-        for key, value in step.env.items():
-            env[os.fsencode(key)] = os.fsencode(value)
-        env[_MARKER_KEY] = marker.encode()
-        return env
+    def _env(self, step: StepSpec, marker: str) -> list[bytes]:
+        """The step's environment block: the task's (encoded once per task) plus the step's
+        variables and marker; a step variable that overrides a task one rebuilds it whole."""
+        extra = {os.fsencode(k): os.fsencode(v) for k, v in step.env.items()}
+        extra[_MARKER_KEY] = marker.encode()
+        if not extra.keys().isdisjoint(self._env_base):
+            return env_block({**self._env_base, **extra})
+        if self._block is None:
+            self._block = env_block(self._env_base)
+        return self._block + env_block(extra)
 
     def _stdin(self) -> int:
         """/dev/null for the steps' stdin, opened once per task rather than once per step."""
@@ -85,13 +93,13 @@ class DirectTask:
         # costs an fstat, an ioctl and an lseek per step.
         pipe, writer = os.pipe2(os.O_CLOEXEC)
         try:
-            proc = subprocess.Popen(
-                list(step.argv), cwd=self._spec.workspace, env=self._env(step, marker),
-                stdin=self._stdin(), stdout=writer, stderr=writer,
-                start_new_session=True, close_fds=True,
-            )
+            proc = spawn(step.argv, self._cwd, self._env(step, marker), self._stdin(), writer,
+                         fast=self._fast)
         except BaseException as exc:
             os.close(pipe)
+            if isinstance(exc, BadEnvironment):
+                sink(f"ferry: {exc}\n".encode())
+                return StepResult(exit_code=None, reason=str(exc))
             if isinstance(exc, OSError):
                 return _spawn_failure(str(step.argv[0]) if step.argv else "''", exc, sink)
             raise
@@ -126,7 +134,7 @@ class DirectTask:
             if pidfd is not None:
                 os.close(pidfd)
             os.close(pipe)
-        code = proc.returncode
+        code = proc.wait()  # reaped above: no system call
         return StepResult(
             exit_code=code if code >= 0 else None,
             signal=-code if code < 0 else None,
@@ -135,7 +143,7 @@ class DirectTask:
         )
 
     @staticmethod
-    def _wait(proc: subprocess.Popen[bytes], pipe: int, pidfd: int | None, sink: OutputSink,
+    def _wait(proc: Child, pipe: int, pidfd: int | None, sink: OutputSink,
               cancel: threading.Event, timeout: float | None, started: float,
               ) -> tuple[str | None, bool]:
         """Stream output until the main process exits (left unreaped); 'timeout'/'canceled' if
@@ -216,16 +224,19 @@ class DirectRuntime:
 
     name = "direct"
 
-    def __init__(self, base_env: Mapping[str, str], grace_seconds: float = 5.0) -> None:
+    def __init__(self, base_env: Mapping[str, str], grace_seconds: float = 5.0, *,
+                 fast_spawn: bool = True) -> None:
         self._base_env = dict(base_env)
         self._grace = grace_seconds
         self._finder = ProcessFinder()
+        self._fast_spawn = fast_spawn
+        """False: always start steps through `subprocess.Popen` (see `runtimes.spawn`)."""
 
     def open(self, spec: TaskSpec) -> DirectTask:
         """Check the workspace exists and return a handle for the task's steps."""
         if not spec.workspace.is_dir():
             raise RuntimeUnavailable(f"workspace {spec.workspace} is not a directory")
-        return DirectTask(spec, self._base_env, self._grace, self._finder)
+        return DirectTask(spec, self._base_env, self._grace, self._finder, self._fast_spawn)
 
     def reap(self, active_run_ids: set[str]) -> int:
         """Host steps leave nothing behind once they return: nothing to reap."""

@@ -25,6 +25,12 @@ def _direct(request: pytest.FixtureRequest) -> tuple[Runtime, RuntimeOptions]:
     return DirectRuntime(HOST_ENV, grace_seconds=1.0), RuntimeOptions(type=RuntimeType.DIRECT)
 
 
+def _direct_popen(request: pytest.FixtureRequest) -> tuple[Runtime, RuntimeOptions]:
+    """The host runtime starting steps through subprocess.Popen (see runtimes.spawn)."""
+    runtime = DirectRuntime(HOST_ENV, grace_seconds=1.0, fast_spawn=False)
+    return runtime, RuntimeOptions(type=RuntimeType.DIRECT)
+
+
 def _docker(request: pytest.FixtureRequest) -> tuple[Runtime, RuntimeOptions]:
     image = request.getfixturevalue("docker_image")
     runtime = DockerRuntime(docker.from_env, runner_id="contract-tests", grace_seconds=1.0)
@@ -38,7 +44,7 @@ def _podman(request: pytest.FixtureRequest) -> tuple[Runtime, RuntimeOptions]:
 
 
 RUNTIMES: dict[str, Callable[[pytest.FixtureRequest], tuple[Runtime, RuntimeOptions]]] = {
-    "direct": _direct, "docker": _docker, "podman": _podman}
+    "direct": _direct, "direct-popen": _direct_popen, "docker": _docker, "podman": _podman}
 
 
 @pytest.fixture(params=list(RUNTIMES))

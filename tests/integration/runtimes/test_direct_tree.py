@@ -43,16 +43,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _open(tmp_path: Path, grace: float = 2.0) -> Task:
+def _open(tmp_path: Path, grace: float = 2.0, fast_spawn: bool = True) -> Task:
     spec = task_spec(tmp_path, RuntimeOptions())
-    handle = DirectRuntime(ENV, grace_seconds=grace).open(spec)
+    handle = DirectRuntime(ENV, grace_seconds=grace, fast_spawn=fast_spawn).open(spec)
     return Task(handle, spec.workspace, spec.control_dir)
 
 
+@pytest.mark.parametrize("fast_spawn", [True, False], ids=["fork_exec", "popen"])
 @pytest.mark.parametrize("ending", sorted(ENDINGS))
-def test_no_process_survives_the_step(tmp_path: Path, ending: str) -> None:
+def test_no_process_survives_the_step(tmp_path: Path, ending: str, fast_spawn: bool) -> None:
     tail, reason = ENDINGS[ending]
-    task = _open(tmp_path)
+    task = _open(tmp_path, fast_spawn=fast_spawn)
     cancel = threading.Event()
     sink = Output(hook=lambda chunk: cancel.set() if ending == "cancel" and b"spawned" in chunk
                   else None)

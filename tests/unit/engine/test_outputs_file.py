@@ -134,3 +134,26 @@ nodes:
     assert "STATE_OUTPUTS" in one(doc, "a")["error"] and "not a regular file" in \
         one(doc, "a")["error"]
     assert "state" not in doc or doc["state"] == {}
+
+
+def test_a_state_value_no_process_can_receive_fails_the_step_not_the_run(tmp_path: Path) -> None:
+    """A NUL byte written to state and then placed in an env var: the step fails, named."""
+    executor, backend, _ = make_executor(tmp_path)
+    run_id = executor.create_run(workflow(r"""
+version: "1"
+nodes:
+  - id: a
+    steps:
+      - run: echo 'v="a\u0000b"' >> $STATE_OUTPUTS
+      - run: echo "never"
+        env: {BAD: "${{state.v}}"}
+  - id: b
+    steps:
+      - run: "true"
+"""))
+    assert executor.execute(run_id, threading.Event()) == RunStatus.FAILED
+    doc = backend.load(run_id)
+    error = one(doc, "a")["error"]
+    assert "'BAD'" in error and "NUL" in error, error
+    assert one(doc, "b")["status"] == "Completed"
+    assert b"never" not in backend.read_log(run_id, one(doc, "a")["id"])
