@@ -34,8 +34,7 @@ class RunStore:
         self.writer = writer
         self.clock = clock
         self.lock = threading.RLock()
-        diffs, self.cursor = backend.changes_since(run_id, 0)
-        self.seq = max((d.seq for d in diffs if d.writer == writer), default=0)
+        self.cursor, self.seq = backend.position(run_id, writer)
         self.doc: dict[str, Any] = backend.load(run_id)
         self.by_node: dict[str, list[str]] = {}
         self._index()

@@ -191,6 +191,12 @@ class ApiBackend:
         """Nothing: other writers reach such a run through heartbeats (see the module doc)."""
         return [], cursor
 
+    def position(self, run_id: str, writer: str) -> tuple[int, int]:
+        """Cursor 0 (see `changes_since`) and the writer's last seq known for the run."""
+        run = self._run(run_id)
+        with run.lock:
+            return 0, run.next_seq.get(writer, 1) - 1
+
     def history(self, run_id: str) -> list[Diff]:
         """Every diff of the run (from the local copy when there is one)."""
         if self.mirror is not None:

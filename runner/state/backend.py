@@ -47,6 +47,11 @@ class StateBackend(Protocol):
         process sees what other processes wrote (cancel, triggers)."""
         ...
 
+    def position(self, run_id: str, writer: str) -> tuple[int, int]:
+        """(cursor of the run's latest diff, last seq `writer` used there; 0 when none): where
+        a writer resumes, without reading the run's history."""
+        ...
+
     def history(self, run_id: str) -> list[Diff]:
         """Every diff of the run, in the order applied."""
         ...

@@ -168,6 +168,20 @@ class LocalBackend:
         copy: dict[str, Any] = json.loads(text)
         return copy
 
+    def position(self, run_id: str, writer: str) -> tuple[int, int]:
+        """(latest cursor of the run, last seq of `writer` in it): two index lookups."""
+        with self._lock:
+            try:
+                if not self.conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+                    raise UnknownRun(f"unknown run id '{run_id}'")
+                cursor = self.conn.execute("SELECT MAX(cursor) FROM diffs WHERE run_id = ?",
+                                           (run_id,)).fetchone()
+                seq = self.conn.execute("SELECT MAX(seq) FROM diffs WHERE run_id = ? AND "
+                                        "writer = ?", (run_id, writer)).fetchone()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+        return int(cursor[0] or 0), int(seq[0] or 0)
+
     def head(self, run_id: str) -> int:
         """The cursor of the run's latest diff (0 if none): where `changes_since` starts."""
         with self._lock:

@@ -64,6 +64,11 @@ class MemoryBackend:
             history = self.diffs[run_id]
             return list(history[cursor:]), len(history)
 
+    def position(self, run_id: str, writer: str) -> tuple[int, int]:
+        with self._lock:
+            history = self.diffs[run_id]
+            return len(history), max((d.seq for d in history if d.writer == writer), default=0)
+
     def history(self, run_id: str) -> list[Diff]:
         return self.changes_since(run_id, 0)[0]
 

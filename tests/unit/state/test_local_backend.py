@@ -304,3 +304,18 @@ def test_create_run_twice(tmp_path: Path) -> None:
             b.create_run(fresh)
         assert json.dumps(b.initial(doc["id"]), sort_keys=True) == json.dumps(doc,
                                                                               sort_keys=True)
+
+
+def test_position_gives_the_latest_cursor_and_each_writers_last_seq(tmp_path: Path) -> None:
+    """Where a writer resumes, from two index lookups rather than the run's whole history."""
+    with _backend(tmp_path) as a, _backend(tmp_path) as other:
+        run = _run(a)
+        for seq in (1, 2, 3):
+            other.apply(Diff(run["id"], "proc", seq, [state_set_op("n", seq)]))
+        cursor, seq = a.position(run["id"], "proc")
+        assert seq == 3
+        assert cursor == a.head(run["id"]) and a.changes_since(run["id"], cursor)[0] == []
+        assert a.position(run["id"], "setup")[1] == 1
+        assert a.position(run["id"], "never-wrote")[1] == 0
+        with pytest.raises(UnknownRun):
+            a.position("00000000-no-such-run", "proc")
