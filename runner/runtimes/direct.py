@@ -52,7 +52,7 @@ class DirectTask:
         self._spec = spec
         self._cwd = str(spec.workspace)
         self._fast = fast_spawn
-        # Encoded once per task: Popen would encode every variable again for every step.
+        # Encoded once per task; `_env` adds each step's variables (see runtimes.spawn).
         self._env_base = {os.fsencode(k): os.fsencode(v)
                           for k, v in {**base_env, **spec.env}.items()}
         self._grace = grace_seconds
