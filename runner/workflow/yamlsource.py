@@ -256,6 +256,12 @@ def compose_yaml(text: str, limits: YamlLimits) -> Located:
         composer.out.error = stop.problem
     except yaml.YAMLError as exc:
         composer.out.error = _syntax_problem(exc, text)
+        if "nesting depth" in composer.out.error.message:
+            # PyYAML >= 6.0.4's scanner looks ahead and stops at its own limit (1,000 levels)
+            # before our composer sees the 65th level: say it in our words, at its place.
+            error = composer.out.error
+            composer.out.error = Problem(
+                "", f"nesting is deeper than {limits.max_depth} levels", error.line, error.column)
     except RecursionError:
         composer.out.error = Problem("", f"nesting is deeper than {limits.max_depth} levels")
     if composer.out.error is None and not composer.has_root:
