@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchlib import add_quiet_options, load_note, pct, wait_for_quiet  # noqa: E402
 
-from runner.control.client import ControlClient  # noqa: E402
+from runner.api.client import ControlClient  # noqa: E402
 from tests.integration.daemon.conftest import REGISTRATION, DaemonProc, Server  # noqa: E402
 
 MARK = """\

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchlib import add_quiet_options, load_note, wait_for_quiet  # noqa: E402
 
-from runner.state.diff import apply_ops  # noqa: E402
+from runner.diff import apply_ops  # noqa: E402
 from tests.integration.daemon.conftest import DaemonProc, Server  # noqa: E402
 
 WORKFLOW_HEAD = """\

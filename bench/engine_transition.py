@@ -26,8 +26,8 @@ from benchlib import publish
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.engine.document import add_task_op, new_run, new_task, task_field_op
-from runner.state.diff import Diff
+from runner.diff import Diff
+from runner.document import add_task_op, new_run, new_task, task_field_op
 from runner.state.local import LocalBackend
 
 RESULTS = Path(__file__).resolve().parent / "results" / "engine_transition.md"

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from runner import __version__
-from runner.control.protocol import API_PREFIX
+from runner.api.protocol import API_PREFIX
 from server_stub import errors, routes_repos, routes_runners, routes_users, runners
 from server_stub.auth import ADMIN, REGISTRATION, Secret, load_secret
 from server_stub.config import ServerConfig

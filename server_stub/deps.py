@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from runner.control.protocol import ErrorBody
+from runner.api.protocol import ErrorBody
 from server_stub.auth import ADMIN, REGISTRATION, RUNNER, Caller, bearer
 from server_stub.core import Core
 from server_stub.notifier import Notifier

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from runner.control.protocol import DiffAck, WireDiff
-from runner.state.diff import PatchConflict, apply_ops
+from runner.api.protocol import DiffAck, WireDiff
+from runner.diff import PatchConflict, apply_ops
 from server_stub.errors import ApiError
 from server_stub.runs import SERVER_WRITER, Documents, check_ops, next_seq, record_diff
 

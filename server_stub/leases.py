@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from runner.control.protocol import ClaimedRun, ClaimResponse, Lease
+from runner.api.protocol import ClaimedRun, ClaimResponse, Lease
 from server_stub.auth import Caller, hash_token, new_token
 from server_stub.errors import ApiError, lease_lost
 

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from runner.control.protocol import (
+from runner.api.protocol import (
     ClaimRequest,
     ClaimResponse,
     DiffAck,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from runner.control.protocol import CreateRunRequest, RunInfo, RunList
+from runner.api.protocol import CreateRunRequest, RunInfo, RunList
 from server_stub import users
 from server_stub.deps import AdminDep, CoreDep, NotifierDep, ReaderDep, errors
 from server_stub.logs import check_task

@@ -9,7 +9,7 @@ import json
 import time
 from typing import Any
 
-from runner.control.protocol import (
+from runner.api.protocol import (
     ClaimResponse,
     DiffAck,
     DiffBatch,
@@ -21,7 +21,7 @@ from runner.control.protocol import (
     RegisterResponse,
     RunInfo,
 )
-from runner.engine.document import TERMINAL_RUN, RunStatus, TaskStatus, new_id, run_field_op
+from runner.document import TERMINAL_RUN, RunStatus, TaskStatus, new_id, run_field_op
 from server_stub import leases, runs
 from server_stub.auth import Caller, hash_token, new_token
 from server_stub.core import Core

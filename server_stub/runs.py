@@ -9,8 +9,8 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
-from runner.control.protocol import RunInfo
-from runner.state.diff import PatchConflict, apply_ops
+from runner.api.protocol import RunInfo
+from runner.diff import PatchConflict, apply_ops
 from server_stub.errors import ApiError, not_found
 
 SERVER_WRITER = "server"

@@ -6,8 +6,8 @@ import json
 import sqlite3
 from typing import Any
 
-from runner.control.protocol import CreateRunRequest, RunInfo
-from runner.engine.document import RunStatus, TaskStatus, new_run, pointer_escape, run_field_op
+from runner.api.protocol import CreateRunRequest, RunInfo
+from runner.document import RunStatus, TaskStatus, new_run, pointer_escape, run_field_op
 from server_stub import runs
 from server_stub.auth import Caller
 from server_stub.core import Core

@@ -1,4 +1,4 @@
-"""Printing engine events as a run goes: the seed's timestamped lines, task output prefixed with
+"""Printing engine events as a run goes: Butterflow's timestamped lines, task output prefixed with
 its task, or JSON Lines with `--json`. Lines are flushed one by one so that a pipe (a test, `tee`,
 a CI log) sees them as they happen. On a terminal, `LiveView` prints the same lines and keeps a
 status footer below them, redrawn in place; it is erased at the end, so the final transcript on
@@ -29,7 +29,7 @@ from runner.engine.events import (
 
 
 def _matrix_title(matrix: dict[str, Any]) -> str:
-    """`Team frontend` for {"team": "frontend"}, as the seed's matrix block writes it."""
+    """`Team frontend` for {"team": "frontend"}, as Butterflow's matrix block writes it."""
     parts = []
     for key, value in matrix.items():
         text = value if isinstance(value, str) else json.dumps(value)

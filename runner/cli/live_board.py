@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.cli.render import format_duration
-from runner.engine.document import task_label
+from runner.document import task_label
 from runner.engine.events import Event, MatrixTasksCreated, RunStarted, TaskStatusChanged
 
 SHOWN_STATUSES = ("Running", "Completed", "Failed", "AwaitingTrigger", "Blocked", "Pending")

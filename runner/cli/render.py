@@ -9,9 +9,9 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from runner.engine.document import RunStatus, TaskStatus, task_label
+from runner.diff import Diff
+from runner.document import RunStatus, TaskStatus, task_label
 from runner.state.backend import RunSummary
-from runner.state.diff import Diff
 
 PROG = "ferry"
 
@@ -41,7 +41,7 @@ def _parse(ts: str) -> datetime | None:
 
 
 def format_duration(seconds: float) -> str:
-    """`HH:MM:SS` as in the seed's transcripts."""
+    """`HH:MM:SS` as in Butterflow's transcripts."""
     total = max(0, int(seconds))
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
@@ -250,7 +250,7 @@ def render_history(doc: dict[str, Any], history: Sequence[Diff]) -> list[str]:
 # -- list -------------------------------------------------------------------------------------
 
 def render_runs(summaries: Sequence[RunSummary], now: datetime | None = None) -> list[str]:
-    """`ferry list` output, newest first, as in the seed."""
+    """`ferry list` output, newest first, as in Butterflow's CLI."""
     if not summaries:
         return ["No workflow runs found."]
     lines = ["Recent workflow runs:"]

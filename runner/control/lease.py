@@ -14,9 +14,9 @@ import random
 import threading
 from typing import Protocol
 
+from runner.api.protocol import HeartbeatResponse
 from runner.control.logs import fields
 from runner.control.metrics import DaemonMetrics
-from runner.control.protocol import HeartbeatResponse
 from runner.errors import ControlPlaneError, LeaseLost, PermanentError, TransientError
 
 log = logging.getLogger("ferry.daemon")

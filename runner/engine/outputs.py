@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.engine.document import Op, pointer_escape
+from runner.document import Op, pointer_escape
 from runner.errors import FerryError
 
 _KEY = r"[A-Za-z0-9_.\-]+"

@@ -16,8 +16,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from runner.engine import events as ev
-from runner.engine.document import (
+from runner.document import (
     TERMINAL_RUN,
     TERMINAL_TASK,
     Op,
@@ -27,6 +26,7 @@ from runner.engine.document import (
     task_field_op,
     task_label,
 )
+from runner.engine import events as ev
 from runner.engine.scheduler import Plan, plan
 from runner.engine.task_runner import Outcome, TaskRunner, TaskSetup
 

@@ -18,10 +18,10 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from runner.engine.document import Op, TaskStatus
+from runner.diff import Diff, apply_ops
+from runner.document import Op, TaskStatus
 from runner.errors import StateError
 from runner.state.backend import StateBackend
-from runner.state.diff import Diff, apply_ops
 
 
 class RunStore:

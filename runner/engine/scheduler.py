@@ -4,7 +4,7 @@
 once and walks the nodes in dependency order, so it is linear in tasks + nodes + edges: a
 10,000-child matrix costs one walk, never a rescan per task.
 
-Rules (DESIGN.md and the Butterflow seed, made precise):
+Rules (Butterflow's, made precise; docs/design.md):
 - A regular node gets one task. A matrix node gets one master (never runs) plus one child per
   item; `values` children are created with the master; `from_state` is re-evaluated on every
   pass, keyed by `matrix_key`: new items get children, children of removed items become WontDo
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.engine.document import (
+from runner.document import (
     Op,
     RunStatus,
     TaskStatus,

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.engine.document import utc_now
+from runner.diff import Diff, PatchConflict, apply_ops
+from runner.document import utc_now
 from runner.errors import SeqGap, StateError, UnknownRun, UsageError
 from runner.state.backend import RunSummary
-from runner.state.diff import Diff, PatchConflict, apply_ops
 from runner.state.logfiles import TaskLogs
 from runner.state.sqlite_schema import open_connection, state_error
 
@@ -181,16 +181,6 @@ class LocalBackend:
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
         return int(cursor[0] or 0), int(seq[0] or 0)
-
-    def head(self, run_id: str) -> int:
-        """The cursor of the run's latest diff (0 if none): where `changes_since` starts."""
-        with self._lock:
-            try:
-                row = self.conn.execute("SELECT MAX(cursor) FROM diffs WHERE run_id = ?",
-                                        (run_id,)).fetchone()
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
-        return int(row[0] or 0)
 
     def _refresh(self, run_id: str) -> _Materialized:
         """Bring the cached document up to date; call inside a transaction, holding the lock."""

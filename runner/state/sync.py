@@ -5,7 +5,7 @@ A `Syncer` owns one run's journal on the sending side. It sends unacknowledged r
 `LogChunk`), records each acknowledgement in the journal, and resolves the server's 409 answers:
 `seq_gap` (the server already has a prefix: acknowledge it and go on), `offset_mismatch` (resend
 from the server's offset, using the bytes the journal still holds), `lease_lost` (stop for good,
-keep the journal). Transient errors back off through `runner.control.client.retrying`.
+keep the journal). Transient errors back off through `runner.api.client.retrying`.
 
 Exactly once comes from the server's idempotency (per writer+seq, per task+offset) plus the
 journal: a record is acknowledged only after the server answered, and removed only after that.
@@ -19,14 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from runner.control.client import (
-    DEFAULT_POLICY,
-    ControlClient,
-    RetryPolicy,
-    RetryStopped,
-    call_with_retry,
-)
-from runner.control.protocol import DiffBatch, LogChunk, WireDiff
+from runner.api.client import ControlClient
+from runner.api.protocol import DiffBatch, LogChunk, WireDiff
+from runner.api.retry import DEFAULT_POLICY, RetryPolicy, RetryStopped, call_with_retry
 from runner.errors import (
     AuthError,
     Conflict,

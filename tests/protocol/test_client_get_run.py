@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from runner.control.client import ControlClient
-from runner.control.protocol import DiffBatch, WireDiff
-from runner.engine.document import new_run, run_field_op, state_set_op
+from runner.api.client import ControlClient
+from runner.api.protocol import DiffBatch, WireDiff
+from runner.document import new_run, run_field_op, state_set_op
 from runner.errors import PermanentError
 from tests.protocol.api import Server
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from runner.engine.document import new_run
+from runner.document import new_run
 from tests.protocol.api import Server
 
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from runner.control.client import ControlClient, RetryPolicy
-from runner.engine.document import (
+from runner.api.client import ControlClient
+from runner.api.retry import RetryPolicy
+from runner.diff import Diff
+from runner.document import (
     add_task_op,
     new_run,
     new_task,
@@ -21,7 +23,6 @@ from runner.engine.document import (
 )
 from runner.state import sync as sync_module
 from runner.state.api import ApiBackend
-from runner.state.diff import Diff
 from runner.state.journal import Journal
 from runner.state.sync import Syncer, sync_all
 from tests.helpers import wait_until
