@@ -29,7 +29,7 @@ from benchlib import publish
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.engine.executor import Executor
+from runner.engine.executor import Executor, ExecutorSettings
 from runner.paths import Paths
 from runner.runtimes.direct import DirectRuntime
 from runner.state.local import LocalBackend
@@ -60,8 +60,9 @@ def ferry(steps: int, root: Path, script: str = "true", fast_spawn: bool = True,
     paths = Paths.under(root).ensure()
     backend = LocalBackend(paths.db_path, paths.logs_dir)
     runtime = DirectRuntime(os.environ, fast_spawn=fast_spawn)
-    executor = Executor(backend, {"direct": runtime}, writer="bench", max_parallel=1,
-                        workspace=root, paths=paths, env=os.environ)
+    executor = Executor(backend, {"direct": runtime},
+                        ExecutorSettings(writer="bench", max_parallel=1, workspace=root,
+                                         control_root=paths.work_dir, env=os.environ))
     run_id = executor.create_run(workflow, params={}, name="steps")
     start, cpu = time.perf_counter(), cpu_now()
     status = executor.execute(run_id, threading.Event())

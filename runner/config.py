@@ -1,4 +1,4 @@
-"""The config file: the seed's `stateManagement` block plus a `runner:` section.
+"""The config file: Butterflow's `stateManagement` block plus a `runner:` section.
 
     stateManagement:
       backend: api                       # local | api   (database: not supported yet)
@@ -44,7 +44,7 @@ class ApiConfig(_Strict):
 
 
 class RetryConfig(_Strict):
-    """The seed's retry settings for control-plane calls."""
+    """Butterflow's retry settings for control-plane calls."""
 
     max_retries: int = Field(default=3, alias="maxRetries", ge=0, le=100)
     backoff_factor: float = Field(default=1.5, alias="backoffFactor", ge=1.0, le=10.0)

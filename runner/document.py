@@ -26,7 +26,7 @@ A run is one JSON object (a plain dict, so that RFC 6902 diffs apply to it direc
       "outputs": {...}              # task outputs ($TASK_OUTPUTS)
     }
 
-Every change to a document is a diff (see `runner.state.diff`); the helpers below build the
+Every change to a document is a diff (see `runner.diff`); the helpers below build the
 operations, they never mutate a document themselves.
 """
 
@@ -175,13 +175,8 @@ def state_set_op(key: str, value: Any) -> Op:
     return {"op": "add", "path": f"/state/{pointer_escape(key)}", "value": value}
 
 
-def output_set_op(task_id: str, key: str, value: Any) -> Op:
-    """Set one output of a task."""
-    return {"op": "add", "path": f"/tasks/{task_id}/outputs/{pointer_escape(key)}", "value": value}
-
-
 def task_label(doc: dict[str, Any], task: dict[str, Any]) -> str:
-    """How the seed's transcripts name a task: `node` or `node, team: frontend` for a child."""
+    """How Butterflow's transcripts name a task: `node` or `node, team: frontend` for a child."""
     if task.get("matrix"):
         items = ", ".join(f"{k}: {_plain(v)}" for k, v in task["matrix"].items())
         return f"{task['node_id']}, {items}"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from runner.exitcodes import ExitCode
+
 
 class FerryError(Exception):
     """Base of every error Ferry raises on purpose."""
 
-    exit_code = 2
+    exit_code: int = ExitCode.USAGE
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class Problem:
     severity: str = "error"  # "error" or "warning"
 
     def render(self) -> str:
-        """The problem in the seed's `Error at <path>: <message>` form."""
+        """The problem in Butterflow's `Error at <path>: <message>` form."""
         label = "Error" if self.severity == "error" else "Warning"
         where = f" at {self.path}" if self.path else ""
         pos = f" (line {self.line})" if self.line is not None else ""
@@ -32,7 +34,7 @@ class Problem:
 class WorkflowInvalid(FerryError):
     """The workflow file cannot be loaded or fails validation."""
 
-    exit_code = 2
+    exit_code: int = ExitCode.USAGE
 
     def __init__(self, source: str, problems: list[Problem]) -> None:
         self.source = source
@@ -62,7 +64,7 @@ class UsageError(FerryError):
 class StateError(FerryError):
     """The state store is unusable: torn, locked past the timeout, or inconsistent."""
 
-    exit_code = 5
+    exit_code: int = ExitCode.STATE
 
 
 class UnsafeId(StateError, ValueError):
@@ -80,7 +82,7 @@ class SeqGap(FerryError):
     writer: str
     got: int
     expected: int
-    exit_code: int = field(default=5, init=False)
+    exit_code: int = field(default=ExitCode.STATE, init=False)
 
     def __str__(self) -> str:
         return f"writer {self.writer}: got seq {self.got}, expected {self.expected}"
@@ -97,7 +99,7 @@ class RuntimeRefused(RuntimeUnavailable):
 class ControlPlaneError(FerryError):
     """Talking to the control plane failed."""
 
-    exit_code = 6
+    exit_code: int = ExitCode.CONTROL
 
 
 class TransientError(ControlPlaneError):

@@ -102,17 +102,9 @@ class Paths:
         """The log file of one task."""
         return log_file_under(self.logs_dir, run_id, task_id)
 
-    def journal_file(self, run_id: str) -> Path:
-        """The journal of one run."""
-        return self.journal_dir / f"{safe_segment(run_id, 'run id')}.jsonl"
-
     def run_work_dir(self, run_id: str) -> Path:
         """The working directory root of one run."""
         return self.work_dir / safe_segment(run_id, "run id")
-
-    def task_control_dir(self, run_id: str, task_id: str) -> Path:
-        """A task's control directory (scripts, STATE_OUTPUTS, TASK_OUTPUTS)."""
-        return control_dir_under(self.work_dir, run_id, task_id)
 
     def ensure(self) -> Paths:
         """Create the data, config and cache roots (mode 0700); return self."""

@@ -5,9 +5,7 @@ Each module in `COMMAND_MODULES` adds its subcommands with `register(subparsers)
 top-level imports light (argparse only) so that start-up stays fast: the work is imported inside
 the command function.
 
-Exit codes (documented in the README):
-    0 ok / run Completed   1 run Failed   2 invalid input or usage   3 run AwaitingTrigger
-    4 run Canceled         5 state store error   6 control plane error   130 interrupted
+Exit codes: `runner.exitcodes` (the README's table).
 """
 
 from __future__ import annotations
@@ -18,15 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from runner import __version__
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_AWAITING = 3
-EXIT_CANCELED = 4
-EXIT_STATE = 5
-EXIT_CONTROL = 6
-EXIT_INTERRUPTED = 130
+from runner.exitcodes import ExitCode
 
 COMMAND_MODULES = (
     "runner.cli.validate",   # validate, graph, schema
@@ -40,7 +30,7 @@ COMMAND_MODULES = (
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -74,6 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("ferry: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:
-        return EXIT_OK
+        return ExitCode.OK

@@ -20,14 +20,27 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.cli.args import positive_int
+from runner.errors import ConfigError
+from runner.exitcodes import ExitCode
 
-ONCE_CODES = {"Completed": 0, "Failed": 1, "AwaitingTrigger": 3, "Canceled": 4}
+if TYPE_CHECKING:
+    from runner.api.client import ControlClient
+    from runner.config import ContainerDefaults, RunnerSection
+    from runner.control.daemon import DaemonSettings
+    from runner.control.health import HealthServer
+    from runner.control.job import RunJob
+    from runner.control.metrics import DaemonMetrics
+    from runner.paths import Paths
+    from runner.runtimes.base import Runtime
+    from runner.runtimes.options import ContainerPolicy
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
 
 
 def _duration(text: str) -> float:
@@ -84,7 +97,7 @@ def register(sub: Any) -> None:
 
 def cmd_register(args: argparse.Namespace) -> int:
     """Register with the control plane and write the runner config."""
-    from runner.control.client import ControlClient
+    from runner.api.client import ControlClient
     from runner.errors import UsageError
     from runner.paths import Paths
 
@@ -140,7 +153,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     def sync_all() -> int:
         # only called before the first claim and after the last job ended: no live syncer
         # owns a journal then, so none is skipped
-        from runner.control.client import RetryPolicy
+        from runner.api.retry import RetryPolicy
         from runner.state.sync import sync_all as deliver
 
         report = deliver(paths.journal_dir, client, policy=RetryPolicy(max_attempts=3))
@@ -148,7 +161,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
     metrics.backlog = lambda: _backlog(paths.journal_dir)
 
-    def reload(old: Any) -> Any:
+    def reload(old: DaemonSettings) -> DaemonSettings:
         fresh = _read_config(config_path)
         redactor.add(fresh.token)
         root.setLevel((args.log_level or fresh.log_level).upper())
@@ -182,12 +195,13 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             health.stop()
         client.close()
         notifier.close()
-    if code == 0 and args.once and daemon.outcomes:
-        return ONCE_CODES.get(daemon.outcomes[0], 1)
+    if code == ExitCode.OK and args.once and daemon.outcomes:
+        return daemon.outcomes[0].exit_code
     return code
 
 
-def _start_health(addr: str | None, metrics: Any, log: logging.Logger, fields: Any) -> Any:
+def _start_health(addr: str | None, metrics: DaemonMetrics, log: logging.Logger,
+                  fields: Callable[..., dict[str, object]]) -> HealthServer | None:
     if not addr:
         return None
     from runner.control.health import HealthServer, parse_addr
@@ -212,25 +226,37 @@ def _backlog(journal_dir: Path) -> int:
     return total
 
 
-class _Config:
-    """The runner settings the daemon uses, from the config file's `runner:` section."""
+@dataclass(frozen=True)
+class RunnerConfig:
+    """The daemon's settings, from the config file's `runner:` section (parsed once)."""
 
-    def __init__(self, section: Any, source: Path) -> None:
-        self.source = source
-        self.server: str = section.server
-        self.token: str = section.token
-        self.runner_id: str = section.runner_id
-        self.labels: list[str] = list(section.labels)
-        self.concurrency: int = int(section.concurrency)
-        self.max_parallel: int = os.cpu_count() or 1
-        self.heartbeat_interval: float = float(section.heartbeat_interval)
-        self.claim_wait: float = float(section.poll_wait)
-        self.grace_seconds: float = 5.0
-        self.log_level: str = "info"
-        self.container_policy: Any = _policy(section.containers)
+    source: Path
+    server: str
+    token: str
+    runner_id: str
+    labels: tuple[str, ...]
+    concurrency: int
+    heartbeat_interval: float
+    claim_wait: float
+    container_policy: ContainerPolicy
+    max_parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
+    grace_seconds: float = 5.0
+    log_level: str = "info"
+
+    @classmethod
+    def from_section(cls, section: RunnerSection, source: Path) -> RunnerConfig:
+        """Check the fields `ferry register` writes and convert the rest."""
+        if not section.server or not section.token or not section.runner_id:
+            raise ConfigError(f"{source}: runner.server, runner.token and runner.runner_id are "
+                              "required (run 'ferry register')")
+        return cls(source=source, server=section.server, token=section.token,
+                   runner_id=section.runner_id, labels=tuple(section.labels),
+                   concurrency=section.concurrency,
+                   heartbeat_interval=section.heartbeat_interval, claim_wait=section.poll_wait,
+                   container_policy=_policy(section.containers))
 
 
-def _policy(containers: Any) -> Any:
+def _policy(containers: ContainerDefaults) -> ContainerPolicy:
     from runner.runtimes.options import ContainerPolicy
     from runner.workflow.model import PullPolicy
 
@@ -241,27 +267,22 @@ def _policy(containers: Any) -> Any:
                            allow_mounts=containers.allow_mounts)
 
 
-def _save_config(path: Path, **runner: Any) -> None:
+def _save_config(path: Path, **runner: object) -> None:
     from runner.config import save_runner_config
 
     save_runner_config(path, runner)
 
 
-def _read_config(path: Path) -> _Config:
+def _read_config(path: Path) -> RunnerConfig:
     from runner.config import load_config
-    from runner.errors import ConfigError
 
     if not path.exists():
         raise ConfigError(f"no runner config at {path}: run 'ferry register --server URL "
                           "--token TOKEN' first (or pass -c CONFIG)")
-    section = load_config(path, environ=os.environ).runner
-    if not section.server or not section.token or not section.runner_id:
-        raise ConfigError(f"{path}: runner.server, runner.token and runner.runner_id are "
-                          "required (run 'ferry register')")
-    return _Config(section, path)
+    return RunnerConfig.from_section(load_config(path, environ=os.environ).runner, path)
 
 
-def _settings(cfg: _Config, args: argparse.Namespace) -> Any:
+def _settings(cfg: RunnerConfig, args: argparse.Namespace) -> DaemonSettings:
     from runner.control.daemon import DaemonSettings
 
     return DaemonSettings(labels=tuple(args.labels if args.labels is not None else cfg.labels),
@@ -270,38 +291,32 @@ def _settings(cfg: _Config, args: argparse.Namespace) -> Any:
                           claim_wait=cfg.claim_wait)
 
 
-def _client(cfg: _Config) -> Any:
-    from runner.control.client import ControlClient
+def _client(cfg: RunnerConfig) -> ControlClient:
+    from runner.api.client import ControlClient
 
     return ControlClient(cfg.server, cfg.token, timeout=30)
 
 
-def _job(cfg: _Config, client: Any, paths: Any, metrics: Any, stop: threading.Event,
-         runtimes: dict[str, Any]) -> Any:
+def _job(cfg: RunnerConfig, client: ControlClient, paths: Paths, metrics: DaemonMetrics,
+         stop: threading.Event, runtimes: Mapping[str, Runtime]) -> RunJob:
     from runner.control.job import JobSettings, RunJob
 
     settings = JobSettings(runner_id=cfg.runner_id, max_parallel=cfg.max_parallel,
-                           grace_seconds=cfg.grace_seconds, env=dict(os.environ),
-                           heartbeat_interval=cfg.heartbeat_interval)
+                           env=dict(os.environ), heartbeat_interval=cfg.heartbeat_interval)
     return RunJob(settings, client=client, paths=paths, runtimes=runtimes,
                   metrics=metrics, stop_delivery=stop)
 
 
-def _runtimes(cfg: _Config) -> dict[str, Any]:
-    from runner.runtimes.direct import DirectRuntime
-    from runner.runtimes.docker import local_runtime
+def _runtimes(cfg: RunnerConfig) -> dict[str, Runtime]:
+    from runner.runtimes.factory import RuntimeSettings, build_runtimes
 
-    runtimes: dict[str, Any] = {"direct": DirectRuntime(os.environ, cfg.grace_seconds)}
-    for kind in ("docker", "podman"):  # clients are made on first use: no engine, no cost
-        runtime = local_runtime(kind, cfg.grace_seconds, runner_id=cfg.runner_id,
-                                policy=cfg.container_policy,
-                                xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR"))
-        if runtime is not None:
-            runtimes[kind] = runtime
-    return runtimes
+    settings = RuntimeSettings(grace_seconds=cfg.grace_seconds, runner_id=cfg.runner_id,
+                               policy=cfg.container_policy,
+                               xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR"))
+    return build_runtimes(settings, os.environ)
 
 
-def _reap_leftovers(runtimes: dict[str, Any], log: logging.Logger) -> None:
+def _reap_leftovers(runtimes: Mapping[str, Runtime], log: logging.Logger) -> None:
     """Remove containers this runner left behind when it was killed: no run is active yet."""
     from runner.control.logs import fields
     from runner.errors import RuntimeUnavailable

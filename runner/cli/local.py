@@ -1,24 +1,15 @@
 """Local commands: run, resume, status, list, cancel, logs (on the local state database).
 
-Exit codes: 0 Completed, 1 Failed, 2 invalid input/usage, 3 AwaitingTrigger, 4 Canceled,
-5 state database error.
+Exit codes (`runner.exitcodes`): 0 Completed, 1 Failed, 2 invalid input/usage,
+3 AwaitingTrigger, 4 Canceled, 5 state database error.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runner.cli.args import positive_int
-
-if TYPE_CHECKING:
-    from runner.paths import Paths
-    from runner.state.backend import StateBackend
-
-STATUS_EXIT = {"Completed": 0, "Failed": 1, "AwaitingTrigger": 3, "Canceled": 4}
-CANCEL_WAIT_SECONDS = 30.0
-GRACE_SECONDS = 5.0
-
 
 
 def register(sub: Any) -> None:
@@ -99,12 +90,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     """`ferry status`."""
     import json
 
+    from runner.cli.backends import open_backend
     from runner.cli.render import render_status
 
     backend, _ = open_backend(args)
-    run_id = backend_resolve(backend, args.id)
-    doc = backend.load(run_id)
-    history = backend.history(run_id) if args.history else None
+    try:
+        run_id = backend.resolve_run_id(args.id)
+        doc = backend.load(run_id)
+        history = backend.history(run_id) if args.history else None
+    finally:
+        backend.close()
     if args.json:
         body: Any = doc
         if history is not None:
@@ -121,7 +116,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from runner.cli.render import render_runs
-    from runner.engine.document import RunStatus
+    from runner.document import RunStatus
     from runner.errors import UsageError
 
     status = None
@@ -131,8 +126,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         if status is None:
             raise UsageError(f"unknown status '{args.status}' (one of "
                              f"{', '.join(s.value for s in RunStatus)})")
+    from runner.cli.backends import open_backend
+
     backend, _ = open_backend(args)
-    runs = backend.list_runs(limit=args.limit, status=status)
+    try:
+        runs = backend.list_runs(limit=args.limit, status=status)
+    finally:
+        backend.close()
     if args.json:
         print(json.dumps([asdict(r) for r in runs], indent=2))
     else:
@@ -152,82 +152,3 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from runner.cli.local_logs import show_logs
 
     return show_logs(args)
-
-
-# -- shared helpers ---------------------------------------------------------------------------
-
-def load_config(path: str | None) -> dict[str, Any]:
-    """The parsed config file (empty without `-c`); `ConfigError` naming the file otherwise."""
-    if not path:
-        return {}
-    from pathlib import Path
-
-    import yaml
-
-    from runner.errors import ConfigError
-
-    file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {file}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read the config file: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: the config file must be a mapping")
-    return data
-
-
-def build_backend(config: dict[str, Any], paths: Paths, source: str = "config") -> StateBackend:
-    """The state backend the config asks for: the hook where `backend: api` plugs in."""
-    from runner.errors import ConfigError
-    from runner.state.local import LocalBackend
-
-    section = config.get("stateManagement") or {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"{source}: stateManagement must be a mapping")
-    kind = str(section.get("backend") or "local").lower()
-    if kind == "local":
-        paths.ensure()
-        return LocalBackend(paths.db_path, paths.logs_dir)
-    if kind == "api":
-        try:
-            from runner.state import api
-        except ModuleNotFoundError:
-            raise ConfigError(f"{source}: stateManagement.backend 'api' is not available in "
-                              "this build; use 'local'") from None
-        factory = getattr(api, "backend_from_config", None)
-        if factory is None:
-            raise ConfigError(f"{source}: stateManagement.backend 'api' is not available in "
-                              "this build; use 'local'")
-        import os
-
-        backend: StateBackend = factory(config, paths, environ=os.environ, source=source)
-        return backend
-    raise ConfigError(f"{source}: stateManagement.backend '{kind}' is not supported "
-                      "(use 'local' or 'api')")
-
-
-def open_backend(args: argparse.Namespace) -> tuple[StateBackend, Paths]:
-    """Paths from the environment and the backend from `-c` (local by default)."""
-    import os
-
-    from runner.paths import Paths
-
-    paths = Paths.from_env(os.environ)
-    config_path = getattr(args, "config", None)
-    backend = build_backend(load_config(config_path), paths, config_path or "config")
-    return backend, paths
-
-
-def backend_resolve(backend: StateBackend, ref: str) -> str:
-    """A full run id from an id or unique prefix (backends without prefixes: as given)."""
-    resolve = getattr(backend, "resolve_run_id", None)
-    if resolve is None:
-        return ref
-    full: str = resolve(ref)
-    return full

@@ -7,9 +7,9 @@ import sys
 import threading
 from typing import Any
 
-from runner.cli.local import backend_resolve, open_backend
+from runner.cli.backends import open_backend, resolve_task
 from runner.cli.render import ordered_tasks
-from runner.engine.document import TERMINAL_RUN, RunStatus, task_label
+from runner.document import TERMINAL_RUN, RunStatus, task_label
 from runner.paths import Paths
 from runner.state.backend import StateBackend
 from runner.state.runlock import RunLock
@@ -51,11 +51,9 @@ class _Tail:
 
 def show_logs(args: argparse.Namespace) -> int:
     """Print (and with --follow keep printing) the output of one task or of every task."""
-    from runner.cli.local_run import resolve_task
-
     backend, paths = open_backend(args)
     try:
-        run_id = backend_resolve(backend, args.id)
+        run_id = backend.resolve_run_id(args.id)
         doc = backend.load(run_id)
         if args.task:
             tails = [_Tail(backend, run_id, resolve_task(doc, args.task), None)]
@@ -67,7 +65,7 @@ def show_logs(args: argparse.Namespace) -> int:
             _follow(backend, paths, run_id, doc, tails, single=bool(args.task))
         return 0
     finally:
-        getattr(backend, "close", lambda: None)()
+        backend.close()
 
 
 def _drain(tails: list[_Tail], final: bool) -> None:

@@ -17,21 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from runner.cli.args import parse_params
+from runner.cli.backends import build_backend, read_config, resolve_task
 from runner.cli.live import LinePrinter, make_printer
-from runner.cli.local import (
-    CANCEL_WAIT_SECONDS,
-    GRACE_SECONDS,
-    STATUS_EXIT,
-    backend_resolve,
-    build_backend,
-    load_config,
-)
 from runner.cli.render import render_finished, render_paused, stamp
-from runner.engine.document import TERMINAL_RUN, RunStatus, TaskStatus, task_label, utc_now
+from runner.document import TERMINAL_RUN, RunStatus, TaskStatus, task_label, utc_now
 from runner.errors import UsageError, WorkflowInvalid
+from runner.exitcodes import ExitCode, for_status
 from runner.paths import Paths
+from runner.runtimes.base import Runtime
 from runner.state.backend import StateBackend
 from runner.state.runlock import RunLock
+
+CANCEL_WAIT_SECONDS = 30.0
+GRACE_SECONDS = 5.0
 
 
 def writer_id() -> str:
@@ -46,42 +44,24 @@ def _workdir(arg: str | None) -> Path:
     return path
 
 
-def _runtimes(workflow: dict[str, Any]) -> dict[str, Any]:
+def _runtimes(workflow: dict[str, Any]) -> dict[str, Runtime]:
     """The runtimes this workflow needs; container engines only when a node asks for one."""
-    from runner.runtimes.direct import DirectRuntime
+    from runner.runtimes.factory import RuntimeSettings, build_runtimes, kinds_used
 
-    runtimes: dict[str, Any] = {"direct": DirectRuntime(os.environ, GRACE_SECONDS)}
-    kinds = set()
-    for part in [*(workflow.get("nodes") or []), *(workflow.get("templates") or [])]:
-        runtime = part.get("runtime") or {}
-        if isinstance(runtime, dict) and runtime.get("type"):
-            kinds.add(runtime["type"])
-    for kind in sorted(kinds - {"direct"}):
-        runtime = _container_runtime(kind)
-        if runtime is not None:
-            runtimes[kind] = runtime
-    return runtimes
-
-
-def _container_runtime(kind: str) -> Any:
-    """A docker/podman runtime with the default policy, or None when this build has none."""
-    try:
-        from runner.runtimes import docker as docker_rt
-    except ModuleNotFoundError:
-        return None
-    factory = getattr(docker_rt, "local_runtime", None)
-    return factory(kind, GRACE_SECONDS) if factory is not None else None
+    settings = RuntimeSettings(grace_seconds=GRACE_SECONDS,
+                               xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR"))
+    return build_runtimes(settings, os.environ, kinds_used(workflow))
 
 
 class _Session:
     """One executing command: backend, lock, executor, printer and the cancel event."""
 
     def __init__(self, args: argparse.Namespace, workflow_dict: dict[str, Any]) -> None:
-        from runner.engine.executor import Executor
+        from runner.engine.executor import Executor, ExecutorSettings
 
         self.paths = Paths.from_env(os.environ)
         config_path = getattr(args, "config", None)
-        config = load_config(config_path)
+        config = read_config(config_path, os.environ)
         self.backend: StateBackend = build_backend(config, self.paths, config_path or "config")
         self.json = bool(getattr(args, "json", False))
         # With --json, stdout carries JSON Lines only; the human lines are not printed.
@@ -89,11 +69,13 @@ class _Session:
         self.printer = make_printer(sys.stdout, os.environ, json_lines=self.json)
         self.cancel = threading.Event()
         self.runtimes = _runtimes(workflow_dict)
-        self.executor = Executor(
-            self.backend, self.runtimes, writer=writer_id(),
+        settings = ExecutorSettings(
+            writer=writer_id(),
             max_parallel=getattr(args, "max_parallel", None) or os.cpu_count() or 2,
-            workspace=_workdir(getattr(args, "workdir", None)), paths=self.paths,
-            events=self.printer, clock=utc_now, grace_seconds=GRACE_SECONDS, env=os.environ)
+            workspace=_workdir(getattr(args, "workdir", None)),
+            control_root=self.paths.work_dir, env=os.environ)
+        self.executor = Executor(self.backend, self.runtimes, settings, events=self.printer,
+                                 clock=utc_now)
         self.lock: RunLock | None = None
 
     def say(self, *lines: str) -> None:
@@ -144,7 +126,7 @@ class _Session:
             self.say(*render_paused(doc, utc_now(), again=self.resumed))
         else:
             self.say(*render_finished(doc, utc_now()))
-        return STATUS_EXIT.get(str(status), 1)
+        return for_status(str(status))
 
     resumed = False
 
@@ -153,9 +135,7 @@ class _Session:
         self.printer.end()
         if self.lock is not None:
             self.lock.release()
-        close = getattr(self.backend, "close", None)
-        if close is not None:
-            close()
+        self.backend.close()
 
 
 @contextmanager
@@ -180,7 +160,7 @@ def _cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
 
 
 def _load_workflow(path_text: str) -> tuple[Any, Path]:
-    from runner.workflow.loader import load_workflow
+    from runner.workflow.validate import load_workflow
 
     path = Path(path_text)
     if not path.exists():
@@ -194,7 +174,7 @@ def _print_invalid(exc: WorkflowInvalid) -> int:
     print("✗ Workflow definition is invalid", file=sys.stderr)
     for problem in exc.problems:
         print(problem.render(), file=sys.stderr)
-    return 2
+    return ExitCode.USAGE
 
 
 def run_workflow(args: argparse.Namespace) -> int:
@@ -219,23 +199,6 @@ def run_workflow(args: argparse.Namespace) -> int:
         session.close()
 
 
-def resolve_task(doc: dict[str, Any], ref: str) -> dict[str, Any]:
-    """A task by full id, unique id prefix (>= 4 chars) or node id (when the node has one
-    task); `UsageError` naming the run otherwise."""
-    tasks: dict[str, dict[str, Any]] = doc.get("tasks") or {}
-    if ref in tasks:
-        return tasks[ref]
-    matches = [t for t in tasks.values() if len(ref) >= 4 and t["id"].startswith(ref)]
-    if not matches:
-        matches = [t for t in tasks.values() if t["node_id"] == ref and not t.get("master")]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise UsageError(f"task '{ref}' is ambiguous in run {doc['id']} "
-                         f"({len(matches)} tasks match); give the task id")
-    raise UsageError(f"unknown task '{ref}' in run {doc['id']}")
-
-
 def _triggerable(doc: dict[str, Any], refs: list[str]) -> list[str]:
     """Check every requested task before touching anything: all or nothing."""
     ids: list[str] = []
@@ -254,12 +217,12 @@ def resume_run(args: argparse.Namespace) -> int:
     if args.task and args.trigger_all:
         raise UsageError("give either -t TASK or --trigger-all, not both")
     paths = Paths.from_env(os.environ)
-    probe = build_backend(load_config(args.config), paths, args.config or "config")
+    probe = build_backend(read_config(args.config, os.environ), paths, args.config or "config")
     try:
-        run_id = backend_resolve(probe, args.id)
+        run_id = probe.resolve_run_id(args.id)
         doc = probe.load(run_id)
     finally:
-        getattr(probe, "close", lambda: None)()
+        probe.close()
     if doc["status"] in TERMINAL_RUN:
         raise UsageError(f"run {run_id} is already {doc['status']}: nothing to resume")
     ids = _triggerable(doc, args.task)
@@ -287,9 +250,10 @@ def resume_run(args: argparse.Namespace) -> int:
 def cancel_run(args: argparse.Namespace) -> int:
     """`ferry cancel -i RUN`: stop the process executing it, or cancel it directly."""
     paths = Paths.from_env(os.environ)
-    backend = build_backend(load_config(args.config), paths, args.config or "config")
+    backend = build_backend(read_config(args.config, os.environ), paths,
+                            args.config or "config")
     try:
-        run_id = backend_resolve(backend, args.id)
+        run_id = backend.resolve_run_id(args.id)
         doc = backend.load(run_id)
         if doc["status"] in TERMINAL_RUN:
             raise UsageError(f"run {run_id} is already {doc['status']}: nothing to cancel")
@@ -300,7 +264,7 @@ def cancel_run(args: argparse.Namespace) -> int:
             return _cancel_idle(args, doc)
         return _cancel_running(backend, doc)
     finally:
-        getattr(backend, "close", lambda: None)()
+        backend.close()
 
 
 def _cancel_idle(args: argparse.Namespace, doc: dict[str, Any]) -> int:
@@ -314,19 +278,19 @@ def _cancel_idle(args: argparse.Namespace, doc: dict[str, Any]) -> int:
     finally:
         session.close()
     print(f"{stamp(utc_now())} Workflow run canceled successfully", flush=True)
-    return 0 if str(status) == RunStatus.CANCELED.value else 1
+    return ExitCode.OK if str(status) == RunStatus.CANCELED.value else ExitCode.FAILED
 
 
 def _cancel_running(backend: StateBackend, doc: dict[str, Any]) -> int:
     """Ask the executing process to stop and follow the run until it ends."""
-    from runner.engine.executor import Executor
+    from runner.engine.executor import Executor, ExecutorSettings
 
     run_id = doc["id"]
-    cursor = getattr(backend, "head", lambda _r: 0)(run_id)
-    executor = Executor(backend, {}, writer=writer_id(), max_parallel=1,
-                        workspace=Path.cwd(), paths=Paths.from_env(os.environ),
-                        events=LinePrinter(sys.stdout), clock=utc_now,
-                        grace_seconds=GRACE_SECONDS)
+    writer = writer_id()
+    cursor, _ = backend.position(run_id, writer)
+    settings = ExecutorSettings(writer=writer, max_parallel=1,
+                                control_root=Paths.from_env(os.environ).work_dir)
+    executor = Executor(backend, {}, settings, events=LinePrinter(sys.stdout), clock=utc_now)
     executor.request_cancel(run_id)
     print(f"{stamp(utc_now())} Sending termination signal to running tasks", flush=True)
     running = {tid for tid, t in doc["tasks"].items() if t["status"] == "Running"}
@@ -346,8 +310,8 @@ def _cancel_running(backend: StateBackend, doc: dict[str, Any]) -> int:
                 print(f"{stamp(utc_now())} Workflow run canceled successfully"
                       if current["status"] == RunStatus.CANCELED.value else
                       f"{stamp(utc_now())} Workflow run ended {current['status']}", flush=True)
-                return 0
+                return ExitCode.OK
         waiter.wait(0.05)
     print(f"ferry: error: run {run_id} did not stop within {CANCEL_WAIT_SECONDS:g}s; "
           "its process may be stuck", file=sys.stderr)
-    return 1
+    return ExitCode.FAILED

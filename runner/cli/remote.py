@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from runner.cli.args import parse_params
 
 if TYPE_CHECKING:
-    from runner.control.client import ControlClient
+    from runner.api.client import ControlClient
 
 ENV_SERVER = "FERRY_SERVER"
 ENV_TOKEN = "FERRY_TOKEN"
@@ -88,16 +88,16 @@ def server_target(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str
 
 
 def _client(url: str, token: str) -> ControlClient:
-    from runner.control.client import ControlClient
+    from runner.api.client import ControlClient
 
     return ControlClient(url, token)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """`ferry submit`: queue a run and print its id."""
-    from runner.cli import EXIT_USAGE
-    from runner.control.protocol import CreateRunRequest
+    from runner.api.protocol import CreateRunRequest
     from runner.errors import PermanentError, UsageError
+    from runner.exitcodes import ExitCode
 
     target = server_target(args, os.environ)
     if target is None:
@@ -113,7 +113,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 print(problem.get("rendered") or problem.get("message"), file=sys.stderr)
             print(f"ferry: error: {args.workflow} at {args.ref} is not a valid workflow",
                   file=sys.stderr)
-            return EXIT_USAGE
+            return ExitCode.USAGE
         raise
     print(info.id)
     return 0
@@ -142,7 +142,7 @@ def remote_status(args: argparse.Namespace, client: ControlClient) -> int:
     import json
 
     from runner.cli.render import render_status
-    from runner.state.diff import Diff
+    from runner.diff import Diff
 
     doc = _load(client, args.id)
     history = None
@@ -197,7 +197,7 @@ def remote_cancel(args: argparse.Namespace, client: ControlClient) -> int:
 
 def remote_resume(args: argparse.Namespace, client: ControlClient) -> int:
     """`ferry resume --server`: trigger tasks; the server re-queues the run for a runner."""
-    from runner.cli.local_run import resolve_task
+    from runner.cli.backends import resolve_task
     from runner.errors import Conflict, UsageError
 
     if args.task and args.trigger_all:
@@ -218,9 +218,9 @@ def remote_resume(args: argparse.Namespace, client: ControlClient) -> int:
 
 def remote_logs(args: argparse.Namespace, client: ControlClient) -> int:
     """`ferry logs --server`: every task's output prefixed with its label, or one task raw."""
-    from runner.cli.local_run import resolve_task
+    from runner.cli.backends import resolve_task
     from runner.cli.render import ordered_tasks
-    from runner.engine.document import TERMINAL_RUN, RunStatus, task_label
+    from runner.document import TERMINAL_RUN, RunStatus, task_label
 
     doc = _load(client, args.id)
     run_id = doc["id"]

@@ -21,10 +21,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    from runner.cli import EXIT_CONTROL, EXIT_OK
+    from runner.api.client import ControlClient
+    from runner.api.retry import RetryPolicy
     from runner.config import load_config
-    from runner.control.client import ControlClient, RetryPolicy
     from runner.errors import ConfigError
+    from runner.exitcodes import ExitCode
     from runner.paths import Paths
     from runner.state.sync import sync_all
 
@@ -57,5 +58,5 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not report.ok:
         print("ferry: error: not everything was delivered; run `ferry sync` again later",
               file=sys.stderr)
-        return EXIT_CONTROL
-    return EXIT_OK
+        return ExitCode.CONTROL
+    return ExitCode.OK

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.exitcodes import ExitCode
+
 if TYPE_CHECKING:
     from runner.workflow.validate import Report
 
-EXIT_OK = 0
-EXIT_INVALID = 2
 GRAPH_FORMATS = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid",
                  ".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
@@ -72,14 +72,14 @@ def _print_invalid(report: Report, stream: Any) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate one workflow file and print the seed's ✓/✗ report."""
+    """Validate one workflow file and print Butterflow's ✓/✗ report."""
     from dataclasses import asdict
 
     from runner.workflow.validate import validate_source
 
     raw = _read(args.workflow)
     if raw is None:
-        return EXIT_INVALID
+        return ExitCode.USAGE
     report = validate_source(raw, args.workflow, strict=args.strict)
     if args.json:
         body = {"valid": report.ok, "source": args.workflow,
@@ -94,7 +94,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(problem.render())
     else:
         _print_invalid(report, sys.stdout)
-    return EXIT_OK if report.ok else EXIT_INVALID
+    return ExitCode.OK if report.ok else ExitCode.USAGE
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -109,29 +109,29 @@ def cmd_graph(args: argparse.Namespace) -> int:
             known = ", ".join(sorted(GRAPH_FORMATS))
             print(f"ferry: error: cannot tell the graph format of '{args.output}' "
                   f"(use one of {known})", file=sys.stderr)
-            return EXIT_INVALID
+            return ExitCode.USAGE
     raw = _read(args.workflow)
     if raw is None:
-        return EXIT_INVALID
+        return ExitCode.USAGE
     report = validate_source(raw, args.workflow)
     if report.workflow is None:
         _print_invalid(report, sys.stderr)
-        return EXIT_INVALID
+        return ExitCode.USAGE
     text = to_mermaid(report.workflow) if fmt == "mermaid" else to_dot(report.workflow)
     if not args.output:
         sys.stdout.write(text)
-        return EXIT_OK
+        return ExitCode.OK
     print("Generating dependency graph...")
     if fmt in ("dot", "mermaid"):
         try:
             Path(args.output).write_text(text, encoding="utf-8")
         except OSError as exc:
             print(f"ferry: error: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
-            return EXIT_INVALID
+            return ExitCode.USAGE
     elif not _render(text, fmt, args.output):
-        return EXIT_INVALID
+        return ExitCode.USAGE
     print(f"Graph saved to {args.output}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _render(dot_text: str, fmt: str, output: str) -> bool:
@@ -163,4 +163,4 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from runner.workflow.schema import workflow_json_schema_text
 
     sys.stdout.write(workflow_json_schema_text())
-    return EXIT_OK
+    return ExitCode.OK

@@ -19,21 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from runner.control.client import RetryPolicy, RetryStopped, retrying
+from runner.api.protocol import ClaimResponse
+from runner.api.retry import RetryPolicy, RetryStopped, retrying
 from runner.control.logs import fields
 from runner.control.metrics import DaemonMetrics
 from runner.control.notify import Notifier
-from runner.control.protocol import ClaimResponse
+from runner.control.outcome import JobOutcome
 from runner.errors import AuthError, ControlPlaneError, FerryError
+from runner.exitcodes import ExitCode
 
 log = logging.getLogger("ferry.daemon")
 
 _TICK = 1.0  # the loop wakes at least this often (health beat); events wake it sooner
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_AUTH = 6
-EXIT_CANCELED = 130
 
 
 @dataclass(frozen=True)
@@ -62,8 +59,8 @@ class ClaimClient(Protocol):
 class JobRunner(Protocol):
     """Executes one claimed run to its end; returns the run's final status (or a reason)."""
 
-    def __call__(self, claim: ClaimResponse, cancel: threading.Event) -> str:
-        """Run it; never raise for an ordinary failure (return "error")."""
+    def __call__(self, claim: ClaimResponse, cancel: threading.Event) -> JobOutcome:
+        """Run it; never raise for an ordinary failure (return `JobOutcome.ERROR`)."""
         ...
 
 
@@ -72,7 +69,7 @@ class _Job:
     claim: ClaimResponse
     cancel: threading.Event
     thread: threading.Thread
-    outcome: str | None = None
+    outcome: JobOutcome | None = None
 
 
 class Daemon:
@@ -100,8 +97,8 @@ class Daemon:
         self._claim_result: list[ClaimResponse | BaseException | None] = []
         self._claim_stop = threading.Event()
         self.claimed = 0
-        self.outcomes: list[str] = []
-        self._exit = EXIT_OK
+        self.outcomes: list[JobOutcome] = []
+        self._exit = ExitCode.OK
 
     # -- called from signal handlers: set events only ---------------------------------------
     def drain(self) -> None:
@@ -126,7 +123,7 @@ class Daemon:
         self._wake.set()
 
     # -- the loop --------------------------------------------------------------------------
-    def run(self) -> int:
+    def run(self) -> ExitCode:
         """Replay journals, announce readiness, loop, drain, replay again; the exit code."""
         self._replay("start")
         self._notifier.ready(self._status_line())
@@ -220,7 +217,7 @@ class Daemon:
         if isinstance(result, AuthError):
             log.error("the control plane refused the runner token (%s); re-register with "
                       "'ferry register'", result)
-            self._exit = EXIT_AUTH
+            self._exit = ExitCode.CONTROL
             self.drain()
             return
         if isinstance(result, ControlPlaneError | FerryError):
@@ -260,7 +257,7 @@ class Daemon:
             job.outcome = self._job(job.claim, job.cancel)
         except Exception as exc:  # a bug in one run must not take the daemon down
             log.exception("run crashed: %s", exc, extra=fields(run=run_id))
-            job.outcome = "error"
+            job.outcome = JobOutcome.ERROR
         finally:
             self._wake.set()
 
@@ -268,7 +265,7 @@ class Daemon:
         done = [rid for rid, job in self._jobs.items() if not job.thread.is_alive()]
         for rid in done:
             job = self._jobs.pop(rid)
-            outcome = job.outcome or "error"
+            outcome = job.outcome or JobOutcome.ERROR
             self.outcomes.append(outcome)
             log.info("run done", extra=fields(run=rid, outcome=outcome))
         if done:
@@ -281,7 +278,7 @@ class Daemon:
             if not job.cancel.is_set():
                 log.warning("canceling run", extra=fields(run=job.claim.run.id))
                 job.cancel.set()
-        self._exit = EXIT_CANCELED
+        self._exit = ExitCode.INTERRUPTED
 
     # -- reload, replay ----------------------------------------------------------------------
     def _apply_reload(self) -> None:

@@ -21,25 +21,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.control.client import ControlClient, RetryPolicy, RetryStopped, call_with_retry
+from runner.api.client import ControlClient
+from runner.api.protocol import ClaimResponse
+from runner.api.retry import RetryPolicy, RetryStopped, call_with_retry
 from runner.control.lease import LeaseKeeper
 from runner.control.logs import fields
 from runner.control.metrics import DaemonMetrics
-from runner.control.protocol import ClaimResponse
+from runner.control.outcome import JobOutcome
 from runner.control.workspace import WorkflowCache, extract_archive
-from runner.engine.document import TERMINAL_TASK, RunStatus, run_field_op
-from runner.engine.events import Event, RunFinished, RunPaused, TaskStatusChanged
+from runner.diff import Diff
+from runner.document import TERMINAL_TASK, RunStatus, run_field_op
+from runner.engine.events import Event, EventSink, RunFinished, RunPaused, TaskStatusChanged
+from runner.engine.executor import Executor, ExecutorSettings
 from runner.errors import FerryError, LeaseLost, PermanentError, TransientError, WorkflowInvalid
 from runner.paths import Paths, ensure_dir
 from runner.runtimes.base import Runtime
 from runner.state.api import ApiBackend
-from runner.state.diff import Diff
 
 log = logging.getLogger("ferry.daemon")
 
-LEASE_LOST = "lease_lost"
-ERROR = "error"
-UNDELIVERED = "undelivered"
+LEASE_LOST = JobOutcome.LEASE_LOST
+ERROR = JobOutcome.ERROR
+UNDELIVERED = JobOutcome.UNDELIVERED
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,6 @@ class JobSettings:
 
     runner_id: str
     max_parallel: int = 4
-    grace_seconds: float = 5.0
     heartbeat_interval: float | None = 1.0
     """Seconds between heartbeats; bounds how fast a cancel reaches the tasks (None: ttl/3)."""
     fetch_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
@@ -62,7 +64,8 @@ class JobSettings:
     """What `${{env.NAME}}` reads in workflows (the CLI passes the daemon's environment)."""
 
 
-ExecutorFactory = Callable[..., Any]
+ExecutorFactory = Callable[[ApiBackend, Mapping[str, Runtime], ExecutorSettings, EventSink],
+                          Executor]
 
 
 class LogEvents:
@@ -102,7 +105,7 @@ class RunJob:
         self._validated: set[Path] = set()
         self._lock = threading.Lock()
 
-    def __call__(self, claim: ClaimResponse, cancel: threading.Event) -> str:
+    def __call__(self, claim: ClaimResponse, cancel: threading.Event) -> JobOutcome:
         """Run the claimed run to its end; the outcome is a run status or a reason."""
         run = claim.run
         lease = claim.lease
@@ -139,7 +142,7 @@ class RunJob:
 
     # -- steps -------------------------------------------------------------------------------
     def _execute(self, claim: ClaimResponse, cancel: threading.Event, keeper: LeaseKeeper,
-                 backend: ApiBackend, document: _Prefetch) -> str:
+                 backend: ApiBackend, document: _Prefetch) -> JobOutcome:
         run = claim.run
         writer = f"{self.settings.runner_id}/a{run.attempt}"
         try:
@@ -198,7 +201,7 @@ class RunJob:
         return _Workspace(root=workspace, workflow_file=wf)
 
     def _load(self, path: Path) -> Any:
-        from runner.workflow.loader import load_workflow
+        from runner.workflow.validate import load_workflow
 
         return load_workflow(path)
 
@@ -218,17 +221,12 @@ class RunJob:
         return data
 
     def _make_executor(self, backend: ApiBackend, writer: str, workspace: Path,
-                       run_id: str) -> Any:
-        factory = self._executor_factory
-        if factory is None:
-            from runner.engine.executor import Executor
-
-            factory = Executor
-        return factory(backend, self._runtimes, writer=writer,
-                       max_parallel=self.settings.max_parallel, workspace=workspace,
-                       paths=self._paths, events=LogEvents(run_id),
-                       grace_seconds=self.settings.grace_seconds, env=self.settings.env,
-                       runner_id=self.settings.runner_id)
+                       run_id: str) -> Executor:
+        settings = ExecutorSettings(writer=writer, max_parallel=self.settings.max_parallel,
+                                    workspace=workspace, control_root=self._paths.work_dir,
+                                    env=self.settings.env, runner_id=self.settings.runner_id)
+        factory = self._executor_factory or _default_executor
+        return factory(backend, self._runtimes, settings, LogEvents(run_id))
 
     def _fail_run(self, backend: ApiBackend, run_id: str, writer: str, doc: dict[str, Any],
                   error: str) -> None:
@@ -238,11 +236,12 @@ class RunJob:
         backend.apply(Diff(run_id=run_id, writer=writer, seq=seq, ops=ops))
 
     def _finish(self, backend: ApiBackend, run_id: str, status: str, cancel: threading.Event,
-                keeper: LeaseKeeper) -> str:
-        counter = {RunStatus.COMPLETED.value: "runs_completed", RunStatus.FAILED.value:
-                   "runs_failed", RunStatus.CANCELED.value: "runs_canceled",
-                   RunStatus.AWAITING_TRIGGER.value: "runs_paused"}.get(status)
-        if counter is None:
+                keeper: LeaseKeeper) -> JobOutcome:
+        outcome = JobOutcome.of_status(status)
+        counter = {JobOutcome.COMPLETED: "runs_completed", JobOutcome.FAILED: "runs_failed",
+                   JobOutcome.CANCELED: "runs_canceled",
+                   JobOutcome.AWAITING_TRIGGER: "runs_paused"}.get(outcome) if outcome else None
+        if counter is None or outcome is None:
             log.error("executor ended with status %s", status, extra=fields(run=run_id))
             self._metrics.inc("runs_errored")
             return ERROR
@@ -271,7 +270,7 @@ class RunJob:
             log.info("waiting for the control plane to take the journal",
                      extra=fields(run=run_id, backlog=backend.syncer(run_id).journal.backlog()))
         self._metrics.inc(counter)
-        return status
+        return outcome
 
     def _retry(self, fn: Callable[[], Any]) -> Any:
         try:
@@ -310,3 +309,8 @@ class _Prefetch:
 class _Workspace:
     root: Path
     workflow_file: Path
+
+
+def _default_executor(backend: ApiBackend, runtimes: Mapping[str, Runtime],
+                      settings: ExecutorSettings, events: EventSink) -> Executor:
+    return Executor(backend, runtimes, settings, events=events)

@@ -1,10 +1,6 @@
 """The Executor: creates runs, executes them with the configured runtimes, triggers, cancels.
 
-API (docs/internals.md, with two additions marked *):
-
-    Executor(backend, runtimes, *, writer="local", max_parallel=os.cpu_count(), workspace,
-             paths=None, events=None, clock=utc_now, grace_seconds=5.0,
-             env={}*, runner_id="local"*)
+    Executor(backend, runtimes, ExecutorSettings(...), *, events=None, clock=utc_now)
     .create_run(workflow, *, params, name=None, workflow_path=None) -> run id
     .execute(run_id, cancel: threading.Event) -> RunStatus   (Completed/Failed/AwaitingTrigger/
                                                               Canceled; never hangs)
@@ -12,14 +8,10 @@ API (docs/internals.md, with two additions marked *):
                                                               not AwaitingTrigger)
     .request_cancel(run_id)
 
-- `runtimes` maps a runtime type ("direct", "docker", "podman") to a `Runtime`.
-- `writer` must be unique per process (e.g. `local-<pid>` or `<runner_id>/a<attempt>`): see
+- `runtimes` maps a runtime type ("direct", "docker", "podman") to a `Runtime`; the runtimes
+  own the SIGTERM -> grace -> SIGKILL of a step's processes.
+- `writer` must be unique per process (e.g. `local/<random>` or `<runner_id>/a<attempt>`): see
   `runner.engine.runstore`. Seq numbers continue from the writer's last diff in the run.
-- `env`* is the host environment that `${{env.NAME}}` reads (the CLI passes `os.environ`);
-  `runner_id`* is passed to runtimes in `TaskSpec` (container labels).
-- Control directories (step scripts, outputs files) live under `paths.work_dir/<run>/tasks/<task>`
-  and are removed when the task ends; `workspace` is every task's working directory.
-- `grace_seconds` is accepted for the contract; the runtimes own the SIGTERM -> SIGKILL grace.
 """
 
 from __future__ import annotations
@@ -29,11 +21,11 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.engine import events as ev
-from runner.engine.document import (
+from runner.document import (
     TERMINAL_RUN,
     RunStatus,
     TaskStatus,
@@ -43,12 +35,12 @@ from runner.engine.document import (
     task_label,
     utc_now,
 )
+from runner.engine import events as ev
 from runner.engine.run_loop import RunLoop
 from runner.engine.runstore import RunStore
 from runner.engine.scheduler import plan
 from runner.engine.task_runner import TaskSetup
 from runner.errors import UsageError
-from runner.paths import Paths
 from runner.runtimes.base import Runtime
 from runner.state.backend import StateBackend
 from runner.workflow.graph import upstream
@@ -63,27 +55,47 @@ def ancestors_of(workflow: Workflow) -> dict[str, frozenset[str]]:
     return {n.id: frozenset(upstream(n.id, deps) - {n.id}) for n in workflow.nodes}
 
 
+def default_control_root() -> Path:
+    """Where task control dirs go when no data dir is configured (tests, embedding)."""
+    return Path(tempfile.gettempdir()) / f"ferry-work-{os.getuid()}"
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """How one executor runs tasks."""
+
+    writer: str = "local"
+    """Unique per process: the (writer, seq) pair makes every diff idempotent."""
+    max_parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
+    workspace: Path = field(default_factory=Path.cwd)
+    """Every task's working directory."""
+    control_root: Path = field(default_factory=default_control_root)
+    """Task control dirs (step scripts, outputs files) live under `<root>/<run>/tasks/<task>`
+    and are removed when the task ends."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """The environment `${{env.NAME}}` reads."""
+    runner_id: str = "local"
+    """Passed to runtimes in `TaskSpec` (container labels)."""
+
+
 class Executor:
     """Runs workflow runs stored in a `StateBackend`, one diff per change."""
 
-    def __init__(self, backend: StateBackend, runtimes: Mapping[str, Runtime], *,
-                 writer: str = "local", max_parallel: int | None = None,
-                 workspace: Path | None = None, paths: Paths | None = None,
-                 events: ev.EventSink | None = None, clock: Any = utc_now,
-                 grace_seconds: float = 5.0, env: Mapping[str, str] | None = None,
-                 runner_id: str = "local") -> None:
+    def __init__(self, backend: StateBackend, runtimes: Mapping[str, Runtime],
+                 settings: ExecutorSettings | None = None, *,
+                 events: ev.EventSink | None = None, clock: Any = utc_now) -> None:
+        settings = settings or ExecutorSettings()
         self.backend = backend
         self.runtimes = dict(runtimes)
-        self.writer = writer
-        self.max_parallel = max_parallel or os.cpu_count() or 1
-        self.workspace = (workspace or Path.cwd()).absolute()
-        self.control_root = (paths.work_dir if paths is not None
-                             else Path(tempfile.gettempdir()) / f"ferry-work-{os.getuid()}")
+        self.settings = settings
+        self.writer = settings.writer
+        self.max_parallel = max(1, settings.max_parallel)
+        self.workspace = settings.workspace.absolute()
+        self.control_root = settings.control_root
         self.sink: ev.EventSink = events or ev.NullSink()
         self.clock = clock
-        self.grace_seconds = grace_seconds
-        self.env = dict(env or {})
-        self.runner_id = runner_id
+        self.env = dict(settings.env)
+        self.runner_id = settings.runner_id
         self._emit_lock = threading.Lock()
         self._active: dict[str, RunStore] = {}
         self._active_lock = threading.Lock()

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.document import Op, TaskStatus, task_field_op, task_label
 from runner.engine import events as ev
-from runner.engine.document import Op, TaskStatus, task_field_op, task_label
 from runner.engine.outputs import OutputsError, OutputsFile, entries_to_ops, parse_outputs
 from runner.engine.runstore import RunStore, UpstreamOutputs
 from runner.engine.steps import StepError, argv_for, expand, inline_argv, render, task_env

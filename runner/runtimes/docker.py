@@ -167,28 +167,3 @@ class DockerRuntime:
                     raise RuntimeUnavailable(f"cannot remove leftover container "
                                              f"{item['Id'][:12]}: {one_line(exc)}") from exc
         return removed
-
-
-def local_runtime(kind: str, grace_seconds: float = 5.0, *, runner_id: str = "local",
-                  policy: ContainerPolicy | None = None, podman_socket: str | None = None,
-                  xdg_runtime_dir: str | None = None) -> DockerRuntime | None:
-    """A `docker` or `podman` runtime for `ferry run` on this machine (None for other kinds).
-
-    Docker is found the way the docker CLI finds it (DOCKER_HOST, else the local socket);
-    Podman through its API socket (see `runner.runtimes.podman.find_socket`)."""
-    if kind == "docker":
-
-        def make() -> Any:
-            import docker
-
-            return docker.from_env(timeout=120)
-
-        return DockerRuntime(make, runner_id=runner_id, policy=policy,
-                             grace_seconds=grace_seconds, engine_name="docker")
-    if kind == "podman":
-        from runner.runtimes.podman import PodmanRuntime
-
-        return PodmanRuntime(runner_id=runner_id, socket=podman_socket,
-                             xdg_runtime_dir=xdg_runtime_dir, policy=policy,
-                             grace_seconds=grace_seconds)
-    return None

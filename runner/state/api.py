@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.control.client import DEFAULT_POLICY, ControlClient, RetryPolicy
-from runner.errors import ConfigError, FerryError, SeqGap, StateError, UnknownRun
-from runner.paths import Paths
+from runner.api.client import ControlClient
+from runner.api.retry import DEFAULT_POLICY, RetryPolicy
+from runner.diff import Diff, PatchConflict, apply_ops
+from runner.errors import FerryError, SeqGap, StateError, UnknownRun
 from runner.state.backend import RunSummary, StateBackend
-from runner.state.diff import Diff, PatchConflict, apply_ops
 from runner.state.journal import Journal
 from runner.state.logfiles import TaskLogs
 from runner.state.sync import Syncer
@@ -133,6 +133,17 @@ class ApiBackend:
             self._runs[run_id] = run
         self._started(run)
         return run
+
+    def resolve_run_id(self, ref: str) -> str:
+        """A run of this process by id, else the local copy's resolution of a prefix."""
+        if ref in self._runs:
+            return ref
+        if self.mirror is not None:
+            return self.mirror.resolve_run_id(ref)
+        matches = [rid for rid in self._runs if len(ref) >= 4 and rid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        raise UnknownRun(f"unknown run id '{ref}'")
 
     def load(self, run_id: str) -> dict[str, Any]:
         """The run's document as this process has it."""
@@ -270,6 +281,8 @@ class ApiBackend:
         for run in runs:
             run.syncer.stop()
             run.journal.close()
+        if self.mirror is not None:
+            self.mirror.close()
 
 
 class ReportingBackend(ApiBackend):
@@ -293,29 +306,8 @@ class ReportingBackend(ApiBackend):
             with contextlib.suppress(FerryError):  # kept in the journal for `ferry sync`
                 run.syncer.sync(self.policy)
             run.journal.close()
-        close = getattr(self.mirror, "close", None)
-        if close is not None:
-            close()
+        if self.mirror is not None:
+            self.mirror.close()
 
 
 _HANDBACK = frozenset({"Completed", "Failed", "Canceled", "AwaitingTrigger"})
-
-
-def backend_from_config(config: Mapping[str, Any], paths: Paths, *,
-                        environ: Mapping[str, str] | None = None,
-                        source: str = "config") -> StateBackend:
-    """The `api` backend for `ferry run -c` (the local CLI's `build_backend` hook)."""
-    from runner.config import parse_config
-    from runner.state.local import LocalBackend
-
-    cfg = parse_config(config, source, environ=environ or {})
-    api = cfg.state_management.api_config
-    if api is None:
-        raise ConfigError(f"{source}: stateManagement.apiConfig is required with backend 'api'")
-    retry = cfg.state_management.retry_config
-    policy = RetryPolicy.from_config(retry.max_retries, retry.backoff_factor)
-    paths.ensure()
-    mirror = LocalBackend(paths.db_path, paths.logs_dir)
-    client = ControlClient(api.endpoint, api.auth_token)
-    return ReportingBackend(client, paths.journal_dir, paths.logs_dir, mirror=mirror,
-                            policy=policy)

@@ -2,7 +2,7 @@
 
 Implementations: `runner.state.local.LocalBackend` (SQLite, the embedded default) and, for runs
 reported to a control plane, a journal-first backend in `runner.state` that delivers through
-`runner.control.client`. The executor talks to this protocol only.
+`runner.api.client`. The executor talks to this protocol only.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from runner.state.diff import Diff
+from runner.diff import Diff
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,11 @@ class StateBackend(Protocol):
 
     def create_run(self, doc: dict[str, Any]) -> None:
         """Store a new run document (its creation is the first entry of its history)."""
+        ...
+
+    def resolve_run_id(self, ref: str) -> str:
+        """The full id of the run whose id is `ref` or, for at least 4 characters, starts with
+        it; `UnknownRun` when none does, `UsageError` when several do."""
         ...
 
     def load(self, run_id: str) -> dict[str, Any]:
@@ -66,4 +71,8 @@ class StateBackend(Protocol):
 
     def read_log(self, run_id: str, task_id: str, offset: int = 0) -> bytes:
         """A task's output from byte `offset` on."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and stop background work (nothing written is lost)."""
         ...

@@ -1,0 +1,1 @@
+"""The workflow language: models, loading, validation, `${{ }}` expressions and the graph."""

@@ -24,8 +24,6 @@ from typing import Any
 
 from runner.errors import ExpressionError
 
-NAMESPACES = ("matrix", "params", "env", "state", "tasks", "inputs")
-
 _OPEN = "${{"
 _CLOSE = "}}"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")

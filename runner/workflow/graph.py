@@ -1,7 +1,8 @@
 """The dependency graph of a workflow: cycles, upstream sets, order, and DOT/Mermaid drawings.
 
-Edges point from a node to the nodes it depends on (`a → b` means a depends on b), the way the
-seed writes cycles. Everything is linear in nodes + edges and deterministic (declaration order).
+Edges point from a node to the nodes it depends on (`a → b` means a depends on b), the way
+Butterflow writes cycles. Everything is linear in nodes + edges and deterministic (declaration
+order).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from runner.errors import Problem, WorkflowInvalid
 from runner.workflow.yamlsource import Located, PathKey, YamlLimits, compose_yaml
 
 if TYPE_CHECKING:
-    from runner.workflow.model import Workflow
+    pass
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_DEPTH = 64
@@ -196,13 +196,3 @@ def read_source(path: Path) -> bytes:
     if len(raw) > MAX_BYTES:
         _fail(source, f"file is larger than the {MAX_BYTES // (1024 * 1024)} MB limit")
     return raw
-
-
-def load_workflow(path: Path) -> Workflow:
-    """Load and validate a workflow file; WorkflowInvalid lists every error (warnings pass)."""
-    from runner.workflow.validate import validate_source
-
-    report = validate_source(read_source(Path(path)), str(path))
-    if report.workflow is None:
-        raise WorkflowInvalid(str(path), report.errors)
-    return report.workflow

@@ -9,11 +9,12 @@ JSON Schema); their errors are mapped back to paths and lines of the source.
 from __future__ import annotations
 
 import json
+import pathlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import Problem, WorkflowInvalid
-from runner.workflow.loader import LoadedDocument, load_text
+from runner.workflow.loader import LoadedDocument, load_text, read_source
 from runner.workflow.validate_checks import Facts, Path, check_structure
 from runner.workflow.validate_keys import check_unknown_keys
 from runner.workflow.validate_refs import check_references
@@ -41,7 +42,7 @@ class Summary:
     state_entries: int = 0
 
     def lines(self) -> list[str]:
-        """The seed's summary lines."""
+        """Butterflow's summary lines."""
         return [
             "Schema validation: Passed",
             f"Node dependencies: Valid ({_plural(self.nodes, 'node')}, "
@@ -82,13 +83,6 @@ class Report:
     def workflow(self) -> Workflow | None:
         """The pydantic model when the document is valid, else None."""
         return self.model if self.ok else None
-
-    def raise_for_errors(self) -> Workflow:
-        """The workflow, or WorkflowInvalid listing every error."""
-        workflow = self.workflow
-        if workflow is None:
-            raise WorkflowInvalid(self.source, self.errors or self.problems)
-        return workflow
 
 
 class _Collector:
@@ -221,3 +215,11 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path, tuple[Any, ...]]:
             return tuple(path), loc[i:]
         path.append(item)
     return tuple(path), ()
+
+
+def load_workflow(path: pathlib.Path) -> Workflow:
+    """Load and validate a workflow file; WorkflowInvalid lists every error (warnings pass)."""
+    report = validate_source(read_source(pathlib.Path(path)), str(path))
+    if report.workflow is None:
+        raise WorkflowInvalid(str(path), report.errors)
+    return report.workflow

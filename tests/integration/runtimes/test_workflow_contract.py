@@ -11,7 +11,7 @@ import docker
 import pytest
 import yaml
 
-from runner.engine.executor import Executor
+from runner.engine.executor import Executor, ExecutorSettings
 from runner.paths import Paths
 from runner.runtimes.base import Runtime
 from runner.runtimes.direct import DirectRuntime
@@ -78,8 +78,10 @@ def _run(tmp: Path, name: str, runtimes: dict[str, Runtime], workflow: Workflow,
     workspace.mkdir(parents=True)
     paths = Paths.under(root / "home")
     backend = LocalBackend(root / "ferry.db", root / "logs")
-    executor = Executor(backend, runtimes, writer=f"test-{name}", max_parallel=2,
-                        workspace=workspace, paths=paths, env=HOST_ENV, runner_id=f"wf-{name}")
+    settings = ExecutorSettings(writer=f"test-{name}", max_parallel=2, workspace=workspace,
+                                control_root=paths.work_dir, env=HOST_ENV,
+                                runner_id=f"wf-{name}")
+    executor = Executor(backend, runtimes, settings)
     run_id = executor.create_run(workflow)
     status = executor.execute(run_id, threading.Event())
     doc = backend.load(run_id)

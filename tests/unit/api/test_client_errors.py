@@ -9,8 +9,9 @@ import pytest
 import requests
 import responses
 
-from runner.control.client import ControlClient, is_transient
-from runner.control.protocol import DiffBatch, LogChunk, WireDiff
+from runner.api.client import ControlClient
+from runner.api.protocol import DiffBatch, LogChunk, WireDiff
+from runner.api.retry import is_transient
 from runner.errors import AuthError, Conflict, LeaseLost, PermanentError, TransientError
 
 BASE = "http://cp.test"

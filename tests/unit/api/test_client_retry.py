@@ -7,13 +7,8 @@ import threading
 import pytest
 import responses
 
-from runner.control.client import (
-    ControlClient,
-    RetryPolicy,
-    RetryStopped,
-    call_with_retry,
-    retrying,
-)
+from runner.api.client import ControlClient
+from runner.api.retry import RetryPolicy, RetryStopped, call_with_retry, retrying
 from runner.errors import AuthError, TransientError
 
 API = "http://cp.test/api/v1"

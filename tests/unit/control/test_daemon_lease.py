@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import threading
 
+from runner.api.protocol import HeartbeatResponse
 from runner.control.lease import LeaseKeeper
 from runner.control.metrics import DaemonMetrics
-from runner.control.protocol import HeartbeatResponse
 from runner.errors import AuthError, LeaseLost, TransientError
 from tests.helpers import wait_until
 

@@ -8,10 +8,10 @@ import socket
 import threading
 from pathlib import Path
 
+from runner.api.protocol import ClaimedRun, ClaimResponse, Lease
 from runner.control.daemon import Daemon, DaemonSettings
 from runner.control.metrics import DaemonMetrics
 from runner.control.notify import Notifier
-from runner.control.protocol import ClaimedRun, ClaimResponse, Lease
 from runner.errors import AuthError, TransientError
 from tests.helpers import wait_until
 

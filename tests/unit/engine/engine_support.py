@@ -11,16 +11,16 @@ from typing import Any
 
 import yaml
 
+from runner.diff import Diff, apply_ops
 from runner.engine.events import CollectingSink
-from runner.engine.executor import Executor
+from runner.engine.executor import Executor, ExecutorSettings
 from runner.errors import SeqGap, UnknownRun
 from runner.paths import Paths
 from runner.runtimes.direct import DirectRuntime
 from runner.state.backend import RunSummary
-from runner.state.diff import Diff, apply_ops
 from runner.workflow.model import Workflow
 
-FIXTURES = Path("/work/shared/butterflow-fixtures")
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "butterflow"
 
 
 class MemoryBackend:
@@ -104,9 +104,11 @@ def make_executor(tmp_path: Path, backend: Any = None, *, writer: str = "local",
     workspace = tmp_path / "ws"
     workspace.mkdir(exist_ok=True)
     host_env = dict(os.environ) if env is None else dict(env)
+    settings = ExecutorSettings(writer=writer, max_parallel=max_parallel, workspace=workspace,
+                                control_root=Paths.under(tmp_path / "home").work_dir,
+                                env=host_env)
     executor = Executor(backend, {"direct": DirectRuntime(host_env, grace_seconds=1.0)},
-                        writer=writer, max_parallel=max_parallel, workspace=workspace,
-                        paths=Paths.under(tmp_path / "home"), events=sink, env=host_env)
+                        settings, events=sink)
     return executor, backend, sink
 
 

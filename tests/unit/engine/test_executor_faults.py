@@ -11,12 +11,12 @@ from typing import Any
 import psutil
 import pytest
 
-from runner.engine.document import RunStatus, TaskStatus, run_field_op, task_field_op
-from runner.engine.executor import Executor
+from runner.diff import Diff
+from runner.document import RunStatus, TaskStatus, run_field_op, task_field_op
+from runner.engine.executor import Executor, ExecutorSettings
 from runner.errors import RuntimeUnavailable, UsageError
 from runner.paths import Paths
 from runner.runtimes.base import TaskSpec
-from runner.state.diff import Diff
 from runner.state.local import LocalBackend
 from tests.helpers import wait_until
 from tests.unit.engine.engine_support import MemoryBackend, by_node, make_executor, one, workflow
@@ -141,7 +141,8 @@ def test_cancel_requested_by_another_writer(tmp_path: Path, pool: ThreadPoolExec
     executor, _, _ = make_executor(tmp_path, backend, writer="local-runner")
     run_id, future, pids = start_slow(tmp_path, executor, pool, threading.Event())
     other = Executor(LocalBackend(tmp_path / "ferry.db", tmp_path / "logs"), {},
-                     writer="local-cancel", paths=Paths.under(tmp_path / "home"))
+                     ExecutorSettings(writer="local-cancel",
+                                      control_root=Paths.under(tmp_path / "home").work_dir))
     assert other.request_cancel(run_id) == RunStatus.RUNNING  # someone else executes it
     assert future.result(timeout=20) == RunStatus.CANCELED
     assert_canceled(backend.load(run_id), pids)
@@ -208,8 +209,9 @@ class _Refusing:
 
 
 def test_runtime_unavailable_fails_task_with_its_message(tmp_path: Path) -> None:
-    executor = Executor(MemoryBackend(), {"docker": _Refusing()}, workspace=tmp_path,
-                        paths=Paths.under(tmp_path / "home"))
+    executor = Executor(MemoryBackend(), {"docker": _Refusing()},
+                        ExecutorSettings(workspace=tmp_path,
+                                         control_root=Paths.under(tmp_path / "home").work_dir))
     run_id = executor.create_run(workflow("""
 version: "1"
 nodes:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from runner.document import RunStatus, TaskStatus
 from runner.engine import events as ev
-from runner.engine.document import RunStatus, TaskStatus
 from runner.errors import UsageError
 from tests.unit.engine.engine_support import FIXTURES, by_node, make_executor, one, workflow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.engine.document import RunStatus
+from runner.document import RunStatus
 from runner.engine.outputs import OutputsError, OutputsFile
 from tests.unit.engine.engine_support import make_executor, one, workflow
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from runner.diff import apply_ops
 from runner.engine.outputs import Entry, OutputsError, entries_to_ops, parse_outputs
-from runner.state.diff import apply_ops
 
 
 def values(text: str) -> list[tuple[str, Any, bool]]:

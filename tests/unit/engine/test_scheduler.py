@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from runner.engine.document import RunStatus, TaskStatus, new_run
+from runner.diff import apply_ops
+from runner.document import RunStatus, TaskStatus, new_run
 from runner.engine.scheduler import Plan, plan
-from runner.state.diff import apply_ops
 from tests.unit.engine.engine_support import FIXTURES, by_node, one, workflow
 
 S = TaskStatus

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.engine.document import RunStatus
+from runner.document import RunStatus
 from runner.engine.steps import INLINE_LIMIT, inline_argv
 from tests.unit.engine.engine_support import make_executor, one, workflow
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from runner.engine.document import (
+from runner.diff import Diff, PatchConflict
+from runner.document import (
     RunStatus,
     TaskStatus,
     add_task_op,
@@ -27,7 +28,6 @@ from runner.engine.document import (
     task_field_op,
 )
 from runner.errors import SeqGap, StateError, UnknownRun, UsageError
-from runner.state.diff import Diff, PatchConflict
 from runner.state.local import LocalBackend, fold
 from tests.helpers import wait_until
 
@@ -191,7 +191,7 @@ def test_two_processes_writing_different_tasks_both_survive(tmp_path: Path) -> N
 def test_changes_since_reports_other_writers(tmp_path: Path) -> None:
     with _backend(tmp_path) as a, _backend(tmp_path) as other:
         run = _run(a)
-        cursor = a.head(run["id"])
+        cursor, _ = a.position(run["id"], "nobody")
         diffs, same = a.changes_since(run["id"], cursor)
         assert diffs == [] and same == cursor
         other.apply(Diff(run["id"], "cli", 1, [run_field_op("cancel_requested", True)]))
@@ -314,7 +314,8 @@ def test_position_gives_the_latest_cursor_and_each_writers_last_seq(tmp_path: Pa
             other.apply(Diff(run["id"], "proc", seq, [state_set_op("n", seq)]))
         cursor, seq = a.position(run["id"], "proc")
         assert seq == 3
-        assert cursor == a.head(run["id"]) and a.changes_since(run["id"], cursor)[0] == []
+        assert cursor == a.position(run["id"], "nobody")[0]
+        assert a.changes_since(run["id"], cursor)[0] == []
         assert a.position(run["id"], "setup")[1] == 1
         assert a.position(run["id"], "never-wrote")[1] == 0
         with pytest.raises(UnknownRun):

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 from runner.cli.render import render_paused, render_runs, render_status
-from runner.engine.document import TaskStatus, new_run, new_task
+from runner.document import TaskStatus, new_run, new_task
 from runner.state.backend import RunSummary
 from runner.state.runlock import RunLock
 from tests.helpers import wait_until

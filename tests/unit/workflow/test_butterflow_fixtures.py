@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 
 from runner.errors import WorkflowInvalid
-from runner.workflow.loader import load_text, load_workflow
-from runner.workflow.validate import validate_source
+from runner.workflow.loader import load_text
+from runner.workflow.validate import load_workflow, validate_source
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "butterflow"
 SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "workflow.schema.json"

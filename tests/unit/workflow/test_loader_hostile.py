@@ -8,8 +8,8 @@ import pytest
 
 from runner.errors import WorkflowInvalid
 from runner.workflow import loader
-from runner.workflow.loader import MAX_BYTES, load_text, load_workflow, read_source
-from runner.workflow.validate import validate_source
+from runner.workflow.loader import MAX_BYTES, load_text, read_source
+from runner.workflow.validate import load_workflow, validate_source
 
 
 def _refused(text: str | bytes, source: str = "wf.yaml") -> WorkflowInvalid:
