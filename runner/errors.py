@@ -133,3 +133,8 @@ class Conflict(PermanentError):
         self.code = code
         self.expected_seq = expected_seq
         self.offset = offset
+
+
+class SecretInvalid(UsageError):
+    """A secret name or value Ferry refuses (bad name, shorter than 4 characters, NUL byte);
+    the message names the secret, never its value."""

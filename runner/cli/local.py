@@ -28,6 +28,7 @@ def register(sub: Any) -> None:
                    help="print the final run document as JSON on stdout (progress on stderr)")
     p.add_argument("--workdir", metavar="DIR",
                    help="working directory of the steps (default: the current directory)")
+    add_secret_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="continue a paused or interrupted run",
@@ -40,6 +41,9 @@ def register(sub: Any) -> None:
     p.add_argument("--max-parallel", type=positive_int, metavar="N")
     p.add_argument("--json", action="store_true", help="print the final run document as JSON")
     p.add_argument("--workdir", metavar="DIR", help="working directory of the steps")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="the value of a param declared secret (the run document holds ***)")
+    add_secret_options(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("status", help="show a run's status",
@@ -70,6 +74,14 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
     p.add_argument("-c", "--config", metavar="CONFIG", help="config file")
     p.set_defaults(func=cmd_logs)
+
+
+def add_secret_options(p: argparse.ArgumentParser) -> None:
+    """`--secret NAME=VALUE` and `--secrets-file F` (read by `${{ secrets.NAME }}`)."""
+    p.add_argument("--secret", action="append", default=[], metavar="NAME=VALUE",
+                   help="a secret for ${{ secrets.NAME }} (masked in all output); repeatable")
+    p.add_argument("--secrets-file", metavar="FILE",
+                   help="secrets from a dotenv file (NAME=VALUE lines); --secret wins")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

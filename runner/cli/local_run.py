@@ -53,10 +53,34 @@ def _runtimes(workflow: dict[str, Any]) -> dict[str, Runtime]:
     return build_runtimes(settings, os.environ, kinds_used(workflow))
 
 
+def _secrets(args: argparse.Namespace) -> dict[str, str]:
+    """`--secrets-file` then `--secret` (which wins), every value checked."""
+    from runner.secrets.values import parse_assignments, read_dotenv
+
+    found: dict[str, str] = {}
+    if getattr(args, "secrets_file", None):
+        found.update(read_dotenv(Path(args.secrets_file)))
+    found.update(parse_assignments(getattr(args, "secret", None) or []))
+    return found
+
+
+def _secret_params(params: dict[str, str], workflow: dict[str, Any]
+                   ) -> tuple[dict[str, str], dict[str, str]]:
+    """(params as the document keeps them, the values of those declared secret: checked)."""
+    from runner.secrets.params import secret_param_names, split_params
+    from runner.secrets.values import check_value
+
+    stored, hidden = split_params(params, secret_param_names(workflow))
+    for name, value in hidden.items():
+        check_value(name, value, "--param (declared secret)")
+    return stored, hidden
+
+
 class _Session:
     """One executing command: backend, lock, executor, printer and the cancel event."""
 
-    def __init__(self, args: argparse.Namespace, workflow_dict: dict[str, Any]) -> None:
+    def __init__(self, args: argparse.Namespace, workflow_dict: dict[str, Any], *,
+                 secret_params: dict[str, str] | None = None) -> None:
         from runner.engine.executor import Executor, ExecutorSettings
 
         self.paths = Paths.from_env(os.environ)
@@ -73,7 +97,8 @@ class _Session:
             writer=writer_id(),
             max_parallel=getattr(args, "max_parallel", None) or os.cpu_count() or 2,
             workspace=_workdir(getattr(args, "workdir", None)),
-            control_root=self.paths.work_dir, env=os.environ)
+            control_root=self.paths.work_dir, env=os.environ, secrets=_secrets(args),
+            secret_params=secret_params or {})
         self.executor = Executor(self.backend, self.runtimes, settings, events=self.printer,
                                  clock=utc_now)
         self.lock: RunLock | None = None
@@ -185,7 +210,9 @@ def run_workflow(args: argparse.Namespace) -> int:
     except WorkflowInvalid as exc:
         return _print_invalid(exc)
     workflow_dict = workflow.model_dump(mode="json", by_alias=True, exclude_none=True)
-    session = _Session(args, workflow_dict)
+    raw = _raw_workflow(path)
+    params, hidden = _secret_params(params, raw)
+    session = _Session(args, workflow_dict, secret_params=hidden)
     try:
         if args.config:
             session.say(f"Using configuration from {args.config}")
@@ -197,6 +224,14 @@ def run_workflow(args: argparse.Namespace) -> int:
         return session.execute(run_id)
     finally:
         session.close()
+
+
+def _raw_workflow(path: Path) -> dict[str, Any]:
+    """The workflow file as a mapping (its `params` block may not be in the model)."""
+    from runner.workflow.loader import load_text, read_source
+
+    data = load_text(read_source(path), str(path)).data
+    return data if isinstance(data, dict) else {}
 
 
 def _triggerable(doc: dict[str, Any], refs: list[str]) -> list[str]:
@@ -229,7 +264,8 @@ def resume_run(args: argparse.Namespace) -> int:
     if args.trigger_all and not any(t["status"] == TaskStatus.AWAITING_TRIGGER.value
                                     for t in doc["tasks"].values()):
         raise UsageError(f"run {run_id} has no task awaiting a trigger")
-    session = _Session(args, doc.get("workflow") or {})
+    session = _Session(args, doc.get("workflow") or {},
+                       secret_params=_resumed_secret_params(args, doc))
     session.resumed = True
     try:
         session.take_lock(run_id)
@@ -245,6 +281,22 @@ def resume_run(args: argparse.Namespace) -> int:
         return session.execute(run_id)
     finally:
         session.close()
+
+
+def _resumed_secret_params(args: argparse.Namespace, doc: dict[str, Any]) -> dict[str, str]:
+    """`--param` on resume: only for params declared secret, whose values the run document
+    never held (it shows `***`); a run's other params are fixed when it is created."""
+    from runner.secrets.params import MASKED_PARAM
+    from runner.secrets.values import check_value
+
+    given = parse_params(getattr(args, "param", None) or [])
+    hidden = {k for k, v in (doc.get("params") or {}).items() if v == MASKED_PARAM}
+    for name, value in given.items():
+        if name not in hidden:
+            raise UsageError(f"--param {name}: only params declared secret can be given again "
+                             "on resume (the run keeps the others it was created with)")
+        check_value(name, value, "--param (declared secret)")
+    return given
 
 
 def cancel_run(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ from runner.engine.scheduler import plan
 from runner.engine.task_runner import TaskSetup
 from runner.errors import UsageError
 from runner.runtimes.base import Runtime
+from runner.secrets.masker import Masker
 from runner.state.backend import StateBackend
 from runner.workflow.graph import upstream
 from runner.workflow.model import Workflow
@@ -76,6 +77,10 @@ class ExecutorSettings:
     """The environment `${{env.NAME}}` reads."""
     runner_id: str = "local"
     """Passed to runtimes in `TaskSpec` (container labels)."""
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    """What `${{secrets.NAME}}` reads; every value is masked in output, errors and outputs."""
+    secret_params: Mapping[str, str] = field(default_factory=dict)
+    """Values of the params the workflow declares secret (the document holds `***`)."""
 
 
 class Executor:
@@ -96,6 +101,7 @@ class Executor:
         self.clock = clock
         self.env = dict(settings.env)
         self.runner_id = settings.runner_id
+        self.masker = Masker([*settings.secrets.values(), *settings.secret_params.values()])
         self._emit_lock = threading.Lock()
         self._active: dict[str, RunStore] = {}
         self._active_lock = threading.Lock()
@@ -137,7 +143,9 @@ class Executor:
                               workspace=self.workspace, control_root=self.control_root,
                               host_env=self.env, ancestors=ancestors_of(workflow),
                               emit=self.emit, clock=self.clock, cancel=threading.Event(),
-                              runner_id=self.runner_id)
+                              runner_id=self.runner_id, secrets=dict(self.settings.secrets),
+                              secret_params=dict(self.settings.secret_params),
+                              masker=self.masker)
             loop = RunLoop(setup, max_parallel=self.max_parallel,
                            external_cancel=cancel or threading.Event())
             return loop.run()

@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from runner.engine.steps import StepError, argv_for, expand, inline_argv, render
 from runner.errors import ExpressionError, RuntimeUnavailable
 from runner.paths import control_dir_under
 from runner.runtimes.base import Runtime, StepResult, StepSpec, TaskHandle, TaskSpec
+from runner.secrets.masker import Masker
 from runner.workflow.expressions import Context
 from runner.workflow.model import Node, Workflow, parse_duration
 from runner.workflow.model import Runtime as RuntimeOptions
@@ -61,6 +62,12 @@ class TaskSetup:
     clock: Callable[[], str]
     cancel: threading.Event
     runner_id: str = "local"
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    """`${{ secrets.NAME }}`: the run's secrets (never stored, masked in every output)."""
+    secret_params: Mapping[str, str] = field(default_factory=dict)
+    """Values of the params declared secret (the document holds `***` for them)."""
+    masker: Masker = field(default_factory=Masker)
+    """Built from every value of `secrets` and `secret_params`."""
 
 
 class _StepOutput:
@@ -69,12 +76,17 @@ class _StepOutput:
 
     def __init__(self, runner: TaskRunner) -> None:
         self._buf = b""
+        # Secrets are masked before the bytes go anywhere: log, journal, server, events.
+        self._mask = runner.s.masker.stream()
         self._append = runner.store.backend.append_log
         self._emit = runner.s.emit
         self._clock = runner.s.clock
         self._ids = (runner.store.run_id, runner.task_id, runner.label)
 
     def __call__(self, data: bytes) -> None:
+        data = self._mask.feed(data)
+        if not data:
+            return
         run_id, task_id, _ = self._ids
         self._append(run_id, task_id, data)
         self._buf += data
@@ -88,6 +100,14 @@ class _StepOutput:
                                  raw.decode("utf-8", "replace")))
 
     def flush(self) -> None:
+        held = self._mask.flush()  # the step ended: what could have begun a secret is not one
+        if held:
+            run_id, task_id, _ = self._ids
+            self._append(run_id, task_id, held)
+            self._buf += held
+            *lines, self._buf = self._buf.split(b"\n")
+            for line in lines:
+                self._line(line.rstrip(b"\r"))
         if self._buf:
             self._line(self._buf)
             self._buf = b""
@@ -124,6 +144,8 @@ class TaskRunner:
                 outcome = Outcome(False, str(exc))
             except OSError as exc:  # control dir or script file: the task fails, not the run
                 outcome = Outcome(False, f"cannot prepare the task's files: {exc}")
+            if outcome.error:
+                outcome = replace(outcome, error=self.s.masker.text(outcome.error))
             state_changed = state_changed or outcome.state_changed
             if outcome.ok or outcome.canceled or self.attempt >= attempts:
                 break
@@ -156,9 +178,12 @@ class TaskRunner:
         """The expression context now (call holding the store lock)."""
         doc = self.store.doc
         ancestors = self.s.ancestors.get(self.node_id, frozenset())
-        return Context(matrix=self.matrix or {}, params=doc.get("params") or {},
+        params = doc.get("params") or {}
+        if self.s.secret_params:
+            params = {**params, **self.s.secret_params}
+        return Context(matrix=self.matrix or {}, params=params,
                        env=self.s.host_env, state=doc.get("state") or {},
-                       tasks=UpstreamOutputs(self.store, ancestors))
+                       tasks=UpstreamOutputs(self.store, ancestors), secrets=self.s.secrets)
 
     def attempt_once(self) -> Outcome:
         """Run the task's steps once through its runtime."""
@@ -218,20 +243,28 @@ class TaskRunner:
                     return Outcome(False, f"timed out (node timeout {_secs(deadline[0])})", index)
                 if timeout is None or remaining < timeout:
                     timeout, node_cut = remaining, True
-            argv = inline_argv(rendered.script, rendered.shebang)
+            # A script holding a secret never goes in argv (`ps` and `docker inspect` show it):
+            # it is written to the task's private control dir and removed after the step.
+            secret = self.s.masker.found_in(rendered.script)
+            argv = None if secret else inline_argv(rendered.script, rendered.shebang)
+            script = None
             if argv is None:
                 script = control / f"step-{index}.sh"
                 script.write_text(rendered.script)
                 os.chmod(script, 0o755)
                 argv = argv_for(handle.path_for(script), rendered.shebang)
             env = {**rendered.env, **files_env}
-            result = self.run_step(handle, StepSpec(index, rendered.name, argv, env, timeout),
-                                   output)
+            name = self.s.masker.text(rendered.name)
+            try:
+                result = self.run_step(handle, StepSpec(index, name, argv, env, timeout), output)
+            finally:
+                if secret and script is not None:
+                    script.unlink(missing_ok=True)
             if not result.ok:
                 what = result.describe()
                 if result.reason == "timeout" and node_cut and deadline is not None:
                     what = f"timed out (node timeout {_secs(deadline[0])})"
-                return Outcome(False, f"step '{rendered.name}' failed: {what}", index,
+                return Outcome(False, f"step '{name}' failed: {what}", index,
                                canceled=result.reason == _CANCELED, state_changed=state_changed)
             state_changed = self.apply_outputs(state_file, task_file, index) or state_changed
             index += 1
@@ -250,8 +283,9 @@ class TaskRunner:
     def apply_outputs(self, state_file: OutputsFile, task_file: OutputsFile, index: int) -> bool:
         """Apply what the step wrote to $STATE_OUTPUTS / $TASK_OUTPUTS as one diff (none when it
         wrote nothing) and empty the files for the next step; True when the state changed."""
-        state_text = state_file.take()
-        task_text = task_file.take()
+        # A secret written to the outputs is masked there too: it never reaches the document.
+        state_text = self.s.masker.text(state_file.take())
+        task_text = self.s.masker.text(task_file.take())
         if not state_text.strip() and not task_text.strip():
             return False
         state_entries = parse_outputs(state_text, f"step {index + 1} STATE_OUTPUTS")

@@ -5,13 +5,14 @@ Grammar (spaces allowed anywhere between tokens):
     alternative := reference | literal
     reference   := name path*                        (bare name: a matrix value)
                  | "matrix" "." name path*
-                 | ("params" | "env" | "inputs" | "state") "." name path*
+                 | ("params" | "env" | "inputs" | "state" | "secrets") "." name path*
                  | "tasks" "." node "." "outputs" "." name path*
     path        := "." name | "[" integer "]" | "[" quoted-string "]"
     literal     := 'single' | "double" | number | true | false | null
 
 The first alternative that resolves wins; a literal always resolves, so `|| 'x'` is a default.
-Strings substitute plain, every other value as compact JSON.
+Strings substitute plain, every other value as compact JSON. `secrets.NAME` reads the run's
+secrets (masked wherever output goes: `runner.secrets`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _INDEX = re.compile(r"\[\s*(?:(-?[0-9]+)|'([^']*)'|\"([^\"]*)\")\s*\]")
 _MISSING = object()
+NAMESPACES = ("params", "env", "inputs", "state", "matrix", "secrets")
+"""The namespaces a reference may start with (besides `tasks` and a bare matrix key)."""
 
 PathItem = str | int
 
@@ -116,6 +119,7 @@ class Context:
     state: Mapping[str, Any] = field(default_factory=dict)
     tasks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     inputs: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
 
 def _render_path(path: Sequence[PathItem]) -> str:
@@ -290,7 +294,7 @@ def _parse_reference(text: str, whole: str | None = None) -> Reference:
     whole = whole if whole is not None else text
     path = _parse_path(text.strip(), whole)
     head = path[0]
-    if head in ("params", "env", "inputs", "state", "matrix"):
+    if head in NAMESPACES:
         if len(path) < 2:
             raise _Malformed(whole, f"'{head}' needs a name: {head}.<name>")
         if not isinstance(path[1], str):

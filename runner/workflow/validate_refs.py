@@ -1,6 +1,7 @@
 """Static checks of `${{ }}` references: syntax everywhere, and what is knowable before a run —
-matrix values in nodes without a matrix, `inputs.*` outside templates or not declared,
-`tasks.X.outputs.Y` where X is not upstream of the node, state keys absent from the schema.
+secrets outside `run`, `env` and template inputs, matrix values in nodes without a matrix,
+`inputs.*` outside templates or not declared, `tasks.X.outputs.Y` where X is not upstream of the
+node, state keys absent from the schema.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def check_references(data: dict[str, Any], facts: Facts, add: Add) -> None:
             template_exprs[tpl_id] = exprs
         declared = {as_str(as_dict(i).get("name")) for i in as_list(tpl.get("inputs"))}
         for path, expr in exprs:
+            _check_secret_use(path, expr, add)
             for ref in expr.references:
                 if ref.namespace == "inputs" and ref.head not in declared and not expr.has_default:
                     add(path, f"'{expr.source}': template '{tpl_id}' declares no input "
@@ -96,12 +98,30 @@ def check_references(data: dict[str, Any], facts: Facts, add: Add) -> None:
         node_id = as_str(node.get("id")) or ""
         where: Path = ("nodes", i)
         for path, expr in _expressions(node, where, add):
+            _check_secret_use(path, expr, add)
             _check_node_expr(path, expr, node, node_id, facts, ups, add, template=None)
         for j, step in enumerate(as_list(node.get("steps"))):
             tpl_id = as_str(as_dict(as_dict(step).get("use")).get("template"))
             for _, expr in template_exprs.get(tpl_id or "", []):
                 _check_node_expr((*where, "steps", j, "use"), expr, node, node_id, facts, ups,
                                  add, template=tpl_id)
+
+
+def _secret_allowed(path: Path) -> bool:
+    """`run`, `env` (node, template, step) and template inputs (given or defaults)."""
+    if len(path) > 2 and path[2] in ("env", "inputs"):
+        return True
+    if len(path) > 4 and path[2] == "steps":
+        return path[4] in ("run", "env") or (path[4] == "use" and len(path) > 5
+                                              and path[5] == "inputs")
+    return False
+
+
+def _check_secret_use(path: Path, expr: Expression, add: Add) -> None:
+    """A secret anywhere else (a name, a matrix value, a runtime option) would be shown in
+    status lines, the run document or the container's config."""
+    if any(ref.namespace == "secrets" for ref in expr.references) and not _secret_allowed(path):
+        add(path, f"'{expr.source}': secrets may only be used in run, env and template inputs")
 
 
 def _check_state_ref(path: Path, expr: Expression, key: str, facts: Facts, add: Add) -> None:
