@@ -7,7 +7,9 @@
     runner:
       server: URL, token: T, runner_id: ID, name: N, labels: [a, b], concurrency: 2,
       work_dir: PATH, poll_wait: 10, heartbeat_interval: 1,
-      containers: {allow_privileged, allow_mounts, pull, network, memory, cpus, pids}
+      containers: {allow_privileged, allow_mounts, pull, network, memory, cpus, pids,
+                   podman_socket},
+      retention: {older_than: 30d, keep: 10, interval: 1h}
 
 `${{NAME}}` in a string is taken from the environment mapping passed in (the CLI passes
 os.environ). Precedence is flags > env (`FERRY_*`) > file > defaults: the CLI collects flags and
@@ -25,8 +27,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from runner.ages import parse_age
 from runner.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -68,6 +71,37 @@ class ContainerDefaults(_Strict):
     memory: str | None = None
     cpus: float | None = Field(default=None, gt=0)
     pids: int | None = Field(default=None, gt=0)
+    podman_socket: str | None = None
+    """Podman's API socket (a path or `unix://` URL); default: `$XDG_RUNTIME_DIR/podman/
+    podman.sock`, then `/run/podman/podman.sock`."""
+
+
+class RetentionSection(_Strict):
+    """What the daemon removes by itself (`ferry prune --older-than ... --keep ...`)."""
+
+    older_than: float | None = None
+    """Seconds (written `30d`, `12h`, `2w`); None: no age limit, only `keep` applies."""
+    keep: int = Field(default=0, ge=0)
+    interval: float = Field(default=3600.0, gt=0)
+    """Seconds between passes (written `1h`, `30m`)."""
+
+    @field_validator("older_than", "interval", mode="before")
+    @classmethod
+    def _age(cls, value: object) -> object:
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, str | int | float):
+            try:
+                return parse_age(value)
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> RetentionSection:
+        if self.older_than is None and not self.keep:
+            raise ValueError("give older_than (e.g. 30d), keep (a number of runs) or both")
+        return self
 
 
 class RunnerSection(_Strict):
@@ -85,6 +119,8 @@ class RunnerSection(_Strict):
     poll_wait: float = Field(default=10.0, ge=0, le=30)
     heartbeat_interval: float = Field(default=1.0, gt=0)
     containers: ContainerDefaults = Field(default_factory=ContainerDefaults)
+    retention: RetentionSection | None = None
+    """When set, the daemon prunes finished runs' files by itself."""
 
 
 class FerryConfig(_Strict):

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "runner.cli.remote",     # submit (and --server variants of the local commands)
     "runner.cli.daemon",     # register, daemon
     "runner.cli.sync_cmd",   # sync
+    "runner.cli.prune_cmd",  # prune
 )
 
 

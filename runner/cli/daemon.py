@@ -31,11 +31,12 @@ from runner.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from runner.api.client import ControlClient
-    from runner.config import ContainerDefaults, RunnerSection
+    from runner.config import ContainerDefaults, RetentionSection, RunnerSection
     from runner.control.daemon import DaemonSettings
     from runner.control.health import HealthServer
     from runner.control.job import RunJob
     from runner.control.metrics import DaemonMetrics
+    from runner.control.retention import RetentionTicker
     from runner.paths import Paths
     from runner.runtimes.base import Runtime
     from runner.runtimes.options import ContainerPolicy
@@ -184,6 +185,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         else None
     if ticker is not None:
         ticker.start()
+    retention = _retention(cfg, paths)
+    if retention is not None:
+        retention.start()
     log.info("daemon starting", extra=fields(runner=cfg.runner_id, server=cfg.server,
                                              pid=os.getpid()))
     try:
@@ -191,6 +195,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     finally:
         if ticker is not None:
             ticker.stop()
+        if retention is not None:
+            retention.stop()
         if health is not None:
             health.stop()
         client.close()
@@ -198,6 +204,17 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     if code == ExitCode.OK and args.once and daemon.outcomes:
         return daemon.outcomes[0].exit_code
     return code
+
+
+def _retention(cfg: RunnerConfig, paths: Paths) -> RetentionTicker | None:
+    """The daemon's own pruning pass, when the config has a `runner.retention` section."""
+    if cfg.retention is None:
+        return None
+    from runner.control.retention import RetentionTicker
+    from runner.state.retention import RetentionPolicy
+
+    policy = RetentionPolicy(older_than=cfg.retention.older_than, keep=cfg.retention.keep)
+    return RetentionTicker(paths, policy, cfg.retention.interval)
 
 
 def _start_health(addr: str | None, metrics: DaemonMetrics, log: logging.Logger,
@@ -239,6 +256,8 @@ class RunnerConfig:
     heartbeat_interval: float
     claim_wait: float
     container_policy: ContainerPolicy
+    podman_socket: str | None = None
+    retention: RetentionSection | None = None
     max_parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
     grace_seconds: float = 5.0
     log_level: str = "info"
@@ -253,7 +272,9 @@ class RunnerConfig:
                    runner_id=section.runner_id, labels=tuple(section.labels),
                    concurrency=section.concurrency,
                    heartbeat_interval=section.heartbeat_interval, claim_wait=section.poll_wait,
-                   container_policy=_policy(section.containers))
+                   container_policy=_policy(section.containers),
+                   podman_socket=section.containers.podman_socket,
+                   retention=section.retention)
 
 
 def _policy(containers: ContainerDefaults) -> ContainerPolicy:
@@ -311,7 +332,7 @@ def _runtimes(cfg: RunnerConfig) -> dict[str, Runtime]:
     from runner.runtimes.factory import RuntimeSettings, build_runtimes
 
     settings = RuntimeSettings(grace_seconds=cfg.grace_seconds, runner_id=cfg.runner_id,
-                               policy=cfg.container_policy,
+                               policy=cfg.container_policy, podman_socket=cfg.podman_socket,
                                xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR"))
     return build_runtimes(settings, os.environ)
 

@@ -37,6 +37,7 @@ from runner.errors import FerryError, LeaseLost, PermanentError, TransientError,
 from runner.paths import Paths, ensure_dir
 from runner.runtimes.base import Runtime
 from runner.state.api import ApiBackend
+from runner.state.runlock import RunLock, wait_for_lock
 
 log = logging.getLogger("ferry.daemon")
 
@@ -106,7 +107,18 @@ class RunJob:
         self._lock = threading.Lock()
 
     def __call__(self, claim: ClaimResponse, cancel: threading.Event) -> JobOutcome:
-        """Run the claimed run to its end; the outcome is a run status or a reason."""
+        """Run the claimed run to its end; the outcome is a run status or a reason. The run's
+        lock is held throughout: `ferry prune` (and the retention pass) leave it alone."""
+        lock = RunLock(self._paths.data_dir / "locks", claim.run.id)
+        if not wait_for_lock(lock, cancel):
+            log.warning("run lock held by another process; running anyway",
+                        extra=fields(run=claim.run.id, holder=lock.holder_pid()))
+        try:
+            return self._run(claim, cancel)
+        finally:
+            lock.release()
+
+    def _run(self, claim: ClaimResponse, cancel: threading.Event) -> JobOutcome:
         run = claim.run
         lease = claim.lease
         # The document is only read here (writes wait for the confirmation below), so it is

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
+import time
 from pathlib import Path
 
 from runner.paths import ensure_dir, safe_segment
@@ -75,3 +77,14 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def wait_for_lock(lock: RunLock, stop: threading.Event, timeout: float = 120.0) -> bool:
+    """Take `lock`, waiting while someone holds it briefly (a prune removing the run's old
+    files); False when `timeout` passed or `stop` was set first."""
+    deadline = time.monotonic() + timeout
+    while not lock.acquire():
+        if stop.is_set() or time.monotonic() >= deadline:
+            return False
+        stop.wait(0.05)
+    return True
