@@ -37,6 +37,35 @@ async def _reap(core: Core, notifier: Notifier) -> None:
             await notifier.notify()
 
 
+def _prune_once(core: Core, older_than: float) -> None:
+    """One retention pass; each run's removal and each failure is a log line."""
+    import time
+
+    from server_stub.maintenance import expired_logs, remove_logs
+
+    logs_dir = core.config.data_dir / "logs"
+    with core.db.transaction() as conn:
+        expired = expired_logs(conn, logs_dir, older_than=older_than, now=time.time())
+    # removed outside the transaction: nothing writes to a finished run's logs
+    for run_id, ended, size in expired:
+        errors = remove_logs(logs_dir, run_id)
+        for error in errors:
+            log.error("log retention: %s", error)
+        if not errors:
+            log.info("log retention: removed the logs of run %s (ended %s, %d bytes)", run_id,
+                     ended, size)
+
+
+async def _retain(core: Core, older_than: float) -> None:
+    """Remove finished runs' logs older than `--log-retention`, at start and then every hour."""
+    while True:
+        try:
+            await run_in_threadpool(_prune_once, core, older_than)
+        except Exception as exc:  # keep the server up; the next pass tries again
+            log.error("log retention: %s: %s", type(exc).__name__, exc)
+        await asyncio.sleep(core.config.retention_interval)
+
+
 def create_app(config: ServerConfig, *, admin: Secret | None = None,
                registration: Secret | None = None) -> FastAPI:
     """The ASGI app for `config`; secrets are loaded (or generated) from the data dir unless
@@ -48,13 +77,16 @@ def create_app(config: ServerConfig, *, admin: Secret | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        reaper = asyncio.create_task(_reap(core, app.state.notifier))
+        tasks = [asyncio.create_task(_reap(core, app.state.notifier))]
+        if config.log_retention is not None:
+            tasks.append(asyncio.create_task(_retain(core, config.log_retention)))
         try:
             yield
         finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             core.db.close()
 
     app = FastAPI(title="Ferry control plane", version=__version__, lifespan=lifespan,

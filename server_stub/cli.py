@@ -1,10 +1,14 @@
-"""`ferry-server` / `python -m server_stub`: serve the control plane, or write its OpenAPI file.
+"""`ferry-server` / `python -m server_stub`: serve the control plane; prune, back up; write its
+OpenAPI file.
 
-    ferry-server [serve] --data-dir DIR --repos DIR [--host H] [--port P] [--port-file F]
-                 [--lease-ttl S] [--offline-grace S] [--max-body BYTES] [--log-level L]
+    ferry-server [serve] --data-dir DIR --repos DIR [--config FILE] [--host H] [--port P] ...
+    ferry-server prune --data-dir DIR [--older-than 30d] [--dry-run]
+    ferry-server backup --data-dir DIR --output FILE
     ferry-server openapi [--output FILE] [--check]
+    ferry-server --version
 
-Exit codes: 0 ok, 2 bad usage or configuration, 1 the OpenAPI file is not current (--check).
+Exit codes: 0 ok, 2 bad usage or configuration, 1 the OpenAPI file is not current (--check),
+5 prune could not remove some files or the backup failed (`server_stub.maintenance_cli`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from runner import __version__
 from server_stub.config import DEFAULT_LEASE_TTL, DEFAULT_MAX_BODY, DEFAULT_OFFLINE_GRACE
 
 OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.json"
@@ -51,27 +56,62 @@ def _bytes(text: str) -> int:
     return value
 
 
+USAGE = """ferry-server [serve] --data-dir DIR --repos DIR [options]  (or: --config FILE)
+       ferry-server prune --data-dir DIR [--older-than 30d] [--dry-run]
+       ferry-server backup --data-dir DIR --output FILE
+       ferry-server openapi [--output FILE] [--check]
+       ferry-server --version"""
+REQUIRED = ("data_dir", "repos")
+
+
+def _age(text: str) -> float:
+    from runner.ages import parse_age
+
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `ferry-server`."""
-    parser = argparse.ArgumentParser(prog="ferry-server",
-                                     description="Ferry's reference control plane.")
-    sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="serve the API (the default)")
+    return _parsers()[0]
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The top-level parser and its `serve` subparser (both take the serve options)."""
+    from server_stub.maintenance_cli import add_maintenance_commands
+
+    parser = argparse.ArgumentParser(
+        prog="ferry-server", usage=USAGE,
+        description="Ferry's reference control plane. Without a command it serves the API "
+                    "(the same as 'serve').")
+    parser.add_argument("--version", action="version", version=f"ferry-server {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser("serve", help="serve the API (the default)",
+                           usage=USAGE.splitlines()[0])
     _serve_options(serve)
     _serve_options(parser)
+    add_maintenance_commands(sub, _age)
     openapi = sub.add_parser("openapi", help="write or check server_stub/openapi.json")
     openapi.add_argument("--output", type=Path, default=OPENAPI_FILE)
     openapi.add_argument("--check", action="store_true",
                          help="exit 1 if the file differs from what the code generates")
-    return parser
+    return parser, serve
 
 
 def _serve_options(p: argparse.ArgumentParser) -> None:
+    need = p.add_argument_group("required (on the command line or in --config FILE)")
+    need.add_argument("--data-dir", type=Path, metavar="DIR",
+                      help="database, logs and generated tokens (required)")
+    need.add_argument("--repos", type=Path, metavar="DIR",
+                      help="directory of bare git repositories (required)")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="these options in a YAML file (keys: data_dir, repos, port, ...); "
+                        "flags win over it")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8750, help="0 picks a free port")
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
-    p.add_argument("--data-dir", type=Path, help="database, logs and generated tokens")
-    p.add_argument("--repos", type=Path, help="directory of bare git repositories")
     p.add_argument("--lease-ttl", type=_positive, default=DEFAULT_LEASE_TTL,
                    help="seconds a lease lasts without a heartbeat"
                         f" (default {DEFAULT_LEASE_TTL:g})")
@@ -80,6 +120,12 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
                         f" (default {DEFAULT_OFFLINE_GRACE:g})")
     p.add_argument("--max-body", type=_bytes, default=DEFAULT_MAX_BODY,
                    help=f"largest request body in bytes (default {DEFAULT_MAX_BODY})")
+    p.add_argument("--log-retention", type=_age, metavar="AGE",
+                   help="remove the logs of runs that ended longer ago than AGE (e.g. 90d), "
+                        "checked hourly; default: keep them")
+    p.add_argument("--forwarded-allow-ips", metavar="IPS",
+                   help="comma-separated addresses of reverse proxies whose X-Forwarded-For/"
+                        "-Proto headers are trusted (default: 127.0.0.1; '*' trusts any)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
@@ -133,8 +179,11 @@ def _write_port_file(path: Path, port: int) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    if args.data_dir is None or args.repos is None:
-        print("ferry-server: error: --data-dir and --repos are required", file=sys.stderr)
+    missing = [f"--{name.replace('_', '-')}" for name in REQUIRED if getattr(args, name) is None]
+    if missing:
+        print(f"usage: {USAGE.splitlines()[0]}\nferry-server: error: the following arguments "
+              f"are required: {', '.join(missing)} (on the command line or in --config FILE)",
+              file=sys.stderr)
         return 2
     if not args.repos.is_dir():
         print(f"ferry-server: error: --repos {args.repos}: not a directory", file=sys.stderr)
@@ -149,7 +198,7 @@ def _serve(args: argparse.Namespace) -> int:
                           admin_token=os.environ.get(ENV_ADMIN) or None,
                           registration_token=os.environ.get(ENV_REGISTRATION) or None,
                           lease_ttl=args.lease_ttl, offline_grace=args.offline_grace,
-                          max_body=args.max_body)
+                          max_body=args.max_body, log_retention=args.log_retention)
     try:
         admin = load_secret(config.data_dir, ADMIN, config.admin_token)
         registration = load_secret(config.data_dir, REGISTRATION, config.registration_token)
@@ -168,16 +217,39 @@ def _serve(args: argparse.Namespace) -> int:
         _write_port_file(args.port_file, port)
     print(f"listening on http://{host}:{port}", flush=True)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    proxies = {} if args.forwarded_allow_ips is None else {
+        "forwarded_allow_ips": args.forwarded_allow_ips}
     server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, lifespan="on",
                                           access_log=not args.no_access_log,
-                                          timeout_graceful_shutdown=3))
+                                          timeout_graceful_shutdown=3, proxy_headers=True,
+                                          **proxies))
     server.run(sockets=[sock])
     return 0
 
 
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments, with `--config FILE`'s settings under the flags given."""
+    from server_stub.config_file import ConfigFileError, read_config_file
+
+    parser, serve = _parsers()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None) is None:
+        return args
+    try:
+        defaults = read_config_file(args.config, parser)
+    except ConfigFileError as exc:
+        parser.exit(2, f"ferry-server: error: {exc}\n")
+    parser.set_defaults(**defaults)
+    serve.set_defaults(**defaults)
+    return parser.parse_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `ferry-server`; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     if args.command == "openapi":
         return _openapi(args)
+    if args.command in ("prune", "backup"):
+        code: int = args.func(args)
+        return code
     return _serve(args)

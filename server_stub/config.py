@@ -22,6 +22,10 @@ class ServerConfig:
     offline_grace: float = DEFAULT_OFFLINE_GRACE
     max_body: int = DEFAULT_MAX_BODY
     reap_interval: float | None = None
+    log_retention: float | None = None
+    """Seconds after a run ended that its logs are removed (None: kept forever)."""
+    retention_interval: float = 3600.0
+    """Seconds between log retention passes."""
 
     @property
     def lease_deadline(self) -> float:
