@@ -66,14 +66,15 @@ def machine(ferry: Ferry, tmp_path: Path) -> Iterator[dict[str, Any]]:
     runs["daemon-acked-recent"] = daemon_run_files(ferry.home, "acked", 1)
     runs["daemon-pending-old"] = daemon_run_files(ferry.home, "pending", 45)
     runs["daemon-lost-old"] = daemon_run_files(ferry.home, "lost", 45)
-    gate = tmp_path / "release"
+    gate, started = tmp_path / "release", tmp_path / "started"
     wf = tmp_path / "wait.yaml"
     wf.write_text('version: "1"\nnodes:\n  - id: wait\n    steps:\n'
-                  f'      - run: while [ ! -e {gate} ]; do sleep 0.05; done\n')
+                  f'      - run: touch {started}; while [ ! -e {gate} ]; do sleep 0.05; done\n')
     live = ferry.popen("run", "-w", str(wf))
-    runs["local-executing"] = wait_until(lambda: next(
-        (p.name[:-5] for p in (ferry.home / "data" / "locks").glob("*.lock")
-         if p.name[:-5] not in runs.values()), None), timeout=30, message="the live run's lock")
+    # the step runs only after `ferry run` holds the run's lock
+    wait_until(started.exists, timeout=60, message="the live run's step")
+    runs["local-executing"] = next(p.name[:-5] for p in (ferry.home / "data" / "locks").glob(
+        "*.lock") if p.name[:-5] not in runs.values())
     yield {"runs": runs, "live": live, "gate": gate}
     gate.touch()
     live.wait(30)
