@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "runner.cli.daemon",     # register, daemon
     "runner.cli.sync_cmd",   # sync
     "runner.cli.prune_cmd",  # prune
+    "runner.cli.doctor",     # doctor
+    "runner.cli.completion", # completion
 )
 
 

@@ -20,6 +20,7 @@ from runner.cli.args import parse_params
 from runner.cli.backends import build_backend, read_config, resolve_task
 from runner.cli.live import LinePrinter, make_printer
 from runner.cli.render import render_finished, render_paused, stamp
+from runner.config import FerryConfig
 from runner.document import TERMINAL_RUN, RunStatus, TaskStatus, task_label, utc_now
 from runner.errors import UsageError, WorkflowInvalid
 from runner.exitcodes import ExitCode, for_status
@@ -44,11 +45,14 @@ def _workdir(arg: str | None) -> Path:
     return path
 
 
-def _runtimes(workflow: dict[str, Any]) -> dict[str, Runtime]:
-    """The runtimes this workflow needs; container engines only when a node asks for one."""
+def _runtimes(workflow: dict[str, Any], config: FerryConfig) -> dict[str, Runtime]:
+    """The runtimes this workflow needs; container engines only when a node asks for one.
+    Podman's socket: `runner.containers.podman_socket` of `-c CONFIG`, else where the daemon
+    looks too ($XDG_RUNTIME_DIR/podman/podman.sock, then /run/podman/podman.sock)."""
     from runner.runtimes.factory import RuntimeSettings, build_runtimes, kinds_used
 
     settings = RuntimeSettings(grace_seconds=GRACE_SECONDS,
+                               podman_socket=config.runner.containers.podman_socket,
                                xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR"))
     return build_runtimes(settings, os.environ, kinds_used(workflow))
 
@@ -92,7 +96,7 @@ class _Session:
         # On a terminal, a live status footer below the same lines (runner.cli.live).
         self.printer = make_printer(sys.stdout, os.environ, json_lines=self.json)
         self.cancel = threading.Event()
-        self.runtimes = _runtimes(workflow_dict)
+        self.runtimes = _runtimes(workflow_dict, config)
         settings = ExecutorSettings(
             writer=writer_id(),
             max_parallel=getattr(args, "max_parallel", None) or os.cpu_count() or 2,

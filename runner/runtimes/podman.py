@@ -36,7 +36,8 @@ def find_socket(configured: str | None, *, xdg_runtime_dir: str | None = None) -
             return f"unix://{path}"
     tried = ", ".join(str(p) for p in candidates)
     raise RuntimeUnavailable(f"podman API socket not found (tried {tried}); start it with "
-                             "'podman system service --time=0' or set the runner's podman socket")
+                             "'podman system service --time=0', or name it in "
+                             "runner.containers.podman_socket of the config (-c CONFIG)")
 
 
 def client_factory(base_url: str, timeout: float = 60.0) -> ClientFactory:
