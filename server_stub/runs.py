@@ -21,9 +21,14 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_ROW = ("SELECT *, json_extract(doc, '$.started_at') AS started_at,"
+        " json_extract(doc, '$.ended_at') AS ended_at FROM runs")
+"""A run's row with the document's times (what `ferry list --server` shows)."""
+
+
 def get_row(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row:
     """The run's row; 404 when there is none."""
-    row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    row = conn.execute(_ROW + " WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         raise not_found("run", run_id)
     return row
@@ -35,7 +40,14 @@ def to_info(row: sqlite3.Row) -> RunInfo:
                    workflow_path=row["workflow_path"], params=json.loads(row["params"]),
                    labels=json.loads(row["labels"]), status=row["status"], queue=row["queue"],
                    attempt=row["attempt"], runner_id=row["runner_id"],
-                   cancel_requested=bool(row["cancel_requested"]), created_at=row["created_at"])
+                   cancel_requested=bool(row["cancel_requested"]), created_at=row["created_at"],
+                   started_at=_text(row, "started_at"), ended_at=_text(row, "ended_at"))
+
+
+def _text(row: sqlite3.Row, key: str) -> str | None:
+    """A column that only some queries select (`_ROW`); None when absent or not text."""
+    value = row[key] if key in row.keys() else None  # noqa: SIM118 (Row: `in` sees values)
+    return value if isinstance(value, str) else None
 
 
 def insert(conn: sqlite3.Connection, doc: dict[str, Any], *, repo: str, commit: str,
@@ -61,7 +73,7 @@ def list_rows(conn: sqlite3.Connection, *, status: str | None, repo: str | None,
         if value:
             where.append(f"{column} = ?")
             args.append(value)
-    sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+    sql = _ROW + (" WHERE " + " AND ".join(where) if where else "")
     return list(conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import PurePosixPath
 from typing import Any
 
 from runner.api.protocol import CreateRunRequest, RunInfo
@@ -25,7 +26,8 @@ def create_run(core: Core, req: CreateRunRequest) -> RunInfo:
         raise ApiError(422, "invalid_workflow", f"{req.workflow_path}: the file is larger than "
                        f"{MAX_WORKFLOW_BYTES} bytes")
     workflow = validated_workflow(text, req.workflow_path)
-    name = str(workflow.get("name") or req.workflow_path.rsplit("/", 1)[-1])
+    # as `ferry run` names it: the workflow's name, else the file name without its extension
+    name = str(workflow.get("name") or PurePosixPath(req.workflow_path).stem)
     doc = new_run(workflow, name=name, params=req.params, created_at=runs.now_iso(),
                   workflow_path=req.workflow_path)
     with core.tx() as conn:

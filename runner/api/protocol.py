@@ -98,6 +98,8 @@ class RunInfo(BaseModel):
     cancel_requested: bool = False
     created_at: str
     name: str = ""
+    started_at: str | None = Field(default=None, description="the run document's started_at")
+    ended_at: str | None = Field(default=None, description="the run document's ended_at")
 
 
 class RunList(BaseModel):

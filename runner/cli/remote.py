@@ -114,6 +114,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
             print(f"ferry: error: {args.workflow} at {args.ref} is not a valid workflow",
                   file=sys.stderr)
             return ExitCode.USAGE
+        if exc.status in (400, 404, 422):
+            # an unknown repository, ref or path is a typo, not an outage (exit 6)
+            reason = body.get("message") if isinstance(body.get("message"), str) else str(exc)
+            raise UsageError(f"{reason} (on {target[0]})") from exc
         raise
     print(info.id)
     return 0
@@ -171,8 +175,8 @@ def remote_list(args: argparse.Namespace, client: ControlClient) -> int:
         print(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
         return 0
     print("\n".join(render_runs([RunSummary(id=r.id, name=r.name, status=r.status,
-                                            created_at=r.created_at, started_at=None,
-                                            ended_at=None) for r in runs])))
+                                            created_at=r.created_at, started_at=r.started_at,
+                                            ended_at=r.ended_at) for r in runs])))
     return 0
 
 

@@ -257,8 +257,10 @@ def render_runs(summaries: Sequence[RunSummary], now: datetime | None = None) ->
     for i, run in enumerate(summaries):
         if i:
             lines.append("")
-        lines += [f"- ID: {run.id}", f"  Name: {run.name or '-'}", f"  Status: {run.status}",
-                  f"  Started: {display_time(run.started_at or run.created_at)}"]
+        lines += [f"- ID: {run.id}", f"  Name: {run.name or '-'}", f"  Status: {run.status}"]
+        # a run no runner has started yet has a creation time, not a start
+        lines.append(f"  Started: {display_time(run.started_at)}" if run.started_at
+                     else f"  Created: {display_time(run.created_at)}")
         if run.status in _END_LABEL and run.ended_at:
             lines.append(f"  {_END_LABEL[run.status]}: {display_time(run.ended_at)}")
         took = duration(run.started_at,

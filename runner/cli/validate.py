@@ -121,7 +121,6 @@ def cmd_graph(args: argparse.Namespace) -> int:
     if not args.output:
         sys.stdout.write(text)
         return ExitCode.OK
-    print("Generating dependency graph...")
     if fmt in ("dot", "mermaid"):
         try:
             Path(args.output).write_text(text, encoding="utf-8")
@@ -130,6 +129,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
             return ExitCode.USAGE
     elif not _render(text, fmt, args.output):
         return ExitCode.USAGE
+    # Butterflow's two lines, printed once the file is there: a failure prints only its error
+    print("Generating dependency graph...")
     print(f"Graph saved to {args.output}")
     return ExitCode.OK
 

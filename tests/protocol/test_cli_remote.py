@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from runner.cli import main
-from tests.protocol.api import Server, label, op_state
+from tests.protocol.api import WORKFLOW_MANUAL, Server, label, op_state
 
 
 def _cli(server: Server, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -42,8 +44,6 @@ def test_submit_usage_and_server_errors(server: Server, repo: dict[str, str],
     monkeypatch.delenv("FERRY_SERVER", raising=False)
     monkeypatch.delenv("FERRY_TOKEN", raising=False)
     assert main(["submit", "--repo", "r", "-w", "x.yaml"]) == 2
-    code, _, err = _cli(server, capsys, "submit", "--repo", "nope", "-w", "x.yaml")
-    assert code == 6 and "unknown repository 'nope'" in err
     code = main(["submit", "--repo", repo["name"], "-w", "ok.yaml", "--server", server.url,
                  "--token", "wrong"])
     assert code == 6
@@ -51,6 +51,71 @@ def test_submit_usage_and_server_errors(server: Server, repo: dict[str, str],
     code = main(["submit", "--repo", repo["name"], "-w", "ok.yaml", "--param", "novalue",
                  "--server", server.url, "--token", server.admin_token])
     assert code == 2
+
+
+@pytest.mark.parametrize("repo_name, ref, path, words", [
+    ("nope", "main", "ok.yaml", ["unknown repository 'nope'"]),
+    (None, "no-such-branch", "ok.yaml", ["no-such-branch"]),
+    (None, "main", "missing/wf.yaml", ["missing/wf.yaml"]),
+])
+def test_submit_of_an_unknown_repo_ref_or_path_exits_2(
+        server: Server, repo: dict[str, str], capsys: pytest.CaptureFixture[str],
+        repo_name: str | None, ref: str, path: str, words: list[str]) -> None:
+    """A typo (exit 2) is told apart from an unreachable control plane (exit 6)."""
+    code, out, err = _cli(server, capsys, "submit", "--repo", repo_name or repo["name"],
+                          "--ref", ref, "-w", path)
+    assert (code, out) == (2, ""), err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ferry: error: "), err
+    for word in [*words, server.url]:
+        assert word in lines[0], lines[0]
+
+
+def _blocks(text: str) -> dict[str, list[str]]:
+    """`ferry list` output: each run's lines by run id."""
+    out: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("- ID: "):
+            current = out.setdefault(line[6:].strip(), [])
+        elif line.startswith("  "):
+            current.append(line.strip())
+    return out
+
+
+def test_list_server_shows_times_and_names_as_the_local_list(
+        server: Server, repo: dict[str, str], capsys: pytest.CaptureFixture[str],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    queued = server.admin.ok("POST", "/runs", 201, json={
+        "repo": repo["name"], "ref": "main", "workflow_path": "manual.yaml",
+        "labels": [label()]})["id"]
+    run = server.leased_run(repo["name"], "manual.yaml")
+    started = "2026-01-02T03:04:05.000Z"
+    ops = [{"op": "replace", "path": "/status", "value": "Running"},
+           {"op": "add", "path": "/started_at", "value": started}]
+    assert run.runner.diffs(run.id, run.lease, [{"writer": run.writer, "seq": 1, "ops": ops}]
+                            ).status_code == 200
+    run.runner.api.ok("POST", f"/runs/{run.id}/finish",
+                      json={"lease": run.lease, "status": "Completed"})
+    code, out, _ = _cli(server, capsys, "list", "--limit", "1000")
+    assert code == 0
+    blocks = _blocks(out)
+    pending, done = blocks[queued], blocks[run.id]
+    assert pending[:2] == ["Name: manual", "Status: Pending"]
+    assert pending[2].startswith("Created: ") and len(pending) == 3  # never "Started"
+    assert done[:3] == ["Name: manual", "Status: Completed", "Started: 2026-01-02T03:04:05Z"]
+    assert done[3].startswith("Completed: ") and done[4].startswith("Duration: ")
+    # the local list names the same file the same way, with the same lines
+    monkeypatch.setenv("FERRY_HOME", str(tmp_path / "home"))
+    automatic = WORKFLOW_MANUAL.replace("type: manual", "type: automatic")
+    (tmp_path / "manual.yaml").write_text(automatic)
+    assert main(["run", "-w", str(tmp_path / "manual.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["list"]) == 0
+    local = next(iter(_blocks(capsys.readouterr().out).values()))
+    assert [line.split(":")[0] for line in local] == ["Name", "Status", "Started", "Completed",
+                                                      "Duration"]
+    assert local[0] == "Name: manual"
 
 
 def test_status_list_logs_cancel_resume(server: Server, repo: dict[str, str],
