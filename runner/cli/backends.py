@@ -71,4 +71,6 @@ def resolve_task(doc: dict[str, Any], ref: str) -> dict[str, Any]:
     if len(matches) > 1:
         raise UsageError(f"task '{ref}' is ambiguous in run {doc['id']} "
                          f"({len(matches)} tasks match); give the task id")
-    raise UsageError(f"unknown task '{ref}' in run {doc['id']}")
+    short = (" (a task id prefix needs at least 4 characters)"
+             if len(ref) < 4 and not any(t["node_id"] == ref for t in tasks.values()) else "")
+    raise UsageError(f"unknown task '{ref}' in run {doc['id']}{short}")

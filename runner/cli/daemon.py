@@ -87,7 +87,8 @@ def register(sub: Any) -> None:
                    help="exit 0 after D (e.g. 30s, 5m) without work")
     p.add_argument("--health-addr", metavar="HOST:PORT",
                    help="serve /healthz, /readyz, /metrics here (port 0: any free port)")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="one line per event on stderr: text, or one JSON object (default text)")
     p.add_argument("--log-level", choices=LOG_LEVELS, default=None,
                    help="default: config, else info")
     p.set_defaults(func=cmd_daemon)

@@ -11,6 +11,8 @@ from typing import Any
 
 from runner.cli.args import positive_int
 
+RUN_HELP = "run id, or a unique prefix of at least 4 characters"
+
 
 def register(sub: Any) -> None:
     """Add the local subcommands to the `ferry` parser."""
@@ -25,7 +27,9 @@ def register(sub: Any) -> None:
     p.add_argument("--max-parallel", type=positive_int, metavar="N",
                    help="tasks running at once (default: CPU count)")
     p.add_argument("--json", action="store_true",
-                   help="print the final run document as JSON on stdout (progress on stderr)")
+                   help="print JSON Lines on stdout instead of text: one object per engine "
+                        "event, the last one {\"kind\": \"run\", \"run\": <the run "
+                        "document>}")
     p.add_argument("--workdir", metavar="DIR",
                    help="working directory of the steps (default: the current directory)")
     add_secret_options(p)
@@ -33,14 +37,18 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("resume", help="continue a paused or interrupted run",
                        description="Trigger waiting tasks and continue a run.")
-    p.add_argument("-i", "--id", required=True, metavar="RUN", help="run id (or unique prefix)")
+    p.add_argument("-i", "--id", required=True, metavar="RUN", help=RUN_HELP)
     p.add_argument("-t", "--task", action="append", default=[], metavar="TASK",
                    help="trigger this AwaitingTrigger task (id, prefix or node id); repeatable")
     p.add_argument("--trigger-all", action="store_true", help="trigger every waiting task")
     p.add_argument("-c", "--config", metavar="CONFIG", help="config file")
-    p.add_argument("--max-parallel", type=positive_int, metavar="N")
-    p.add_argument("--json", action="store_true", help="print the final run document as JSON")
-    p.add_argument("--workdir", metavar="DIR", help="working directory of the steps")
+    p.add_argument("--max-parallel", type=positive_int, metavar="N",
+                   help="tasks running at once (default: CPU count)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON Lines of engine events on stdout, the last one the run "
+                        "document (as ferry run --json)")
+    p.add_argument("--workdir", metavar="DIR",
+                   help="working directory of the steps (default: the current directory)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="the value of a param declared secret (the run document holds ***)")
     add_secret_options(p)
@@ -48,28 +56,33 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("status", help="show a run's status",
                        description="Show a run: status, task tree, manual triggers.")
-    p.add_argument("-i", "--id", required=True, metavar="RUN")
+    p.add_argument("-i", "--id", required=True, metavar="RUN", help=RUN_HELP)
     p.add_argument("--json", action="store_true", help="the run document as JSON")
     p.add_argument("--history", action="store_true", help="also show every recorded change")
     p.add_argument("-c", "--config", metavar="CONFIG", help="config file")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("list", help="list recent runs", description="List recent runs.")
-    p.add_argument("--limit", type=positive_int, default=20, metavar="N")
+    p.add_argument("--limit", type=positive_int, default=20, metavar="N",
+                   help="at most N runs, newest first (default 20)")
     p.add_argument("--status", metavar="S", help="only runs with this status")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the runs as a JSON array")
     p.add_argument("-c", "--config", metavar="CONFIG", help="config file")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("cancel", help="cancel a run",
-                       description="Cancel a run; a running `ferry run` stops within 2 s.")
-    p.add_argument("-i", "--id", required=True, metavar="RUN")
+                       description="Cancel a run. A `ferry run` executing it notices within "
+                                   "a fraction of a second and terminates its tasks (SIGTERM, "
+                                   "SIGKILL after 5 s); the run ends Canceled. With --server, "
+                                   "the run's runner stops it at its next heartbeat (about "
+                                   "2 s).")
+    p.add_argument("-i", "--id", required=True, metavar="RUN", help=RUN_HELP)
     p.add_argument("-c", "--config", metavar="CONFIG", help="config file")
     p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("logs", help="print a run's task output",
                        description="Print task output, each line prefixed with its task.")
-    p.add_argument("-i", "--id", required=True, metavar="RUN")
+    p.add_argument("-i", "--id", required=True, metavar="RUN", help=RUN_HELP)
     p.add_argument("-t", "--task", metavar="TASK", help="only this task (raw output)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
     p.add_argument("-c", "--config", metavar="CONFIG", help="config file")

@@ -27,12 +27,15 @@ ENV_SERVER = "FERRY_SERVER"
 ENV_TOKEN = "FERRY_TOKEN"
 REMOTE_COMMANDS = ("status", "list", "logs", "cancel", "resume")
 FOLLOW_SECONDS = 0.5
+MIN_PREFIX = 4
+"""A run id prefix shorter than this is not looked up (as in the local database)."""
 
 
-def add_server_options(p: argparse.ArgumentParser) -> None:
-    """`--server URL --token T` on a command."""
+def add_server_options(p: argparse.ArgumentParser, *, local: bool = True) -> None:
+    """`--server URL --token T` on a command (`local`: without one it works on local state)."""
+    otherwise = "; without one, the local state" if local else ""
     p.add_argument("--server", metavar="URL",
-                   help=f"a Ferry control plane (default ${ENV_SERVER}); local state otherwise")
+                   help=f"a Ferry control plane (default ${ENV_SERVER}){otherwise}")
     p.add_argument("--token", metavar="TOKEN", help=f"its admin token (default ${ENV_TOKEN})")
 
 
@@ -45,10 +48,11 @@ def register(sub: Any) -> None:
     p.add_argument("--ref", default="HEAD", help="branch, tag or commit (default HEAD)")
     p.add_argument("-w", "--workflow", required=True, metavar="PATH",
                    help="workflow file path inside the repository")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a parameter (${{ params.KEY }}); repeatable")
     p.add_argument("--label", action="append", default=[], metavar="LABEL",
                    help="only runners with this label may run it (repeatable)")
-    add_server_options(p)
+    add_server_options(p, local=False)
     p.set_defaults(func=cmd_submit)
     for name in REMOTE_COMMANDS:
         parser = sub.choices.get(name)
@@ -131,8 +135,11 @@ def _load(client: ControlClient, ref: str) -> dict[str, Any]:
         doc: dict[str, Any] = client.get_run(ref)
         return doc
     except PermanentError as exc:
-        if exc.status != 404 or len(ref) < 4:
+        if exc.status != 404:
             raise
+        if len(ref) < MIN_PREFIX:
+            raise UsageError(f"no run '{ref}' on the server (a run id prefix needs at least "
+                             f"{MIN_PREFIX} characters)") from exc
     matches = [r.id for r in client.list_runs(limit=1000) if r.id.startswith(ref)]
     if len(matches) != 1:
         raise UsageError(f"no run '{ref}' on the server" if not matches

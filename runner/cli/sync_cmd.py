@@ -5,14 +5,25 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+ENV_RUNNER_TOKEN = "FERRY_RUNNER_TOKEN"
+ENV_OLD_TOKEN = "FERRY_TOKEN"
+"""What `sync` read before FERRY_RUNNER_TOKEN existed; everywhere else it is the admin token."""
+
 
 def register(sub: Any) -> None:
     """Add the `sync` subcommand."""
-    p = sub.add_parser("sync", help="deliver unsent journals to the control plane")
+    p = sub.add_parser(
+        "sync", help="deliver unsent journals to the control plane",
+        description="Deliver every journal under FERRY_HOME that still holds records (runs "
+                    "reported while the control plane was down, a daemon stopped before it "
+                    "delivered): in order, exactly once. Exit 0 when nothing is left, 6 when "
+                    "the control plane is unreachable or refused a record, 2 for bad config.")
     p.add_argument("-c", "--config", metavar="CONFIG",
                    help="config file (stateManagement.apiConfig); default: the runner config")
-    p.add_argument("--server", help="control plane URL (env FERRY_SERVER)")
-    p.add_argument("--token", help="runner token (env FERRY_TOKEN)")
+    p.add_argument("--server", metavar="URL",
+                   help="control plane URL (default $FERRY_SERVER, else the config's)")
+    p.add_argument("--token", metavar="TOKEN",
+                   help=f"runner token (default ${ENV_RUNNER_TOKEN}, else the config's)")
     p.set_defaults(func=cmd_sync)
 
 
@@ -31,7 +42,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     paths = Paths.from_env(os.environ)
     server = args.server or os.environ.get("FERRY_SERVER")
-    token = args.token or os.environ.get("FERRY_TOKEN")
+    token = args.token or os.environ.get(ENV_RUNNER_TOKEN)
     policy = RetryPolicy()
     cfg_path = args.config or (str(paths.runner_config) if paths.runner_config.exists() else None)
     if cfg_path:
@@ -43,6 +54,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
         token = token or (api.auth_token if api else None) or cfg.runner.token
         retry = cfg.state_management.retry_config
         policy = RetryPolicy.from_config(retry.max_retries, retry.backoff_factor)
+    if not token and os.environ.get(ENV_OLD_TOKEN):
+        # the old name, last: FERRY_TOKEN is the admin token for every other command
+        token = os.environ[ENV_OLD_TOKEN]
+        print(f"ferry: warning: {ENV_OLD_TOKEN} as the runner token of `ferry sync` is "
+              f"deprecated; set {ENV_RUNNER_TOKEN} (FERRY_TOKEN is the admin token)",
+              file=sys.stderr)
     if not server or not token:
         raise ConfigError("ferry sync: no control plane configured (give -c CONFIG, "
                           "--server/--token, or run `ferry register` first)")

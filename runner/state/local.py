@@ -138,7 +138,8 @@ class LocalBackend:
                 if conn.execute("SELECT 1 FROM runs WHERE id = ?", (prefix,)).fetchone():
                     return prefix
                 if len(prefix) < MIN_PREFIX:
-                    raise UnknownRun(f"unknown run id '{prefix}'")
+                    raise UnknownRun(f"unknown run id '{prefix}' (a run id prefix needs at "
+                                     f"least {MIN_PREFIX} characters)")
                 # A range scan on the primary key: LIKE would need escaping and skip the index.
                 rows = conn.execute("SELECT id FROM runs WHERE id >= ? AND id < ? LIMIT 2",
                                     (prefix, prefix + "\U0010ffff")).fetchall()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,8 @@ def test_multi_step(ferry: Ferry) -> None:
     assert code == 0, out
     [task] = ferry.by_node(doc)["build"]
     assert task["outputs"] == {"result": "hello from step two"}
-    assert (ferry.workdir / "out" / "result.txt").read_text() == "hello from step two\n"
+    assert "  [build] hello from step two" in out
+    assert list(ferry.workdir.iterdir()) == []  # its scratch directory is removed
 
 
 def test_matrix_values(ferry: Ferry) -> None:
@@ -133,14 +136,47 @@ def test_timeout(ferry: Ferry) -> None:
 
 
 def test_retry(ferry: Ferry) -> None:
-    code, out, doc = _run(ferry, "retry.yaml")
+    for _ in range(2):  # the second run behaves as the first
+        code, out, doc = _run(ferry, "retry.yaml")
+        assert code == 0, out
+        [flaky] = ferry.by_node(doc)["flaky"]
+        assert flaky["status"] == "Completed" and flaky["attempt"] == 3
+        assert doc["state"]["tries"] == 3
+        assert [ln for ln in out.splitlines() if "[flaky] attempt" in ln] == [
+            "  [flaky] attempt 1", "  [flaky] attempt 2", "  [flaky] attempt 3"]
+        status = ferry("status", "-i", doc["id"]).stdout
+        assert "attempt 3/3" in status
+    assert list(ferry.workdir.iterdir()) == []
+    assert not list(Path(tempfile.gettempdir()).glob(f"ferry-retry-{flaky['id']}"))
+
+
+def test_docker_build_in_containers(ferry: Ferry, docker_image: str) -> None:
+    code, out, doc = _run(ferry, "docker/build-in-containers.yaml")
     assert code == 0, out
-    [flaky] = ferry.by_node(doc)["flaky"]
-    assert flaky["status"] == "Completed" and flaky["attempt"] == 3
-    assert doc["state"]["tries"] == 3
-    assert (ferry.workdir / "attempts.txt").read_text().strip() == "3"
-    status = ferry("status", "-i", doc["id"]).stdout
-    assert "attempt 3/3" in status
+    assert _statuses(ferry, doc) == {"build": ["Completed"], "test": ["Completed"]}
+    assert doc["state"]["artifacts"] == ["app.tar"]
+    assert "  [test] app-linux-amd64" in out and "fresh container: /tmp is empty" in out
+    assert list(ferry.workdir.iterdir()) == []
+
+
+EXIT = {"approval-gate": 3, "manual-approval": 3, "templates": 3, "failure-blocked": 1,
+        "timeout": 1}
+ARGS = {"template-inputs": ["--param", "who=Ferry"]}  # as its header says
+
+
+def test_no_example_leaves_files_in_the_working_directory(ferry: Ferry) -> None:
+    """Running the examples from the repository root must leave the checkout as it was: each
+    runs in an empty directory, which must be empty again afterwards."""
+    rows = []
+    for path in sorted(Path(EXAMPLES).glob("*.yaml")):
+        proc = ferry("run", "-w", str(path), *ARGS.get(path.stem, []))
+        left = sorted(str(p.relative_to(ferry.workdir)) for p in ferry.workdir.rglob("*"))
+        rows.append((path.stem, proc.returncode, left))
+        for item in ferry.workdir.iterdir():
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    print("\n".join(f"{name:20} exit {code}  left {left}" for name, code, left in rows))
+    assert [(n, c) for n, c, _ in rows] == [(n, EXIT.get(n, 0)) for n, _, _ in rows]
+    assert [(n, left) for n, _, left in rows if left] == []
 
 
 def test_every_example_is_covered() -> None:

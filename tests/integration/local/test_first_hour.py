@@ -1,0 +1,50 @@
+"""What a new user trips on in the first hour, through the real CLI: short id prefixes, help
+texts that match what the commands do, examples that leave the checkout clean and behave the
+same on a second run."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from runner.cli import build_parser
+from tests.integration.local.conftest import REPO, Ferry
+
+GATE = str(REPO / "examples" / "approval-gate.yaml")
+
+
+def test_a_short_run_or_task_prefix_says_prefixes_need_4(ferry: Ferry) -> None:
+    proc = ferry("run", "-w", GATE)
+    run_id = ferry.run_id(proc.stdout)
+    for args, words in [
+        (("status", "-i", run_id[:3]), [f"unknown run id '{run_id[:3]}'", "at least 4"]),
+        (("logs", "-i", run_id[:2]), ["at least 4 characters"]),
+        (("resume", "-i", run_id, "-t", "abc"), ["unknown task 'abc'", "at least 4"]),
+    ]:
+        done = ferry(*args)
+        assert done.returncode == 2, args
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        for word in words:
+            assert word in done.stderr, (args, done.stderr)
+    # four characters is a prefix, and a node id is not subject to the rule
+    assert ferry("status", "-i", run_id[:4]).returncode == 0
+    done = ferry("resume", "-i", run_id, "-t", "zzz-no-node")
+    assert "at least 4" not in done.stderr
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
+def test_every_option_has_help(command: str) -> None:
+    """`-i RUN`, `--limit`, `resume --max-parallel`... each option says what it is, and each
+    command has a description."""
+    sub = argparse.Namespace(choices=_subcommands())
+    missing = [a.option_strings[0] for a in sub.choices[command]._actions
+               if a.option_strings and not a.help and a.dest != "help"]
+    assert missing == [], f"ferry {command}: options without help: {missing}"
+    assert sub.choices[command].description, f"ferry {command} has no description"
