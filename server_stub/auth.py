@@ -48,10 +48,12 @@ def load_secret(data_dir: Path, name: str, given: str | None) -> Secret:
         return Secret(name, hash_token(given))
     path = data_dir / f"{name}.token"
     if path.exists():
+        os.chmod(path, 0o600)  # a copy restored or made by hand may be readable by others
         token = path.read_text(encoding="utf-8").strip()
         if token:
             return Secret(name, hash_token(token))
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
     token = new_token("fa" if name == ADMIN else "fr")
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -24,7 +24,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner import __version__
-from server_stub.config import DEFAULT_LEASE_TTL, DEFAULT_MAX_BODY, DEFAULT_OFFLINE_GRACE
+from runner.api.protocol import MAX_CLAIM_WAIT
+from runner.limits import MAX_DOCUMENT_BYTES, MAX_STATE_VALUE_BYTES
+from server_stub.config import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_LEASE_TTL,
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_LOST_LEASES,
+    DEFAULT_OFFLINE_GRACE,
+)
 
 OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.json"
 ENV_ADMIN = "FERRY_SERVER_ADMIN_TOKEN"
@@ -73,6 +83,23 @@ def _age(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _claim_wait(text: str) -> float:
+    value = _positive(text)
+    if value > MAX_CLAIM_WAIT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_CLAIM_WAIT:g}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `ferry-server`."""
     return _parsers()[0]
@@ -118,8 +145,29 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline-grace", type=_non_negative, default=DEFAULT_OFFLINE_GRACE,
                    help="extra seconds before an expired lease's run is given to another runner"
                         f" (default {DEFAULT_OFFLINE_GRACE:g})")
+    p.add_argument("--max-lost-leases", type=_count, default=DEFAULT_MAX_LOST_LEASES,
+                   help="expired leases after which a run ends Failed instead of being queued"
+                        f" again (default {DEFAULT_MAX_LOST_LEASES})")
     p.add_argument("--max-body", type=_bytes, default=DEFAULT_MAX_BODY,
                    help=f"largest request body in bytes (default {DEFAULT_MAX_BODY})")
+    p.add_argument("--max-document", type=_bytes, default=MAX_DOCUMENT_BYTES,
+                   help="largest run document, as compact JSON"
+                        f" (default {MAX_DOCUMENT_BYTES})")
+    p.add_argument("--max-value", type=_bytes, default=MAX_STATE_VALUE_BYTES,
+                   help="largest state value or task output value, and most bytes the copy"
+                        f" operations of one batch may copy (default {MAX_STATE_VALUE_BYTES})")
+    p.add_argument("--max-claim-wait", type=_claim_wait, default=MAX_CLAIM_WAIT,
+                   help="longest a claim is held open, whatever the runner asks"
+                        f" (default {MAX_CLAIM_WAIT:g})")
+    p.add_argument("--header-timeout", type=_positive, default=DEFAULT_HEADER_TIMEOUT,
+                   help="seconds a request line and headers may take to arrive"
+                        f" (default {DEFAULT_HEADER_TIMEOUT:g})")
+    p.add_argument("--keepalive-timeout", type=_positive, default=DEFAULT_KEEPALIVE_TIMEOUT,
+                   help="seconds an idle keep-alive connection stays open"
+                        f" (default {DEFAULT_KEEPALIVE_TIMEOUT:g})")
+    p.add_argument("--max-connections", type=_count, default=DEFAULT_MAX_CONNECTIONS,
+                   help="open connections (and requests) past which new requests get 503"
+                        f" (default {DEFAULT_MAX_CONNECTIONS})")
     p.add_argument("--log-retention", type=_age, metavar="AGE",
                    help="remove the logs of runs that ended longer ago than AGE (e.g. 90d), "
                         "checked hourly; default: keep them")
@@ -193,12 +241,16 @@ def _serve(args: argparse.Namespace) -> int:
     from server_stub.app import create_app
     from server_stub.auth import ADMIN, REGISTRATION, load_secret
     from server_stub.config import ServerConfig
+    from server_stub.connections import guarded_h11, raise_fd_limit
 
     config = ServerConfig(data_dir=args.data_dir, repos_dir=args.repos,
                           admin_token=os.environ.get(ENV_ADMIN) or None,
                           registration_token=os.environ.get(ENV_REGISTRATION) or None,
                           lease_ttl=args.lease_ttl, offline_grace=args.offline_grace,
-                          max_body=args.max_body, log_retention=args.log_retention)
+                          max_body=args.max_body, log_retention=args.log_retention,
+                          max_document=args.max_document, max_value=args.max_value,
+                          max_lost_leases=args.max_lost_leases,
+                          max_claim_wait=args.max_claim_wait)
     try:
         admin = load_secret(config.data_dir, ADMIN, config.admin_token)
         registration = load_secret(config.data_dir, REGISTRATION, config.registration_token)
@@ -219,9 +271,14 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
     proxies = {} if args.forwarded_allow_ips is None else {
         "forwarded_allow_ips": args.forwarded_allow_ips}
+    raise_fd_limit(args.max_connections)
     server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, lifespan="on",
                                           access_log=not args.no_access_log,
                                           timeout_graceful_shutdown=3, proxy_headers=True,
+                                          http=guarded_h11(args.header_timeout),
+                                          timeout_keep_alive=max(1, round(
+                                              args.keepalive_timeout)),
+                                          limit_concurrency=args.max_connections,
                                           **proxies))
     server.run(sockets=[sock])
     return 0

@@ -5,9 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.api.protocol import MAX_CLAIM_WAIT
+from runner.limits import (
+    MAX_BODY_BYTES,
+    MAX_DOCUMENT_BYTES,
+    MAX_OPS_PER_BATCH,
+    MAX_STATE_VALUE_BYTES,
+)
+
 DEFAULT_LEASE_TTL = 30.0
 DEFAULT_OFFLINE_GRACE = 600.0
-DEFAULT_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_MAX_BODY = MAX_BODY_BYTES
+DEFAULT_MAX_LOST_LEASES = 3
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_KEEPALIVE_TIMEOUT = 5.0
+DEFAULT_MAX_CONNECTIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,11 @@ class ServerConfig:
     """Seconds after a run ended that its logs are removed (None: kept forever)."""
     retention_interval: float = 3600.0
     """Seconds between log retention passes."""
+    max_document: int = MAX_DOCUMENT_BYTES
+    max_value: int = MAX_STATE_VALUE_BYTES
+    max_ops: int = MAX_OPS_PER_BATCH
+    max_lost_leases: int = DEFAULT_MAX_LOST_LEASES
+    max_claim_wait: float = MAX_CLAIM_WAIT
 
     @property
     def lease_deadline(self) -> float:

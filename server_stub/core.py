@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from server_stub.auth import Caller, Secret, identify
+from server_stub.bounds import Limits
 from server_stub.config import ServerConfig
 from server_stub.db import Database
 from server_stub.leases import LeaseTimes
 from server_stub.logs import LogStore
 from server_stub.repos import Repos
 from server_stub.runs import Documents
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` 0700, or tighten it to 0700 if it exists (whatever made it before)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
 
 
 @dataclass
@@ -31,7 +40,8 @@ class Core:
     @classmethod
     def open(cls, config: ServerConfig, admin: Secret, registration: Secret) -> Core:
         """Open (creating when needed) the data dir's database and log store."""
-        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(config.data_dir)
+        private_dir(config.data_dir / "logs")
         return cls(config=config, db=Database(config.data_dir / "server.db"), docs=Documents(),
                    logs=LogStore(config.data_dir / "logs"), repos=Repos(config.repos_dir),
                    admin=admin, registration=registration)
@@ -39,7 +49,14 @@ class Core:
     @property
     def times(self) -> LeaseTimes:
         """Lease TTL and give-away deadline."""
-        return LeaseTimes(ttl=self.config.lease_ttl, deadline=self.config.lease_deadline)
+        return LeaseTimes(ttl=self.config.lease_ttl, deadline=self.config.lease_deadline,
+                          max_lost=self.config.max_lost_leases)
+
+    @property
+    def limits(self) -> Limits:
+        """Size limits of what runners write."""
+        return Limits(max_document=self.config.max_document, max_value=self.config.max_value,
+                      max_ops=self.config.max_ops)
 
     @contextmanager
     def tx(self, run_id: str | None = None) -> Iterator[sqlite3.Connection]:

@@ -55,9 +55,11 @@ async def registrar(who: Annotated[Caller, Depends(caller)]) -> Caller:
     return who.require(REGISTRATION, ADMIN)
 
 
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for error statuses (401 always)."""
-    return {c: {"model": ErrorBody} for c in sorted({401, 422, *codes})}
+def errors(*codes: int, body: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for error statuses: 401 and 422 always; with a request `body`
+    also 400 (`malformed_json`) and 413 (a body, document or value over its limit)."""
+    extra = {400, 413} if body else set()
+    return {c: {"model": ErrorBody} for c in sorted({401, 422, *codes, *extra})}
 
 
 CoreDep = Annotated[Core, Depends(core_of)]

@@ -79,8 +79,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"),
-                          str(exc.detail))
+    response = error_response(exc.status_code, codes.get(exc.status_code, "http_error"),
+                              str(exc.detail))
+    response.headers.update(exc.headers or {})  # 405 carries Allow
+    return response
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -2,7 +2,8 @@
 
 A lease lasts `ttl` seconds after its last renewal plus an offline grace; after that the run may
 be claimed again (attempt + 1, new token). Until someone does, the old holder may still deliver
-(offline work synced late), which takes the run back out of the queue.
+(offline work synced late), which takes the run back out of the queue. A run whose lease expired
+`max_lost` times is not queued again: it ends Failed ("runner lost N times").
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runner.api.protocol import ClaimedRun, ClaimResponse, Lease
+from runner.document import RunStatus, run_field_op
+from server_stub import runs
 from server_stub.auth import Caller, hash_token, new_token
 from server_stub.errors import ApiError, lease_lost
 
@@ -23,22 +26,25 @@ CONTROL = "control"  # start and heartbeat: only while the run is leased
 
 @dataclass(frozen=True)
 class LeaseTimes:
-    """The lease TTL the runner is told and the deadline after which the run is given away."""
+    """The lease TTL the runner is told, the deadline after which the run is given away, and
+    how many expired leases a run survives."""
 
     ttl: float
     deadline: float
+    max_lost: int = 3
 
 
 def _labels_fit(run_labels: Iterable[str], runner_labels: frozenset[str]) -> bool:
     return set(run_labels) <= runner_labels
 
 
-def claim(conn: sqlite3.Connection, caller: Caller, times: LeaseTimes,
+def claim(conn: sqlite3.Connection, docs: runs.Documents, caller: Caller, times: LeaseTimes,
           now: float | None = None) -> ClaimResponse | None:
     """Lease the oldest claimable run whose labels the runner has (inside a transaction)."""
     now = time.time() if now is None else now
+    expire(conn, docs, times, now)  # the reaper may not have run since a deadline passed
     rows = conn.execute("SELECT id, labels, attempt FROM runs WHERE queue = 'queued'"
-                        " OR (queue = 'leased' AND lease_expires < ?) ORDER BY seq", (now,))
+                        " ORDER BY seq")
     for row in rows:
         if _labels_fit(json.loads(row["labels"]), caller.labels):
             break
@@ -48,7 +54,7 @@ def claim(conn: sqlite3.Connection, caller: Caller, times: LeaseTimes,
     digest = hash_token(token)
     attempt = int(row["attempt"]) + 1
     conn.execute("UPDATE runs SET queue = 'leased', attempt = ?, runner_id = ?, lease_hash = ?,"
-                 " lease_expires = ?, revivable = 0 WHERE id = ?",
+                 " lease_expires = ?, revivable = 0, confirmed = 0 WHERE id = ?",
                  (attempt, caller.runner_id, digest, now + times.deadline, row["id"]))
     conn.execute("INSERT INTO leases (token_hash, run_id, attempt, runner_id, created_at)"
                  " VALUES (?,?,?,?,?)", (digest, row["id"], attempt, caller.runner_id, now))
@@ -60,12 +66,27 @@ def claim(conn: sqlite3.Connection, caller: Caller, times: LeaseTimes,
     return ClaimResponse(run=run, lease=Lease(token=token, ttl=times.ttl))
 
 
-def expire(conn: sqlite3.Connection, now: float | None = None) -> int:
-    """Put runs whose lease deadline passed back in the queue; returns how many."""
+def expire(conn: sqlite3.Connection, docs: runs.Documents, times: LeaseTimes,
+           now: float | None = None) -> int:
+    """Put runs whose lease deadline passed back in the queue, or fail those that lost their
+    lease `times.max_lost` times; returns how many were re-queued."""
     now = time.time() if now is None else now
-    cur = conn.execute("UPDATE runs SET queue = 'queued', revivable = 1"
-                       " WHERE queue = 'leased' AND lease_expires < ?", (now,))
-    return cur.rowcount
+    requeued = 0
+    for row in conn.execute("SELECT id, lost_leases FROM runs WHERE queue = 'leased'"
+                            " AND lease_expires < ?", (now,)).fetchall():
+        lost = int(row["lost_leases"]) + 1
+        if lost < times.max_lost:
+            conn.execute("UPDATE runs SET queue = 'queued', revivable = 1, lost_leases = ?"
+                         " WHERE id = ?", (lost, row["id"]))
+            requeued += 1
+            continue
+        runs.server_diff(conn, docs, row["id"], [
+            run_field_op("status", RunStatus.FAILED.value),
+            run_field_op("error", f"runner lost {lost} times (no heartbeat within the lease)"),
+            run_field_op("ended_at", runs.now_iso())])
+        conn.execute("UPDATE runs SET queue = 'done', lease_expires = NULL, revivable = 0,"
+                     " lost_leases = ?, final = 1 WHERE id = ?", (lost, row["id"]))
+    return requeued
 
 
 def authorize(conn: sqlite3.Connection, row: sqlite3.Row, caller: Caller, lease: str | None,
@@ -103,7 +124,8 @@ def authorize(conn: sqlite3.Connection, row: sqlite3.Row, caller: Caller, lease:
         # Any write is a sign of life; a run re-queued after expiry and not claimed since is
         # taken back by its late holder (offline work synced later).
         conn.execute("UPDATE runs SET queue = 'leased', lease_expires = ?, revivable = 0"
-                     " WHERE id = ?", (now + times.deadline, run_id))
+                     + (", confirmed = 1" if purpose == CONTROL else "") + " WHERE id = ?",
+                     (now + times.deadline, run_id))
         return True
     if purpose == CONTROL:
         raise lease_lost(run_id, f"the run is {queue}, not leased")

@@ -11,15 +11,26 @@ import re
 import threading
 from pathlib import Path
 
+from runner.api.protocol import RUN_ID_PATTERN, TASK_ID_PATTERN
 from server_stub.errors import ApiError, bad_request
 
-_TASK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_RUN = re.compile(RUN_ID_PATTERN)
+_TASK = re.compile(TASK_ID_PATTERN)
+
+
+def check_run(run_id: str) -> str:
+    """A run id (a UUID) safe to use as a directory name; 400 otherwise."""
+    if not _RUN.fullmatch(run_id):
+        raise bad_request(f"run id {run_id[:100]!r} is not a UUID", "bad_id")
+    return run_id
 
 
 def check_task(task: str) -> str:
-    """A task id safe to use as a file name; 400 otherwise."""
-    if not _TASK.match(task) or ".." in task:
-        raise bad_request(f"task id '{task[:100]}' is not valid (letters, digits, '.', '_', '-')")
+    """A task id safe to use as a file name (it starts with a letter or digit, so it is never
+    '.' or '..', and holds no '/'); 400 otherwise."""
+    if not _TASK.fullmatch(task):
+        raise bad_request(f"task id {task[:100]!r} is not valid (a letter or digit, then letters,"
+                          " digits, '.', '_', '-'; at most 100)", "bad_id")
     return task
 
 
@@ -31,8 +42,8 @@ class LogStore:
         self._lock = threading.Lock()
 
     def path(self, run_id: str, task: str) -> Path:
-        """Where a task's log lives (run ids are checked by the caller: they come from the db)."""
-        return self.root / run_id / f"{check_task(task)}.log"
+        """Where a task's log lives; both ids are checked here too, whatever the route did."""
+        return self.root / check_run(run_id) / f"{check_task(task)}.log"
 
     def size(self, run_id: str, task: str) -> int:
         """Bytes stored for the task."""
@@ -61,8 +72,8 @@ class LogStore:
                                    offset=size)
                 data = data[overlap:]
             if data:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 try:
                     os.write(fd, data)
                 finally:
@@ -70,9 +81,12 @@ class LogStore:
             return max(size, end)
 
     def read(self, run_id: str, task: str, offset: int = 0) -> bytes:
-        """The task's log from `offset` on (empty when there is none yet)."""
+        """The task's log from `offset` on (empty when there is none yet or `offset` is past its
+        end: a seek far past it fails with EINVAL or overflows)."""
         try:
             with self.path(run_id, task).open("rb") as fh:
+                if offset >= os.fstat(fh.fileno()).st_size:
+                    return b""
                 fh.seek(offset)
                 return fh.read()
         except FileNotFoundError:

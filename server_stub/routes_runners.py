@@ -4,9 +4,8 @@ logs, finish, report."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from runner.api.protocol import (
@@ -26,13 +25,14 @@ from runner.api.protocol import (
 )
 from server_stub import runners
 from server_stub.deps import CoreDep, NotifierDep, RegistrarDep, RunnerDep, errors
+from server_stub.params import RunId
 
 router = APIRouter()
 
-RunId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
-@router.post("/runners/register", response_model=RegisterResponse, responses=errors(403))
+@router.post("/runners/register", response_model=RegisterResponse,
+             responses=errors(403, body=True))
 async def register(req: RegisterRequest, core: CoreDep, _: RegistrarDep) -> RegisterResponse:
     """Register a runner (registration token); the answer holds its token, shown once."""
     return await run_in_threadpool(runners.register, core, req)
@@ -40,12 +40,12 @@ async def register(req: RegisterRequest, core: CoreDep, _: RegistrarDep) -> Regi
 
 @router.post("/runs/claim", response_model=ClaimResponse,
              responses={204: {"description": "nothing matched before the hold ended"},
-                        **errors(403)})
+                        **errors(403, body=True)})
 async def claim(req: ClaimRequest, request: Request, core: CoreDep, notifier: NotifierDep,
                 who: RunnerDep) -> ClaimResponse | Response:
     """Long poll: held up to `wait` seconds and answered as soon as a matching run is queued."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + req.wait
+    deadline = loop.time() + min(req.wait, core.config.max_claim_wait)
     while True:
         seen = notifier.version
         got = await run_in_threadpool(runners.claim_once, core, who, req.labels)
@@ -59,7 +59,7 @@ async def claim(req: ClaimRequest, request: Request, core: CoreDep, notifier: No
 
 @router.post("/runs/report", response_model=RunInfo, status_code=201,
              responses={200: {"model": RunInfo, "description": "already reported"},
-                        **errors(403, 409)})
+                        **errors(403, 409, body=True)})
 async def report(req: ReportRunRequest, response: Response, core: CoreDep,
                  who: RunnerDep) -> RunInfo:
     """Create a run this runner executes outside the queue (idempotent by id and digest)."""
@@ -70,7 +70,7 @@ async def report(req: ReportRunRequest, response: Response, core: CoreDep,
 
 
 @router.post("/runs/{run_id}/start", response_model=HeartbeatResponse,
-             responses=errors(400, 403, 404, 409))
+             responses=errors(403, 404, 409, body=True))
 async def start(run_id: RunId, req: LeaseRequest, core: CoreDep,
                 who: RunnerDep) -> HeartbeatResponse:
     """Confirm a claim (renews the lease)."""
@@ -78,7 +78,7 @@ async def start(run_id: RunId, req: LeaseRequest, core: CoreDep,
 
 
 @router.post("/runs/{run_id}/heartbeat", response_model=HeartbeatResponse,
-             responses=errors(400, 403, 404, 409))
+             responses=errors(403, 404, 409, body=True))
 async def heartbeat(run_id: RunId, req: LeaseRequest, core: CoreDep,
                     who: RunnerDep) -> HeartbeatResponse:
     """Renew the lease; the answer says whether a cancel was requested."""
@@ -86,7 +86,7 @@ async def heartbeat(run_id: RunId, req: LeaseRequest, core: CoreDep,
 
 
 @router.post("/runs/{run_id}/diffs", response_model=DiffAck,
-             responses=errors(400, 403, 404, 409))
+             responses=errors(403, 404, 409, body=True))
 async def post_diffs(run_id: RunId, batch: DiffBatch, core: CoreDep,
                      who: RunnerDep) -> DiffAck:
     """Apply diffs in order: duplicates acknowledged, a gap refused (409 `seq_gap`), a diff that
@@ -94,14 +94,15 @@ async def post_diffs(run_id: RunId, batch: DiffBatch, core: CoreDep,
     return await run_in_threadpool(runners.post_diffs, core, who, run_id, batch)
 
 
-@router.post("/runs/{run_id}/logs", response_model=LogAck, responses=errors(400, 403, 404, 409))
+@router.post("/runs/{run_id}/logs", response_model=LogAck,
+             responses=errors(403, 404, 409, body=True))
 async def post_log(run_id: RunId, chunk: LogChunk, core: CoreDep, who: RunnerDep) -> LogAck:
     """Append log bytes at `offset` (409 `offset_mismatch` with the server's length)."""
     return await run_in_threadpool(runners.post_log, core, who, run_id, chunk)
 
 
 @router.post("/runs/{run_id}/finish", response_model=RunInfo,
-             responses=errors(400, 403, 404, 409))
+             responses=errors(403, 404, 409, body=True))
 async def finish(run_id: RunId, req: FinishRequest, core: CoreDep, notifier: NotifierDep,
                  who: RunnerDep) -> RunInfo:
     """Hand the run back: its final status, or AwaitingTrigger to release it until a trigger."""

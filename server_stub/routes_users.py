@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from runner.api.protocol import CreateRunRequest, RunInfo, RunList
 from server_stub import users
 from server_stub.deps import AdminDep, CoreDep, NotifierDep, ReaderDep, errors
-from server_stub.logs import check_task
+from server_stub.params import LogOffset, RunId, TaskId
 
 router = APIRouter()
 
-RunId = Annotated[str, Path(min_length=1, max_length=100)]
-TaskId = Annotated[str, Path(min_length=1, max_length=100)]
 Queue = Query(pattern="^(queued|leased|paused|done|external)$")
 
 
-@router.post("/runs", status_code=201, response_model=RunInfo, responses=errors(400, 403, 404))
+@router.post("/runs", status_code=201, response_model=RunInfo,
+             responses=errors(403, 404, body=True))
 async def create_run(req: CreateRunRequest, core: CoreDep, notifier: NotifierDep,
                      _: AdminDep) -> RunInfo:
     """Queue a run: the ref is resolved to a commit and the workflow validated there."""
@@ -29,13 +28,14 @@ async def create_run(req: CreateRunRequest, core: CoreDep, notifier: NotifierDep
 
 
 @router.get("/runs", response_model=RunList, responses=errors(403))
-async def list_runs(core: CoreDep, _: ReaderDep,
+async def list_runs(core: CoreDep, who: ReaderDep,
                     status: Annotated[str | None, Query(max_length=40)] = None,
                     repo: Annotated[str | None, Query(max_length=200)] = None,
                     queue: Annotated[str | None, Queue] = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> RunList:
-    """Runs, most recent first, filtered by document status, repository and queue state."""
-    found = await run_in_threadpool(users.list_runs, core, status=status, repo=repo,
+    """Runs, most recent first, filtered by document status, repository and queue state; a
+    runner sees only the runs leased to it or reported by it."""
+    found = await run_in_threadpool(users.list_runs, core, who, status=status, repo=repo,
                                     queue=queue, limit=limit)
     return RunList(runs=found)
 
@@ -50,7 +50,8 @@ async def get_run(run_id: RunId, core: CoreDep, who: ReaderDep,
     return Response(text, media_type="application/json")
 
 
-@router.post("/runs/{run_id}/cancel", response_model=RunInfo, responses=errors(403, 404, 409))
+@router.post("/runs/{run_id}/cancel", response_model=RunInfo,
+             responses=errors(403, 404, 409))
 async def cancel_run(run_id: RunId, core: CoreDep, _: AdminDep) -> RunInfo:
     """Request cancellation: a queued or paused run ends Canceled at once; a running one sees
     `cancel_requested` in its next heartbeat."""
@@ -82,10 +83,9 @@ async def trigger_all(run_id: RunId, core: CoreDep, notifier: NotifierDep,
 
 @router.get("/runs/{run_id}/logs/{task_id}",
             responses={200: {"content": {"text/plain": {}}, "description": "log bytes"},
-                       **errors(400, 403, 404)})
+                       **errors(403, 404)})
 async def read_log(run_id: RunId, task_id: TaskId, core: CoreDep, who: ReaderDep,
-                   offset: Annotated[int, Query(ge=0)] = 0) -> Response:
-    """A task's log from byte `offset` on (empty while it has none)."""
-    check_task(task_id)
+                   offset: LogOffset = 0) -> Response:
+    """A task's log from byte `offset` on (empty while it has none or past its end)."""
     data = await run_in_threadpool(users.read_log, core, who, run_id, task_id, offset)
     return Response(data, media_type="text/plain; charset=utf-8")

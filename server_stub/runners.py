@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 from typing import Any
 
 from runner.api.protocol import (
+    RUN_ID_PATTERN,
     ClaimResponse,
     DiffAck,
     DiffBatch,
@@ -24,11 +26,13 @@ from runner.api.protocol import (
 from runner.document import TERMINAL_RUN, RunStatus, TaskStatus, new_id, run_field_op
 from server_stub import leases, runs
 from server_stub.auth import Caller, hash_token, new_token
+from server_stub.bounds import check_document
 from server_stub.core import Core
 from server_stub.diffs import apply_batch
 from server_stub.errors import ApiError, bad_request
 
 _REPORT_REQUIRED = ("id", "workflow", "status", "tasks", "params")
+_RUN_ID = re.compile(RUN_ID_PATTERN)
 
 
 def register(core: Core, req: RegisterRequest) -> RegisterResponse:
@@ -49,13 +53,22 @@ def claim_once(core: Core, caller: Caller, labels: list[str]) -> ClaimResponse |
         extra = ", ".join(sorted(offered - caller.labels))
         raise ApiError(403, "forbidden", f"labels not registered for this runner: {extra}")
     with core.tx() as conn:
-        return leases.claim(conn, Caller(caller.kind, caller.runner_id, offered), core.times)
+        try:
+            return leases.claim(conn, core.docs, Caller(caller.kind, caller.runner_id, offered),
+                                core.times)
+        except BaseException:
+            core.docs.clear()  # expiry may have patched cached documents before the rollback
+            raise
 
 
 def expire_leases(core: Core) -> int:
-    """Re-queue runs whose lease deadline passed."""
+    """Re-queue runs whose lease deadline passed (or fail those that lost too many)."""
     with core.tx() as conn:
-        return leases.expire(conn)
+        try:
+            return leases.expire(conn, core.docs, core.times)
+        except BaseException:
+            core.docs.clear()
+            raise
 
 
 def control(core: Core, caller: Caller, run_id: str, lease: str) -> HeartbeatResponse:
@@ -75,7 +88,8 @@ def post_diffs(core: Core, caller: Caller, run_id: str, batch: DiffBatch) -> Dif
     with core.tx(run_id) as conn:
         row = runs.get_row(conn, run_id)
         leases.authorize(conn, row, caller, batch.lease, core.times, leases.WRITE)
-        ack, refusal = apply_batch(conn, core.docs, run_id, batch.diffs)
+        ack, refusal = apply_batch(conn, core.docs, run_id, batch.diffs, core.limits,
+                                   final=bool(row["final"]))
     if refusal is not None:
         raise refusal
     return ack
@@ -110,6 +124,8 @@ def finish(core: Core, caller: Caller, run_id: str, req: FinishRequest) -> tuple
                 return runs.to_info(row), False  # a resent finish: already handed back
             raise leases.lease_lost(run_id, f"the run is {row['queue']}, not leased")
         doc = core.docs.get(conn, run_id)
+        if row["final"]:
+            return runs.to_info(row), False  # its outcome is recorded: terminal is final
         ops = []
         if doc.get("status") != req.status:
             ops.append(run_field_op("status", req.status))
@@ -117,6 +133,8 @@ def finish(core: Core, caller: Caller, run_id: str, req: FinishRequest) -> tuple
             ops.append(run_field_op("ended_at", runs.now_iso()))
         if ops:
             runs.server_diff(conn, core.docs, run_id, ops)
+        if RunStatus(req.status) in TERMINAL_RUN:
+            conn.execute("UPDATE runs SET final = 1 WHERE id = ?", (run_id,))
         requeue = False
         if not external:
             if req.status != RunStatus.AWAITING_TRIGGER.value:
@@ -134,13 +152,15 @@ def report(core: Core, caller: Caller, doc: dict[str, Any]) -> tuple[RunInfo, bo
     missing = [k for k in _REPORT_REQUIRED if k not in doc]
     if missing:
         raise ApiError(422, "invalid_request", f"run: missing {', '.join(missing)}")
-    if not isinstance(doc["id"], str) or not 1 <= len(doc["id"]) <= 100:
-        raise ApiError(422, "invalid_request", "run.id must be a string of 1-100 characters")
+    if not isinstance(doc["id"], str) or not _RUN_ID.fullmatch(doc["id"]):
+        raise ApiError(422, "invalid_request", "run.id must be a UUID (lower case)")
     if not isinstance(doc["tasks"], dict) or not isinstance(doc["workflow"], dict):
         raise ApiError(422, "invalid_request", "run.tasks and run.workflow must be objects")
     params = doc["params"]
     if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
         raise ApiError(422, "invalid_request", "run.params must map names to strings")
+    text = json.dumps(doc, separators=(",", ":"))
+    check_document(doc, text, {("state",), ("tasks",)}, core.limits, 0)
     with core.tx(doc["id"]) as conn:
         row = conn.execute("SELECT * FROM runs WHERE id = ?", (doc["id"],)).fetchone()
         if row is not None:

@@ -66,13 +66,18 @@ def insert(conn: sqlite3.Connection, doc: dict[str, Any], *, repo: str, commit: 
 
 
 def list_rows(conn: sqlite3.Connection, *, status: str | None, repo: str | None,
-              queue: str | None, limit: int) -> list[sqlite3.Row]:
-    """Most recent runs first, filtered."""
-    where, args = [], []
+              queue: str | None, limit: int, owner: str | None = None) -> list[sqlite3.Row]:
+    """Most recent runs first, filtered; with `owner` (a runner id) only the runs that runner
+    holds, held or reported."""
+    where: list[str] = []
+    args: list[object] = []
     for column, value in (("status", status), ("repo", repo), ("queue", queue)):
         if value:
             where.append(f"{column} = ?")
             args.append(value)
+    if owner is not None:
+        where.append("(runner_id = ? OR id IN (SELECT run_id FROM leases WHERE runner_id = ?))")
+        args += [owner, owner]
     sql = _ROW + (" WHERE " + " AND ".join(where) if where else "")
     return list(conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)))
 
@@ -102,11 +107,19 @@ class Documents:
         """Forget a document (after a failed transaction)."""
         self._docs.pop(run_id, None)
 
-    def save(self, conn: sqlite3.Connection, run_id: str, doc: dict[str, Any]) -> None:
-        """Write the document once and copy the fields the queue filters on into the row."""
+    def clear(self) -> None:
+        """Forget every document (after a failed transaction that touched several runs)."""
+        self._docs.clear()
+
+    def save(self, conn: sqlite3.Connection, run_id: str, doc: dict[str, Any],
+             text: str | None = None) -> None:
+        """Write the document once (`text`: its JSON when the caller made it already) and copy
+        the fields the queue filters on into the row."""
+        if text is None:
+            text = json.dumps(doc, separators=(",", ":"))
         conn.execute("UPDATE runs SET doc = ?, status = ?, cancel_requested = ? WHERE id = ?",
-                     (json.dumps(doc, separators=(",", ":")), str(doc.get("status", "")),
-                      int(bool(doc.get("cancel_requested"))), run_id))
+                     (text, str(doc.get("status", "")), int(bool(doc.get("cancel_requested"))),
+                      run_id))
 
 
 def check_ops(ops: list[dict[str, Any]]) -> None:
@@ -128,10 +141,11 @@ def next_seq(conn: sqlite3.Connection, run_id: str, writer: str) -> int:
 
 
 def record_diff(conn: sqlite3.Connection, run_id: str, writer: str, seq: int,
-                ops: list[dict[str, Any]], ts: str | None) -> None:
-    """Append a diff to the history and advance its writer."""
-    conn.execute("INSERT INTO diffs (run_id, writer, seq, ops, ts, received_at)"
-                 " VALUES (?,?,?,?,?,?)", (run_id, writer, seq, json.dumps(ops), ts, time.time()))
+                ops: list[dict[str, Any]], ts: str | None, *, ignored: bool = False) -> None:
+    """Append a diff to the history (`ignored`: kept but not applied) and advance its writer."""
+    conn.execute("INSERT INTO diffs (run_id, writer, seq, ops, ts, received_at, ignored)"
+                 " VALUES (?,?,?,?,?,?,?)",
+                 (run_id, writer, seq, json.dumps(ops), ts, time.time(), int(ignored)))
     conn.execute("INSERT INTO writers (run_id, writer, next_seq) VALUES (?,?,?)"
                  " ON CONFLICT (run_id, writer) DO UPDATE SET next_seq = excluded.next_seq",
                  (run_id, writer, seq + 1))
@@ -152,8 +166,10 @@ def server_diff(conn: sqlite3.Connection, docs: Documents, run_id: str,
 
 
 def history(conn: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
-    """Every diff of the run in the order applied."""
+    """Every diff of the run in the order received; one kept but not applied (a late diff to a
+    final run) carries `"ignored": true`."""
     return [{"cursor": r["cursor"], "writer": r["writer"], "seq": r["seq"],
-             "ops": json.loads(r["ops"]), "ts": r["ts"]}
+             "ops": json.loads(r["ops"]), "ts": r["ts"], **({"ignored": True} if r["ignored"]
+                                                            else {})}
             for r in conn.execute("SELECT * FROM diffs WHERE run_id = ? ORDER BY cursor",
                                   (run_id,))]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import PurePosixPath
 from typing import Any
 
 from runner.api.protocol import CreateRunRequest, RunInfo
 from runner.document import RunStatus, TaskStatus, new_run, pointer_escape, run_field_op
 from server_stub import runs
-from server_stub.auth import Caller
+from server_stub.auth import ADMIN, Caller
 from server_stub.core import Core
 from server_stub.errors import ApiError, not_found
 from server_stub.validation import validated_workflow
@@ -38,7 +39,7 @@ def create_run(core: Core, req: CreateRunRequest) -> RunInfo:
 
 def may_read(conn: sqlite3.Connection, row: sqlite3.Row, caller: Caller) -> None:
     """Admins read every run; a runner only the runs it has held or reported."""
-    if caller.kind == "admin" or row["runner_id"] == caller.runner_id:
+    if caller.kind == ADMIN or row["runner_id"] == caller.runner_id:
         return
     held = conn.execute("SELECT 1 FROM leases WHERE run_id = ? AND runner_id = ?",
                         (row["id"], caller.runner_id)).fetchone()
@@ -58,16 +59,26 @@ def get_doc(core: Core, caller: Caller, run_id: str, *, with_history: bool = Fal
         return json.dumps(doc, separators=(",", ":"))
 
 
-def list_runs(core: Core, *, status: str | None, repo: str | None, queue: str | None,
-              limit: int) -> list[RunInfo]:
-    """Most recent first."""
+def list_runs(core: Core, caller: Caller, *, status: str | None, repo: str | None,
+              queue: str | None, limit: int) -> list[RunInfo]:
+    """Most recent first; a runner's list holds only the runs it may read (`may_read`)."""
+    owner = None if caller.kind == ADMIN else caller.runner_id
     with core.tx() as conn:
         return [runs.to_info(r) for r in runs.list_rows(conn, status=status, repo=repo,
-                                                        queue=queue, limit=limit)]
+                                                        queue=queue, limit=limit, owner=owner)]
+
+
+def nobody_runs(row: sqlite3.Row, now: float) -> bool:
+    """Whether no runner executes the run: queued, paused, or leased but never confirmed (no
+    start or heartbeat yet) or past its lease deadline."""
+    if row["queue"] in ("queued", "paused"):
+        return True
+    return row["queue"] == "leased" and (not row["confirmed"] or row["lease_expires"] < now)
 
 
 def cancel(core: Core, run_id: str) -> tuple[RunInfo, bool]:
-    """Request cancellation; a run nobody executes now is Canceled at once. Returns the run and
+    """Request cancellation; a run nobody executes now is Canceled at once (and never handed
+    out again: its holder's next start or heartbeat gets `lease_lost`). Returns the run and
     whether the queue changed."""
     with core.tx(run_id) as conn:
         row = runs.get_row(conn, run_id)
@@ -75,14 +86,14 @@ def cancel(core: Core, run_id: str) -> tuple[RunInfo, bool]:
             raise ApiError(409, "already_finished", f"run {run_id} already ended "
                            f"({row['status']})")
         ops = [run_field_op("cancel_requested", True)]
-        idle = row["queue"] in ("queued", "paused")
+        idle = nobody_runs(row, time.time())
         if idle:
             ops += [run_field_op("status", RunStatus.CANCELED.value),
                     run_field_op("ended_at", runs.now_iso())]
         runs.server_diff(conn, core.docs, run_id, ops)
         if idle:
-            conn.execute("UPDATE runs SET queue = 'done', lease_expires = NULL WHERE id = ?",
-                         (run_id,))
+            conn.execute("UPDATE runs SET queue = 'done', lease_expires = NULL, revivable = 0,"
+                         " final = 1 WHERE id = ?", (run_id,))
         return runs.to_info(runs.get_row(conn, run_id)), idle
 
 

@@ -27,6 +27,9 @@ runner's token and no lease. Additions since the first draft (compatible, server
 `ReportRunRequest`, queue `external`, `RunInfo.name`, `ErrorBody.applied`, `FinishRequest.lease`
 optional (external runs have none).
 
+Run ids are UUIDs (`RUN_ID_PATTERN`), task ids match `TASK_ID_PATTERN`, on every route and in
+every body; sizes are bounded by `runner.limits` (413 naming the limit).
+
 Errors are JSON `ErrorBody` with a 4xx/5xx status. 409 bodies say how to continue:
 `lease_lost` (stop the run's work, keep the journal), `seq_gap` (`expected_seq`),
 `offset_mismatch` (`offset`).
@@ -38,8 +41,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.limits import MAX_DIFFS_PER_BATCH, MAX_LOG_OFFSET
+
 API_PREFIX = "/api/v1"
 MAX_CLAIM_WAIT = 30.0
+RUN_ID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+"""Run ids: a UUID in its canonical lower-case form (what `runner.document.new_id` makes)."""
+TASK_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+"""Task ids (UUIDs in run documents; the protocol accepts this wider, path-safe pattern)."""
+BASE64_PATTERN = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+"""Standard base64 with padding, as `LogChunk.data` carries it."""
 
 
 class _Body(BaseModel):
@@ -56,6 +67,7 @@ class ErrorBody(BaseModel):
     problems: list[dict[str, Any]] | None = None
     applied: int | None = Field(default=None,
                                 description="diffs of the batch applied before the refusal")
+    limit: int | None = Field(default=None, description="the limit a 413 refusal names")
 
 
 class RegisterRequest(_Body):
@@ -168,7 +180,7 @@ class DiffBatch(_Body):
     """Diffs in order; applied one by one, each atomically; stops at the first refusal."""
 
     lease: str | None = Field(default=None, description="required from runners")
-    diffs: list[WireDiff] = Field(min_length=1, max_length=1000)
+    diffs: list[WireDiff] = Field(min_length=1, max_length=MAX_DIFFS_PER_BATCH)
 
 
 class DiffAck(BaseModel):
@@ -183,9 +195,9 @@ class LogChunk(_Body):
     """Bytes of a task's log at `offset`, base64-encoded in `data`."""
 
     lease: str | None = None
-    task: str = Field(min_length=1, max_length=100)
-    offset: int = Field(ge=0)
-    data: str = Field(description="base64 of the raw bytes")
+    task: str = Field(pattern=TASK_ID_PATTERN)
+    offset: int = Field(ge=0, le=MAX_LOG_OFFSET)
+    data: str = Field(pattern=BASE64_PATTERN, description="base64 of the raw bytes")
 
 
 class LogAck(BaseModel):

@@ -129,17 +129,21 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def _load(client: ControlClient, ref: str) -> dict[str, Any]:
     """The run by id, or by a unique id prefix among the server's recent runs."""
+    import re
+
+    from runner.api.protocol import RUN_ID_PATTERN
     from runner.errors import PermanentError, UsageError
 
-    try:
-        doc: dict[str, Any] = client.get_run(ref)
-        return doc
-    except PermanentError as exc:
-        if exc.status != 404:
-            raise
-        if len(ref) < MIN_PREFIX:
-            raise UsageError(f"no run '{ref}' on the server (a run id prefix needs at least "
-                             f"{MIN_PREFIX} characters)") from exc
+    if re.fullmatch(RUN_ID_PATTERN, ref):  # a whole id; anything else routes nowhere (404)
+        try:
+            doc: dict[str, Any] = client.get_run(ref)
+            return doc
+        except PermanentError as exc:
+            if exc.status != 404:
+                raise
+    if len(ref) < MIN_PREFIX:
+        raise UsageError(f"no run '{ref}' on the server (a run id prefix needs at least "
+                         f"{MIN_PREFIX} characters)")
     matches = [r.id for r in client.list_runs(limit=1000) if r.id.startswith(ref)]
     if len(matches) != 1:
         raise UsageError(f"no run '{ref}' on the server" if not matches

@@ -38,7 +38,7 @@ def test_get_run_with_and_without_history(server: Server) -> None:
         assert history[1]["ops"] == [state_set_op("k", [1, "two"])]
 
         with pytest.raises(PermanentError) as info:
-            admin.get_run("no-such-run", history=True)
+            admin.get_run("00000000-0000-4000-8000-0000000000ff", history=True)
         assert info.value.status == 404
     finally:
         reporter.close()

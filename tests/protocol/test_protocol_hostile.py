@@ -62,8 +62,9 @@ def test_out_of_range_numbers_and_ids(server: Server, repo: dict[str, str]) -> N
     runner.api.error("POST", "/runs/claim", 422, json={"wait": -1})
     runner.api.error("POST", "/runs/claim", 422, json={"capacity": 0})
     server.admin.error("GET", "/runs/" + "x" * 101, 422)
-    server.admin.error("POST", "/runs/nope/cancel", 404)
-    runner.api.error("POST", "/runs/nope/diffs", 404,
+    server.admin.error("POST", "/runs/nope/cancel", 422)
+    server.admin.error("POST", "/runs/00000000-0000-4000-8000-00000000000a/cancel", 404)
+    runner.api.error("POST", "/runs/00000000-0000-4000-8000-00000000000a/diffs", 404,
                      json={"lease": lease, "diffs": [{"writer": "w", "seq": 1, "ops": []}]})
     runner.api.error("POST", f"/runs/{info['id']}/diffs", 422, json={"lease": lease,
                                                                     "diffs": []})

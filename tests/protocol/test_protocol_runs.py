@@ -52,7 +52,8 @@ def test_get_returns_the_initial_document(server: Server, repo: dict[str, str]) 
     assert doc["workflow"]["nodes"][0]["id"] == "build"
     assert doc["workflow_digest"].startswith("sha256:") and doc["workflow_path"] == "ok.yaml"
     assert doc["cancel_requested"] is False
-    server.admin.error("GET", "/runs/does-not-exist", 404, "not_found")
+    server.admin.error("GET", "/runs/00000000-0000-4000-8000-0000000000ff", 404, "not_found")
+    server.admin.error("GET", "/runs/does-not-exist", 422, "invalid_request")
 
 
 def test_list_filters_and_orders(server: Server, repo: dict[str, str]) -> None:

@@ -52,15 +52,32 @@ def test_check_path_refuses(bad: str) -> None:
 
 def test_log_store_offsets(tmp_path: Path) -> None:
     logs = LogStore(tmp_path)
-    assert logs.append("r", "t", 0, b"abc") == 3
-    assert logs.append("r", "t", 1, b"bcde") == 5  # overlap matches: only "de" written
-    assert logs.read("r", "t") == b"abcde"
+    r = "00000000-0000-4000-8000-000000000001"
+    assert logs.append(r, "t", 0, b"abc") == 3
+    assert logs.append(r, "t", 1, b"bcde") == 5  # overlap matches: only "de" written
+    assert logs.read(r, "t") == b"abcde"
     with pytest.raises(ApiError) as info:
-        logs.append("r", "t", 2, b"XX")
+        logs.append(r, "t", 2, b"XX")
     assert info.value.status == 409 and info.value.extra["offset"] == 5
     with pytest.raises(ApiError):
-        logs.append("r", "t", 9, b"x")
-    assert logs.read("r", "t", 3) == b"de"
+        logs.append(r, "t", 9, b"x")
+    assert logs.read(r, "t", 3) == b"de"
+    for offset in (5, 2**62, 2**70):  # at or past the end: nothing, not EINVAL or an overflow
+        assert logs.read(r, "t", offset) == b""
+
+
+@pytest.mark.parametrize(("run_id", "task"), [
+    ("..", "t"), ("../x", "t"), ("r", "t"), ("00000000-0000-4000-8000-000000000001\n", "t"),
+    ("00000000-0000-4000-8000-000000000001", ".."), ("00000000-0000-4000-8000-000000000001", "a/b"),
+    ("00000000-0000-4000-8000-000000000001", "t\x00"),
+])
+def test_log_store_checks_both_ids_itself(tmp_path: Path, run_id: str, task: str) -> None:
+    logs = LogStore(tmp_path / "logs")
+    for call in (lambda: logs.append(run_id, task, 0, b"x"), lambda: logs.read(run_id, task)):
+        with pytest.raises(ApiError) as info:
+            call()
+        assert info.value.status == 400 and info.value.error == "bad_id"
+    assert not (tmp_path / "logs").exists() and list(tmp_path.iterdir()) == []
 
 
 def test_notifier_never_misses_a_notification() -> None:
