@@ -42,6 +42,8 @@ class Core:
         """Open (creating when needed) the data dir's database and log store."""
         private_dir(config.data_dir)
         private_dir(config.data_dir / "logs")
+        for token_file in config.data_dir.glob("*.token"):  # also when the env gives tokens
+            os.chmod(token_file, 0o600)
         return cls(config=config, db=Database(config.data_dir / "server.db"), docs=Documents(),
                    logs=LogStore(config.data_dir / "logs"), repos=Repos(config.repos_dir),
                    admin=admin, registration=registration)
