@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -76,12 +77,43 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
                           problems=problems)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def _path_regex(template: str, item: dict[str, Any]) -> re.Pattern[str]:
+    """A regex for an OpenAPI path template, each parameter by its declared pattern."""
+    patterns: dict[str, str] = {}
+    for op in item.values():
+        for param in op.get("parameters", []):
+            if param.get("in") == "path":
+                declared = str(param.get("schema", {}).get("pattern") or "[^/]+")
+                patterns[param["name"]] = declared.removeprefix("^").removesuffix("$")
+    parts = re.split(r"\{([^}]+)\}", template)
+    regex = "".join(re.escape(part) if i % 2 == 0 else f"(?:{patterns.get(part, '[^/]+')})"
+                    for i, part in enumerate(parts))
+    return re.compile(regex)
+
+
+def _allowed(request: Request) -> str:
+    """The methods the OpenAPI document declares for this path (the router names only the
+    first route it matched, and matches '/runs/claim' as '/runs/{run_id}')."""
+    state = request.app.state
+    table = getattr(state, "allow_table", None)
+    if table is None:
+        paths = request.app.openapi().get("paths", {})
+        table = [(_path_regex(t, item), sorted(m.upper() for m in item))
+                 for t, item in paths.items()]
+        state.allow_table = table
+    path = request.scope.get("path", "")
+    return ", ".join(sorted({m for regex, methods in table if regex.fullmatch(path)
+                             for m in methods}))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
     response = error_response(exc.status_code, codes.get(exc.status_code, "http_error"),
                               str(exc.detail))
-    response.headers.update(exc.headers or {})  # 405 carries Allow
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["Allow"] = _allowed(request)
     return response
 
 

@@ -6,9 +6,39 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path, Query
+from starlette.convertors import Convertor, register_url_convertor
 
 from runner.api.protocol import RUN_ID_PATTERN, TASK_ID_PATTERN
 from runner.limits import MAX_LOG_OFFSET
+
+
+class _Pattern(Convertor[str]):
+    """A path segment matching an id pattern: a request whose id does not match is routed
+    nowhere (404), so `GET /runs/claim` is a 405 of `POST /runs/claim`, not a bad run id."""
+
+    def convert(self, value: str) -> str:
+        """The id as text."""
+        return value
+
+    def to_string(self, value: str) -> str:
+        """The id in a URL."""
+        return value
+
+
+class RunIdSegment(_Pattern):
+    """`{run_id:run_id}`."""
+
+    regex = RUN_ID_PATTERN.removeprefix("^").removesuffix("$")
+
+
+class TaskIdSegment(_Pattern):
+    """`{task_id:task_id}`."""
+
+    regex = TASK_ID_PATTERN.removeprefix("^").removesuffix("$")
+
+
+register_url_convertor("run_id", RunIdSegment())
+register_url_convertor("task_id", TaskIdSegment())
 
 RunId = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="a run id (UUID)")]
 TaskId = Annotated[str, Path(pattern=TASK_ID_PATTERN, description="a task id")]

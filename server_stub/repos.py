@@ -11,10 +11,12 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from runner.api.protocol import REF_PATTERN, REPO_PATH_PATTERN, REPO_PATTERN
 from server_stub.errors import ApiError, bad_request, not_found
 
-_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/^~-]{0,399}$")
+_REPO = re.compile(REPO_PATTERN)
+_REF = re.compile(REF_PATTERN)
+_PATH = re.compile(REPO_PATH_PATTERN)
 GIT_TIMEOUT = 60.0
 
 
@@ -35,7 +37,7 @@ class Repos:
 
     def locate(self, name: str) -> Path:
         """The repository's directory (`name` or `name.git`); 400 for a bad name, 404 if absent."""
-        if not _REPO.match(name) or ".." in name:
+        if not _REPO.fullmatch(name):  # starts with a letter or digit: never '.' or '..'
             raise bad_request(f"repository name '{name[:200]}' is not valid", "bad_repo")
         for candidate in (self.root / name, self.root / f"{name}.git"):
             if (candidate / "HEAD").is_file() and candidate.resolve().parent == self.root:
@@ -55,8 +57,10 @@ class Repos:
     def resolve(self, name: str, ref: str) -> str:
         """The full commit SHA that `ref` (branch, tag or SHA) names; 404 if it names nothing."""
         repo = self.locate(name)
-        if not _REF.match(ref) or ".." in ref:
+        if not _REF.fullmatch(ref):
             raise bad_request(f"ref '{ref[:200]}' is not valid", "bad_ref")
+        if ".." in ref:  # git reads 'a..b' as a range, never as one commit
+            raise not_found("ref", ref)
         if (name, ref) in self._shas:
             return ref
         out = self._git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options",
@@ -97,11 +101,7 @@ class Repos:
 
 def check_path(path: str) -> str:
     """A relative path inside a tree: no absolute paths, no `..`, no empty or odd parts."""
-    if not path or path.startswith("/") or "\\" in path or "\x00" in path or len(path) > 1000:
-        raise bad_request(f"path '{path[:200]}' must be relative to the repository root",
-                          "bad_path")
-    parts = path.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        raise bad_request(f"path '{path[:200]}' may not contain '.', '..' or empty parts",
-                          "bad_path")
+    if len(path) > 1000 or not _PATH.fullmatch(path):
+        raise bad_request(f"path '{path[:200]}' must be relative to the repository root and may"
+                          " not contain '.', '..' or empty parts, '\\' or NUL", "bad_path")
     return path

@@ -69,7 +69,8 @@ async def report(req: ReportRunRequest, response: Response, core: CoreDep,
     return info
 
 
-@router.post("/runs/{run_id}/start", response_model=HeartbeatResponse,
+@router.post("/runs/{run_id:run_id}/start",
+             response_model=HeartbeatResponse,
              responses=errors(403, 404, 409, body=True))
 async def start(run_id: RunId, req: LeaseRequest, core: CoreDep,
                 who: RunnerDep) -> HeartbeatResponse:
@@ -77,7 +78,8 @@ async def start(run_id: RunId, req: LeaseRequest, core: CoreDep,
     return await run_in_threadpool(runners.control, core, who, run_id, req.lease)
 
 
-@router.post("/runs/{run_id}/heartbeat", response_model=HeartbeatResponse,
+@router.post("/runs/{run_id:run_id}/heartbeat",
+             response_model=HeartbeatResponse,
              responses=errors(403, 404, 409, body=True))
 async def heartbeat(run_id: RunId, req: LeaseRequest, core: CoreDep,
                     who: RunnerDep) -> HeartbeatResponse:
@@ -85,7 +87,7 @@ async def heartbeat(run_id: RunId, req: LeaseRequest, core: CoreDep,
     return await run_in_threadpool(runners.control, core, who, run_id, req.lease)
 
 
-@router.post("/runs/{run_id}/diffs", response_model=DiffAck,
+@router.post("/runs/{run_id:run_id}/diffs", response_model=DiffAck,
              responses=errors(403, 404, 409, body=True))
 async def post_diffs(run_id: RunId, batch: DiffBatch, core: CoreDep,
                      who: RunnerDep) -> DiffAck:
@@ -94,14 +96,14 @@ async def post_diffs(run_id: RunId, batch: DiffBatch, core: CoreDep,
     return await run_in_threadpool(runners.post_diffs, core, who, run_id, batch)
 
 
-@router.post("/runs/{run_id}/logs", response_model=LogAck,
+@router.post("/runs/{run_id:run_id}/logs", response_model=LogAck,
              responses=errors(403, 404, 409, body=True))
 async def post_log(run_id: RunId, chunk: LogChunk, core: CoreDep, who: RunnerDep) -> LogAck:
     """Append log bytes at `offset` (409 `offset_mismatch` with the server's length)."""
     return await run_in_threadpool(runners.post_log, core, who, run_id, chunk)
 
 
-@router.post("/runs/{run_id}/finish", response_model=RunInfo,
+@router.post("/runs/{run_id:run_id}/finish", response_model=RunInfo,
              responses=errors(403, 404, 409, body=True))
 async def finish(run_id: RunId, req: FinishRequest, core: CoreDep, notifier: NotifierDep,
                  who: RunnerDep) -> RunInfo:

@@ -40,9 +40,9 @@ async def list_runs(core: CoreDep, who: ReaderDep,
     return RunList(runs=found)
 
 
-@router.get("/runs/{run_id}", responses={200: {"content": {"application/json": {}},
-                                               "description": "the run document"},
-                                         **errors(403, 404)})
+@router.get("/runs/{run_id:run_id}",
+            responses={200: {"content": {"application/json": {}},
+                             "description": "the run document"}, **errors(403, 404)})
 async def get_run(run_id: RunId, core: CoreDep, who: ReaderDep,
                   history: Annotated[bool, Query()] = False) -> Response:
     """The materialized run document (with `history`: every diff in order)."""
@@ -50,7 +50,7 @@ async def get_run(run_id: RunId, core: CoreDep, who: ReaderDep,
     return Response(text, media_type="application/json")
 
 
-@router.post("/runs/{run_id}/cancel", response_model=RunInfo,
+@router.post("/runs/{run_id:run_id}/cancel", response_model=RunInfo,
              responses=errors(403, 404, 409))
 async def cancel_run(run_id: RunId, core: CoreDep, _: AdminDep) -> RunInfo:
     """Request cancellation: a queued or paused run ends Canceled at once; a running one sees
@@ -59,7 +59,8 @@ async def cancel_run(run_id: RunId, core: CoreDep, _: AdminDep) -> RunInfo:
     return info
 
 
-@router.post("/runs/{run_id}/tasks/{task_id}/trigger", response_model=RunInfo,
+@router.post("/runs/{run_id:run_id}/tasks/{task_id:task_id}/trigger",
+             response_model=RunInfo,
              responses=errors(403, 404, 409))
 async def trigger_task(run_id: RunId, task_id: TaskId, core: CoreDep, notifier: NotifierDep,
                        _: AdminDep) -> RunInfo:
@@ -70,7 +71,7 @@ async def trigger_task(run_id: RunId, task_id: TaskId, core: CoreDep, notifier: 
     return info
 
 
-@router.post("/runs/{run_id}/trigger-all", response_model=RunInfo,
+@router.post("/runs/{run_id:run_id}/trigger-all", response_model=RunInfo,
              responses=errors(403, 404, 409))
 async def trigger_all(run_id: RunId, core: CoreDep, notifier: NotifierDep,
                       _: AdminDep) -> RunInfo:
@@ -81,7 +82,7 @@ async def trigger_all(run_id: RunId, core: CoreDep, notifier: NotifierDep,
     return info
 
 
-@router.get("/runs/{run_id}/logs/{task_id}",
+@router.get("/runs/{run_id:run_id}/logs/{task_id:task_id}",
             responses={200: {"content": {"text/plain": {}}, "description": "log bytes"},
                        **errors(403, 404)})
 async def read_log(run_id: RunId, task_id: TaskId, core: CoreDep, who: ReaderDep,

@@ -156,6 +156,8 @@ def report(core: Core, caller: Caller, doc: dict[str, Any]) -> tuple[RunInfo, bo
         raise ApiError(422, "invalid_request", "run.id must be a UUID (lower case)")
     if not isinstance(doc["tasks"], dict) or not isinstance(doc["workflow"], dict):
         raise ApiError(422, "invalid_request", "run.tasks and run.workflow must be objects")
+    if not isinstance(doc["status"], str):
+        raise ApiError(422, "invalid_request", "run.status must be a string")
     params = doc["params"]
     if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
         raise ApiError(422, "invalid_request", "run.params must map names to strings")

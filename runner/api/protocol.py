@@ -49,6 +49,14 @@ RUN_ID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$
 """Run ids: a UUID in its canonical lower-case form (what `runner.document.new_id` makes)."""
 TASK_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 """Task ids (UUIDs in run documents; the protocol accepts this wider, path-safe pattern)."""
+REPO_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+"""Repository names (a directory under the server's `--repos`)."""
+REF_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._/^~-]{0,399}$"
+"""Refs: a branch, tag or commit SHA (no spaces, no '@{', no ':')."""
+_SEGMENT = r"(?:[^/\\\x00.][^/\\\x00]*|\.[^/\\\x00.][^/\\\x00]*|\.\.[^/\\\x00]+)"
+REPO_PATH_PATTERN = f"^{_SEGMENT}(?:/{_SEGMENT})*$"
+"""A file path inside a repository: relative, '/'-separated, no '.', '..' or empty parts, no
+backslash or NUL."""
 BASE64_PATTERN = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 """Standard base64 with padding, as `LogChunk.data` carries it."""
 
@@ -87,9 +95,9 @@ class RegisterResponse(BaseModel):
 class CreateRunRequest(_Body):
     """Queue a run of a workflow file at a ref of a repository."""
 
-    repo: str = Field(min_length=1, max_length=200)
-    ref: str = Field(min_length=1, max_length=400)
-    workflow_path: str = Field(min_length=1, max_length=1000)
+    repo: str = Field(pattern=REPO_PATTERN)
+    ref: str = Field(pattern=REF_PATTERN)
+    workflow_path: str = Field(pattern=REPO_PATH_PATTERN, max_length=1000)
     params: dict[str, str] = Field(default_factory=dict)
     labels: list[str] = Field(default_factory=list, max_length=100)
 
@@ -213,7 +221,18 @@ class FinishRequest(_Body):
     status: Literal["Completed", "Failed", "Canceled", "AwaitingTrigger"]
 
 
+REPORTED_RUN_SCHEMA: dict[str, Any] = {
+    "required": ["id", "workflow", "status", "tasks", "params"],
+    "properties": {"id": {"type": "string", "pattern": RUN_ID_PATTERN},
+                   "workflow": {"type": "object"}, "status": {"type": "string"},
+                   "tasks": {"type": "object"},
+                   "params": {"type": "object", "additionalProperties": {"type": "string"}}},
+}
+"""What the server checks in a reported document (kept a plain dict on the wire: the document
+goes to the server exactly as the runner has it, `null` fields included)."""
+
+
 class ReportRunRequest(_Body):
     """A run executed outside the queue, reported with its full initial document."""
 
-    run: dict[str, Any]
+    run: dict[str, Any] = Field(json_schema_extra=REPORTED_RUN_SCHEMA)

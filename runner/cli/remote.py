@@ -99,6 +99,8 @@ def _client(url: str, token: str) -> ControlClient:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """`ferry submit`: queue a run and print its id."""
+    from pydantic import ValidationError
+
     from runner.api.protocol import CreateRunRequest
     from runner.errors import PermanentError, UsageError
     from runner.exitcodes import ExitCode
@@ -106,8 +108,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
     target = server_target(args, os.environ)
     if target is None:
         raise UsageError(f"submit needs --server URL (or {ENV_SERVER})")
-    request = CreateRunRequest(repo=args.repo, ref=args.ref, workflow_path=args.workflow,
-                               params=parse_params(args.param), labels=args.label)
+    try:
+        request = CreateRunRequest(repo=args.repo, ref=args.ref, workflow_path=args.workflow,
+                                   params=parse_params(args.param), labels=args.label)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = {"repo": "--repo", "ref": "--ref", "workflow_path": "--workflow"}.get(
+            str(first["loc"][0]) if first["loc"] else "", "submit")
+        raise UsageError(f"{where}: {first['msg']}") from None
     try:
         info = _client(*target).create_run(request)
     except PermanentError as exc:

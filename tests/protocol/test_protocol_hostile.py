@@ -61,11 +61,45 @@ def test_out_of_range_numbers_and_ids(server: Server, repo: dict[str, str]) -> N
     runner.api.error("POST", "/runs/claim", 422, json={"wait": 31})
     runner.api.error("POST", "/runs/claim", 422, json={"wait": -1})
     runner.api.error("POST", "/runs/claim", 422, json={"capacity": 0})
-    server.admin.error("GET", "/runs/" + "x" * 101, 422)
-    server.admin.error("POST", "/runs/nope/cancel", 422)
+    server.admin.error("GET", "/runs/" + "x" * 101, 404)
+    server.admin.error("POST", "/runs/nope/cancel", 404)
     server.admin.error("POST", "/runs/00000000-0000-4000-8000-00000000000a/cancel", 404)
     runner.api.error("POST", "/runs/00000000-0000-4000-8000-00000000000a/diffs", 404,
                      json={"lease": lease, "diffs": [{"writer": "w", "seq": 1, "ops": []}]})
     runner.api.error("POST", f"/runs/{info['id']}/diffs", 422, json={"lease": lease,
                                                                     "diffs": []})
     assert runner.api.ok("GET", f"/runs/{info['id']}")["state"] == {}
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PUT", "DELETE", "PATCH"])
+def test_unsupported_methods_answer_405_with_allow(server: Server, method: str) -> None:
+    rid = "00000000-0000-4000-8000-000000000000"
+    for path, allowed in (("/runs", {"GET", "POST"}), (f"/runs/{rid}", {"GET"}),
+                          (f"/runs/{rid}/diffs", {"POST"}), ("/runs/claim", {"POST"}),
+                          ("/runs/report", {"POST"})):
+        resp = server.admin.call(method, path)
+        assert resp.status_code == 405, (method, path, resp.text)
+        assert resp.json()["error"] == "method_not_allowed"
+        assert set(resp.headers["Allow"].replace(" ", "").split(",")) == allowed, resp.headers
+
+
+def test_every_body_endpoint_documents_and_answers_malformed_json(server: Server) -> None:
+    from server_stub.cli import openapi_text
+
+    doc = json.loads(openapi_text())
+    rid = "00000000-0000-4000-8000-000000000000"
+    checked = []
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if "requestBody" not in op:
+                continue
+            assert {"400", "413", "422"} <= set(op["responses"]), (method, path)
+            resp = server.admin.call(method.upper(), path.removeprefix("/api/v1").replace(
+                "{run_id}", rid), data=b"{not json", headers={"Content-Type": "application/json"})
+            checked.append(f"{method.upper()} {path} -> {resp.status_code}")
+            # the admin token is refused on runner routes before the body is read: 403
+            assert resp.status_code in (400, 403), checked[-1]
+            if resp.status_code == 400:
+                assert resp.json()["error"] == "malformed_json"
+    print("\n" + "\n".join(checked))
+    assert len(checked) >= 9

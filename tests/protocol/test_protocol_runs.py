@@ -29,8 +29,9 @@ def test_create_refuses_what_does_not_exist(server: Server, repo: dict[str, str]
     # The workflow did not exist yet at the older commit.
     admin.error("POST", "/runs", 404, json={**base, "ref": repo["old"],
                                             "workflow_path": "manual.yaml"})
-    admin.error("POST", "/runs", 400, json={**base, "ref": "--upload-pack=x"})
-    admin.error("POST", "/runs", 400, json={**base, "workflow_path": "../ok.yaml"})
+    admin.error("POST", "/runs", 422, json={**base, "ref": "--upload-pack=x"})
+    admin.error("POST", "/runs", 422, json={**base, "workflow_path": "../ok.yaml"})
+    admin.error("POST", "/runs", 404, json={**base, "ref": "main..main"})
 
 
 def test_invalid_workflow_is_422_with_every_problem(server: Server,
@@ -53,7 +54,7 @@ def test_get_returns_the_initial_document(server: Server, repo: dict[str, str]) 
     assert doc["workflow_digest"].startswith("sha256:") and doc["workflow_path"] == "ok.yaml"
     assert doc["cancel_requested"] is False
     server.admin.error("GET", "/runs/00000000-0000-4000-8000-0000000000ff", 404, "not_found")
-    server.admin.error("GET", "/runs/does-not-exist", 422, "invalid_request")
+    server.admin.error("GET", "/runs/does-not-exist", 404, "not_found")
 
 
 def test_list_filters_and_orders(server: Server, repo: dict[str, str]) -> None:
