@@ -2,9 +2,9 @@
 
 Three rules, each a 413 naming its limit (`runner.limits` has the defaults):
 - a batch holds at most `max_ops` operations (checked before anything is applied);
-- a batch writes at most `max_document` bytes of values, a `copy` counted at the size of what
-  it copies; checked before each operation runs, so `copy` cannot amplify a small request into
-  a huge document (the work and the time holding the write lock stay proportional to the limit);
+- the `copy` operations of a batch copy at most `max_value` bytes together, checked before each
+  runs, so `copy` cannot amplify a small request into a huge document (every other operation
+  writes no more than the request carries, which the body limit bounds);
 - after the batch, the document is at most `max_document` bytes and every state value and task
   output value it touched at most `max_value` bytes, or the whole batch is refused.
 """
@@ -46,31 +46,52 @@ def check_op_count(diffs: Iterable[WireDiff], limits: Limits) -> None:
                         f"{limits.max_ops} are accepted in one request", limits.max_ops, 0)
 
 
-class WriteBudget:
-    """Bytes a batch may still write; charged before each operation runs."""
+class CopyBudget:
+    """Bytes the `copy` operations of a batch may still copy, charged before each runs.
+
+    Every other operation writes at most what the request carries (bounded by the body limit);
+    a copy writes what it finds in the document, so 19 doublings of a 1.5 KB value ask for
+    750 MB. Copies of one batch together may copy at most one value's limit (`max_value`):
+    the work and the time a batch holds the write lock stay proportional to its size.
+    """
 
     def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.written = 0
+        self.limit = limits.max_value
+        self.copied = 0
 
     def charge(self, doc: dict[str, Any], op: dict[str, Any], where: str) -> None:
-        """Count what `op` writes; 413 `document_too_large` once the batch passes the limit."""
-        kind = op.get("op")
-        if kind in _WRITES and "value" in op:
-            size = json_size(op["value"])
-        elif kind == "copy" and isinstance(op.get("from"), str):
-            try:
-                size = json_size(jsonpointer.resolve_pointer(doc, op["from"]))
-            except (jsonpointer.JsonPointerException, TypeError):
-                return  # does not apply: the patch itself refuses it
-        else:
+        """Count what a `copy` copies; 413 `batch_too_large` once the batch passes the limit."""
+        if op.get("op") != "copy" or not isinstance(op.get("from"), str):
             return
-        self.written += size + len(str(op.get("path", ""))) + 4
-        if self.written > self.limits.max_document:
-            raise too_large("document_too_large", f"{where}: the batch writes more than "
-                            f"{self.limits.max_document} bytes (copies count at their size);"
-                            f" the run document limit is {self.limits.max_document} bytes",
-                            self.limits.max_document)
+        try:
+            source = jsonpointer.resolve_pointer(doc, op["from"])
+        except (jsonpointer.JsonPointerException, TypeError):
+            return  # does not apply: the patch itself refuses it
+        # measured no further than the budget left: a huge source costs no more than the limit
+        self.copied += bounded_size(source, self.limit - self.copied + 1)
+        if self.copied > self.limit:
+            raise too_large("batch_too_large", f"{where}: the batch's copy operations copy more"
+                            f" than {self.limit} bytes (the limit of one value)", self.limit)
+
+
+def bounded_size(value: Any, cap: int) -> int:
+    """The compact-JSON size of `value`, or a number over `cap` as soon as it is known to pass
+    it (containers are walked, so a huge list is not serialized to learn that it is large)."""
+    if isinstance(value, dict):
+        total = 2
+        for key, item in value.items():
+            total += json_size(str(key)) + 2 + bounded_size(item, cap - total)
+            if total > cap:
+                return total
+        return total
+    if isinstance(value, list):
+        total = 2
+        for item in value:
+            total += 1 + bounded_size(item, cap - total)
+            if total > cap:
+                return total
+        return total
+    return json_size(value)
 
 
 def touched_values(ops: Iterable[dict[str, Any]]) -> set[tuple[str, ...]]:

@@ -16,7 +16,7 @@ from typing import Any
 from runner.api.protocol import DiffAck, WireDiff
 from runner.diff import PatchConflict, apply_ops
 from runner.document import TERMINAL_TASK
-from server_stub.bounds import Limits, WriteBudget, check_document, check_op_count, touched_values
+from server_stub.bounds import CopyBudget, Limits, check_document, check_op_count, touched_values
 from server_stub.errors import ApiError
 from server_stub.runs import SERVER_WRITER, Documents, check_ops, next_seq, record_diff
 
@@ -61,7 +61,7 @@ def apply_batch(conn: sqlite3.Connection, docs: Documents, run_id: str, diffs: l
     done: list[WireDiff] = []
     first_new: int | None = None  # index of the first diff this batch records
     refusal: ApiError | None = None
-    budget = WriteBudget(limits)
+    budget = CopyBudget(limits)
     for index, diff in enumerate(diffs):
         if diff.writer == SERVER_WRITER:
             refusal = ApiError(403, "forbidden", f"diffs[{index}]: writer '{SERVER_WRITER}' is "

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from runner.document import new_run
-from runner.limits import MAX_DOCUMENT_BYTES, MAX_OPS_PER_BATCH, MAX_STATE_VALUE_BYTES
+from runner.limits import MAX_OPS_PER_BATCH, MAX_STATE_VALUE_BYTES
 from server_stub.testing import StubProcess
 from tests.protocol.api import Api, Runner, Server, op_state
 
@@ -91,8 +91,8 @@ def test_copy_amplification_is_refused_fast_and_costs_no_memory(own_stub: StubPr
           f" slowest {max(t for _, t in answers):.2f}s")
     assert resp.status_code == 413, resp.text
     body = resp.json()
-    assert body["error"] == "document_too_large" and body["limit"] == MAX_DOCUMENT_BYTES
-    assert str(MAX_DOCUMENT_BYTES) in body["message"] and body["applied"] == 0
+    assert body["error"] == "batch_too_large" and body["limit"] == MAX_STATE_VALUE_BYTES
+    assert str(MAX_STATE_VALUE_BYTES) in body["message"] and body["applied"] == 0
     assert again.status_code == 413
     assert answers and all(code == 200 for code, _ in answers), answers
     assert after - before < RSS_MARGIN, (before, after)
@@ -168,3 +168,22 @@ def test_the_document_limit_holds_across_batches(tmp_path: Path, is_stub: bool) 
         # the server's own small writes still land on a full document: finish works
         fin = runner.api.ok("POST", f"/runs/{run_id}/finish", json={"status": "Completed"})
         assert fin["status"] == "Completed"
+
+
+def test_copies_within_the_budget_apply_and_past_it_are_refused(server: Server) -> None:
+    runner = server.register()
+    run_id = _reported(runner)
+    part = "p" * (MAX_STATE_VALUE_BYTES * 6 // 10)
+    assert runner.diffs(run_id, None, [{"writer": "w", "seq": 1, "ops": [
+        op_state("a", part)]}]).status_code == 200
+    copy_b = {"op": "copy", "from": "/state/a", "path": "/state/b"}
+    copy_c = {"op": "copy", "from": "/state/a", "path": "/state/c"}
+    resp = runner.diffs(run_id, None, [{"writer": "w", "seq": 2, "ops": [copy_b]},
+                                       {"writer": "w", "seq": 3, "ops": [copy_c]}])
+    assert resp.status_code == 413 and resp.json()["error"] == "batch_too_large", resp.text
+    # refused at the diff that passed the budget; the diffs before it are kept (as a conflict)
+    assert resp.json()["applied"] == 1
+    assert set(server.admin.ok("GET", f"/runs/{run_id}")["state"]) == {"a", "b"}
+    resp = runner.diffs(run_id, None, [{"writer": "w", "seq": 3, "ops": [copy_c]}])
+    assert resp.status_code == 200, resp.text  # the budget is per batch
+    assert server.admin.ok("GET", f"/runs/{run_id}")["state"]["c"] == part
