@@ -37,9 +37,9 @@ Errors are JSON `ErrorBody` with a 4xx/5xx status. 409 bodies say how to continu
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from runner.limits import MAX_DIFFS_PER_BATCH, MAX_LOG_OFFSET
 
@@ -62,8 +62,19 @@ BASE64_PATTERN = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)
 
 
 class _Body(BaseModel):
-    # strict: `false` is not a number 0 and "5" is not the integer 5 (what the schema says)
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
+
+
+def _json_number(value: Any) -> Any:
+    """Numbers must be JSON numbers, as the schema says: `false` is not 0, "5" is not 5 (pydantic
+    would take both); 5.0 is the integer 5 (JSON Schema agrees)."""
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
+JsonFloat = Annotated[float, BeforeValidator(_json_number)]
 
 
 class ErrorBody(BaseModel):
@@ -133,8 +144,8 @@ class ClaimRequest(_Body):
     """Long-poll for a run whose labels are a subset of these."""
 
     labels: list[str] = Field(default_factory=list, max_length=100)
-    capacity: int = Field(default=1, ge=1, le=1000)
-    wait: float = Field(default=MAX_CLAIM_WAIT, ge=0, le=MAX_CLAIM_WAIT)
+    capacity: JsonInt = Field(default=1, ge=1, le=1000)
+    wait: JsonFloat = Field(default=MAX_CLAIM_WAIT, ge=0, le=MAX_CLAIM_WAIT)
 
 
 class Lease(BaseModel):
@@ -180,7 +191,7 @@ class WireDiff(_Body):
     """One diff: RFC 6902 operations, its writer and the writer's seq (from 1, no gaps)."""
 
     writer: str = Field(min_length=1, max_length=200)
-    seq: int = Field(ge=1)
+    seq: JsonInt = Field(ge=1)
     ops: list[dict[str, Any]]
     ts: str | None = None
 
@@ -205,7 +216,7 @@ class LogChunk(_Body):
 
     lease: str | None = None
     task: str = Field(pattern=TASK_ID_PATTERN)
-    offset: int = Field(ge=0, le=MAX_LOG_OFFSET)
+    offset: JsonInt = Field(ge=0, le=MAX_LOG_OFFSET)
     data: str = Field(pattern=BASE64_PATTERN, description="base64 of the raw bytes")
 
 
