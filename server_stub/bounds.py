@@ -78,19 +78,19 @@ def bounded_size(value: Any, cap: int) -> int:
     """The compact-JSON size of `value`, or a number over `cap` as soon as it is known to pass
     it (containers are walked, so a huge list is not serialized to learn that it is large)."""
     if isinstance(value, dict):
-        total = 2
+        total = 1  # '{' and '}', less the comma the first item does not have
         for key, item in value.items():
-            total += json_size(str(key)) + 2 + bounded_size(item, cap - total)
+            total += json_size(str(key)) + 2 + bounded_size(item, cap - total)  # ':' and ','
             if total > cap:
                 return total
-        return total
+        return total + (0 if value else 1)
     if isinstance(value, list):
-        total = 2
+        total = 1
         for item in value:
             total += 1 + bounded_size(item, cap - total)
             if total > cap:
                 return total
-        return total
+        return total + (0 if value else 1)
     return json_size(value)
 
 
