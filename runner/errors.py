@@ -53,6 +53,15 @@ class ExpressionError(FerryError):
         super().__init__(f"cannot resolve '${{{{ {expression} }}}}'{loc}: {message}")
 
 
+class ConditionError(FerryError):
+    """A step's `if:` condition is malformed or cannot be evaluated."""
+
+    def __init__(self, condition: str, message: str) -> None:
+        self.condition = condition
+        self.reason = message
+        super().__init__(f"condition '{condition}': {message}")
+
+
 class ConfigError(FerryError):
     """Bad configuration: a config file, a flag or an environment variable."""
 

@@ -273,12 +273,14 @@ class RunnerConfig:
                    runner_id=section.runner_id, labels=tuple(section.labels),
                    concurrency=section.concurrency,
                    heartbeat_interval=section.heartbeat_interval, claim_wait=section.poll_wait,
-                   container_policy=_policy(section.containers),
+                  container_policy=container_policy(section.containers),
                    podman_socket=section.containers.podman_socket,
                    retention=section.retention)
 
 
-def _policy(containers: ContainerDefaults) -> ContainerPolicy:
+def container_policy(containers: ContainerDefaults) -> ContainerPolicy:
+    """The runtimes' container policy from a config's `runner.containers` (the daemon's and
+    `ferry run -c`'s)."""
     from runner.runtimes.options import ContainerPolicy
     from runner.workflow.model import PullPolicy
 

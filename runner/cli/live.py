@@ -22,6 +22,7 @@ from runner.engine.events import (
     OutputLine,
     RunStarted,
     StepFinished,
+    StepSkipped,
     TaskRetrying,
     TaskStatusChanged,
     TaskTriggered,
@@ -60,6 +61,9 @@ def event_lines(event: Event) -> list[str]:
             return []
         return [f"{ts} Task {event.label} ({event.task_id}): step {event.index + 1} "
                 f"'{event.name}' failed: {event.result}"]
+    if isinstance(event, StepSkipped):
+        return [f"{ts} Task {event.label} ({event.task_id}): step {event.index + 1} "
+                f"'{event.name}' skipped: condition '{event.condition}' is false"]
     if isinstance(event, TaskRetrying):
         wait = f" in {event.backoff:g}s" if event.backoff else ""
         return [f"{ts} Task {event.label} ({event.task_id}): attempt {event.attempt}/"

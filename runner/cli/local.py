@@ -30,6 +30,8 @@ def register(sub: Any) -> None:
                    help="print JSON Lines on stdout instead of text: one object per engine "
                         "event, the last one {\"kind\": \"run\", \"run\": <the run "
                         "document>}")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse the workflow on any warning of 'ferry validate' (unknown keys)")
     p.add_argument("--workdir", metavar="DIR",
                    help="working directory of the steps (default: the current directory)")
     add_secret_options(p)
@@ -41,6 +43,9 @@ def register(sub: Any) -> None:
     p.add_argument("-t", "--task", action="append", default=[], metavar="TASK",
                    help="trigger this AwaitingTrigger task (id, prefix or node id); repeatable")
     p.add_argument("--trigger-all", action="store_true", help="trigger every waiting task")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run a Failed run's failed and blocked tasks again (completed tasks "
+                        "are kept)")
     p.add_argument("-c", "--config", metavar="CONFIG", help="config file")
     p.add_argument("--max-parallel", type=positive_int, metavar="N",
                    help="tasks running at once (default: CPU count)")

@@ -11,10 +11,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.cli.args import parse_params
 from runner.cli.backends import build_backend, read_config, resolve_task
@@ -28,6 +28,11 @@ from runner.paths import Paths
 from runner.runtimes.base import Runtime
 from runner.state.backend import StateBackend
 from runner.state.runlock import RunLock
+
+if TYPE_CHECKING:
+    from runner.workflow.model import Workflow
+    from runner.workflow.params import CheckedParams
+    from runner.workflow.validate import Report
 
 CANCEL_WAIT_SECONDS = 30.0
 GRACE_SECONDS = 5.0
@@ -46,12 +51,15 @@ def _workdir(arg: str | None) -> Path:
 
 
 def _runtimes(workflow: dict[str, Any], config: FerryConfig) -> dict[str, Runtime]:
-    """The runtimes this workflow needs; container engines only when a node asks for one.
+    """The runtimes this workflow needs; container engines only when a node asks for one, with
+    the container policy of the config's `runner.containers` (as the daemon applies it).
     Podman's socket: `runner.containers.podman_socket` of `-c CONFIG`, else where the daemon
     looks too ($XDG_RUNTIME_DIR/podman/podman.sock, then /run/podman/podman.sock)."""
+    from runner.cli.daemon import container_policy
     from runner.runtimes.factory import RuntimeSettings, build_runtimes, kinds_used
 
     settings = RuntimeSettings(grace_seconds=GRACE_SECONDS,
+                               policy=container_policy(config.runner.containers),
                                podman_socket=config.runner.containers.podman_socket,
                                xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR"))
     return build_runtimes(settings, os.environ, kinds_used(workflow))
@@ -66,18 +74,6 @@ def _secrets(args: argparse.Namespace) -> dict[str, str]:
         found.update(read_dotenv(Path(args.secrets_file)))
     found.update(parse_assignments(getattr(args, "secret", None) or []))
     return found
-
-
-def _secret_params(params: dict[str, str], workflow: dict[str, Any]
-                   ) -> tuple[dict[str, str], dict[str, str]]:
-    """(params as the document keeps them, the values of those declared secret: checked)."""
-    from runner.secrets.params import secret_param_names, split_params
-    from runner.secrets.values import check_value
-
-    stored, hidden = split_params(params, secret_param_names(workflow))
-    for name, value in hidden.items():
-        check_value(name, value, "--param (declared secret)")
-    return stored, hidden
 
 
 class _Session:
@@ -188,15 +184,15 @@ def _cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _load_workflow(path_text: str) -> tuple[Any, Path]:
-    from runner.workflow.validate import load_workflow
+def _load_workflow(path_text: str, strict: bool = False) -> tuple[Report, Path]:
+    from runner.workflow.validate import load_report
 
     path = Path(path_text)
     if not path.exists():
         raise UsageError(f"workflow file not found: {path}")
     if not path.is_file():
         raise UsageError(f"workflow path is not a file: {path}")
-    return load_workflow(path), path
+    return load_report(path, strict=strict), path
 
 
 def _print_invalid(exc: WorkflowInvalid) -> int:
@@ -206,36 +202,57 @@ def _print_invalid(exc: WorkflowInvalid) -> int:
     return ExitCode.USAGE
 
 
+def print_warnings(lines: list[str]) -> None:
+    """What `ferry validate` warns about, on stderr (stdout may carry JSON Lines)."""
+    for line in lines:
+        print(f"ferry: {line}", file=sys.stderr, flush=True)
+
+
+def checked_params(workflow: Workflow, given: dict[str, str]) -> CheckedParams | None:
+    """The run's params checked against `params.schema`; None (every problem printed, one line
+    each) when they do not fit, before anything starts."""
+    from runner.workflow.params import check_params
+
+    checked = check_params(workflow, given)
+    for problem in checked.problems:
+        print(f"ferry: error: {problem}", file=sys.stderr)
+    return None if checked.problems else checked
+
+
 def run_workflow(args: argparse.Namespace) -> int:
     """`ferry run -w FILE`: create a run and execute it."""
-    params = parse_params(args.param)
+    given = parse_params(args.param)
     try:
-        workflow, path = _load_workflow(args.workflow)
+        report, path = _load_workflow(args.workflow, strict=bool(getattr(args, "strict", False)))
     except WorkflowInvalid as exc:
         return _print_invalid(exc)
+    workflow = report.workflow
+    assert workflow is not None
+    warnings = [p.render() for p in report.warnings]
+    print_warnings(warnings)
+    checked = checked_params(workflow, given)
+    if checked is None:
+        return ExitCode.USAGE
+    from runner.secrets.values import check_value
+
     workflow_dict = workflow.model_dump(mode="json", by_alias=True, exclude_none=True)
-    raw = _raw_workflow(path)
-    params, hidden = _secret_params(params, raw)
+    hidden = {k: str(v) for k, v in checked.values.items() if k in checked.secret}
+    for name, value in hidden.items():
+        check_value(name, value, "--param (declared secret)")
     session = _Session(args, workflow_dict, secret_params=hidden)
     try:
         if args.config:
             session.say(f"Using configuration from {args.config}")
         session.say("Executing workflow...")
-        run_id = session.executor.create_run(workflow, params=params,
+        run_id = session.executor.create_run(workflow, params=checked.masked(),
                                              name=workflow.name or path.stem,
-                                             workflow_path=str(path))
+                                             workflow_path=str(path),
+                                             bundle_path=str(path.parent.absolute()),
+                                             warnings=warnings)
         session.take_lock(run_id)
         return session.execute(run_id)
     finally:
         session.close()
-
-
-def _raw_workflow(path: Path) -> dict[str, Any]:
-    """The workflow file as a mapping (its `params` block may not be in the model)."""
-    from runner.workflow.loader import load_text, read_source
-
-    data = load_text(read_source(path), str(path)).data
-    return data if isinstance(data, dict) else {}
 
 
 def _triggerable(doc: dict[str, Any], refs: list[str]) -> list[str]:
@@ -252,9 +269,12 @@ def _triggerable(doc: dict[str, Any], refs: list[str]) -> list[str]:
 
 
 def resume_run(args: argparse.Namespace) -> int:
-    """`ferry resume -i RUN`: trigger tasks, then continue the run."""
+    """`ferry resume -i RUN`: trigger tasks (or re-run failed ones), then continue the run."""
+    retry = bool(getattr(args, "retry_failed", False))
     if args.task and args.trigger_all:
         raise UsageError("give either -t TASK or --trigger-all, not both")
+    if retry and (args.task or args.trigger_all):
+        raise UsageError("--retry-failed re-runs a Failed run; it takes no -t or --trigger-all")
     paths = Paths.from_env(os.environ)
     probe = build_backend(read_config(args.config, os.environ), paths, args.config or "config")
     try:
@@ -262,19 +282,29 @@ def resume_run(args: argparse.Namespace) -> int:
         doc = probe.load(run_id)
     finally:
         probe.close()
-    if doc["status"] in TERMINAL_RUN:
-        raise UsageError(f"run {run_id} is already {doc['status']}: nothing to resume")
+    if retry and doc["status"] != RunStatus.FAILED.value:
+        raise UsageError(f"run {run_id} is {doc['status']}: --retry-failed re-runs the failed "
+                         "and blocked tasks of a Failed run")
+    if not retry and doc["status"] in TERMINAL_RUN:
+        hint = (" (use --retry-failed to run its failed tasks again)"
+                if doc["status"] == RunStatus.FAILED.value else "")
+        raise UsageError(f"run {run_id} is already {doc['status']}: nothing to resume{hint}")
     ids = _triggerable(doc, args.task)
     if args.trigger_all and not any(t["status"] == TaskStatus.AWAITING_TRIGGER.value
                                     for t in doc["tasks"].values()):
         raise UsageError(f"run {run_id} has no task awaiting a trigger")
-    session = _Session(args, doc.get("workflow") or {},
-                       secret_params=_resumed_secret_params(args, doc))
+    hidden = _resumed_secret_params(args, doc)
+    print_warnings(list(doc.get("warnings") or []))
+    session = _Session(args, doc.get("workflow") or {}, secret_params=hidden)
     session.resumed = True
     try:
         session.take_lock(run_id)
         session.say(f"Resuming workflow {run_id}...")
-        if args.trigger_all:
+        if retry:
+            reset = session.executor.retry_failed(run_id)
+            session.say(f"{stamp(utc_now())} Running {len(reset)} failed or blocked "
+                        f"task{'s' if len(reset) != 1 else ''} again")
+        elif args.trigger_all:
             waiting = [t for t in doc["tasks"].values()
                        if t["status"] == TaskStatus.AWAITING_TRIGGER.value]
             session.say(f"{stamp(utc_now())} Triggering all awaiting tasks:",
@@ -289,7 +319,8 @@ def resume_run(args: argparse.Namespace) -> int:
 
 def _resumed_secret_params(args: argparse.Namespace, doc: dict[str, Any]) -> dict[str, str]:
     """`--param` on resume: only for params declared secret, whose values the run document
-    never held (it shows `***`); a run's other params are fixed when it is created."""
+    never held (it shows `***`); a run's other params are fixed when it is created. A secret
+    not given again is announced: steps that read it fail naming it."""
     from runner.secrets.params import MASKED_PARAM
     from runner.secrets.values import check_value
 
@@ -300,6 +331,10 @@ def _resumed_secret_params(args: argparse.Namespace, doc: dict[str, Any]) -> dic
             raise UsageError(f"--param {name}: only params declared secret can be given again "
                              "on resume (the run keeps the others it was created with)")
         check_value(name, value, "--param (declared secret)")
+    missing = sorted(hidden - set(given))
+    if missing:
+        print_warnings([f"warning: secret params are not stored: {', '.join(missing)}; steps "
+                        "that read them fail (give them again with --param NAME=VALUE)"])
     return given
 
 

@@ -113,6 +113,9 @@ def task_details(doc: dict[str, Any], task: dict[str, Any]) -> str:
         bits.append(f"interrupted {task['interrupted']}x")
     if task.get("triggered"):
         bits.append("triggered")
+    skipped = task.get("skipped") or []
+    if skipped:
+        bits.append("skipped: " + ", ".join(f"'{s.get('name')}'" for s in skipped))
     text = f" [{', '.join(bits)}]" if bits else ""
     if task.get("error") and task.get("status") in {TaskStatus.FAILED.value,
                                                     TaskStatus.BLOCKED.value,
@@ -168,6 +171,8 @@ def render_status(doc: dict[str, Any], history: Sequence[Diff] | None = None,
         lines.append("Params: " + ", ".join(f"{k}={v}" for k, v in doc["params"].items()))
     if doc.get("error"):
         lines.append(f"Error: {doc['error']}")
+    for warning in doc.get("warnings") or []:
+        lines.append(f"Warning: {warning.removeprefix('Warning ').removeprefix('at ')}")
     lines += ["", "Tasks:"]
     tree = ordered_tasks(doc)
     if not tree:

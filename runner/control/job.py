@@ -18,7 +18,7 @@ import shutil
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner.api.client import ControlClient
@@ -184,7 +184,8 @@ class RunJob:
             self._fail_run(backend, run.id, writer, doc, str(exc))
             status = RunStatus.FAILED.value
         else:
-            executor = self._make_executor(backend, writer, workspace.root, run.id)
+            bundle = workspace.root / PurePosixPath(run.workflow_path).parent
+            executor = self._make_executor(backend, writer, workspace.root, run.id, bundle)
             status = str(executor.execute(run.id, cancel))
         if keeper.lost.is_set() or backend.syncer(run.id).journal.lost is not None:
             self._metrics.inc("runs_lease_lost")
@@ -233,10 +234,11 @@ class RunJob:
         return data
 
     def _make_executor(self, backend: ApiBackend, writer: str, workspace: Path,
-                       run_id: str) -> Executor:
+                       run_id: str, bundle_dir: Path | None = None) -> Executor:
         settings = ExecutorSettings(writer=writer, max_parallel=self.settings.max_parallel,
                                     workspace=workspace, control_root=self._paths.work_dir,
-                                    env=self.settings.env, runner_id=self.settings.runner_id)
+                                    env=self.settings.env, runner_id=self.settings.runner_id,
+                                    bundle_dir=bundle_dir)
         factory = self._executor_factory or _default_executor
         return factory(backend, self._runtimes, settings, LogEvents(run_id))
 

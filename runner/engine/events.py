@@ -98,6 +98,18 @@ class StepFinished(Event):
 
 
 @dataclass(frozen=True)
+class StepSkipped(Event):
+    """A step's `if:` condition was false: the step did not run."""
+
+    kind: ClassVar[str] = "step_skipped"
+    task_id: str = ""
+    label: str = ""
+    index: int = 0
+    name: str = ""
+    condition: str = ""
+
+
+@dataclass(frozen=True)
 class OutputLine(Event):
     """One line a step printed (without its newline; invalid UTF-8 replaced)."""
 

@@ -39,6 +39,7 @@ from runner.engine import events as ev
 from runner.engine.run_loop import RunLoop
 from runner.engine.runstore import RunStore
 from runner.engine.scheduler import plan
+from runner.engine.state_schema import state_schema
 from runner.engine.task_runner import TaskSetup
 from runner.errors import UsageError
 from runner.runtimes.base import Runtime
@@ -81,6 +82,9 @@ class ExecutorSettings:
     """What `${{secrets.NAME}}` reads; every value is masked in output, errors and outputs."""
     secret_params: Mapping[str, str] = field(default_factory=dict)
     """Values of the params the workflow declares secret (the document holds `***`)."""
+    bundle_dir: Path | None = None
+    """The workflow file's directory (steps' CODEMOD_PATH); None: the run document's
+    `bundle_path`, else the workspace."""
 
 
 class Executor:
@@ -112,15 +116,22 @@ class Executor:
         with self._emit_lock, contextlib.suppress(Exception):
             self.sink.emit(event)
 
-    def create_run(self, workflow: Workflow, *, params: Mapping[str, str] | None = None,
-                   name: str | None = None, workflow_path: str | None = None) -> str:
-        """Store a new Pending run of `workflow` and return its id (tasks appear on execute)."""
+    def create_run(self, workflow: Workflow, *, params: Mapping[str, Any] | None = None,
+                   name: str | None = None, workflow_path: str | None = None,
+                   bundle_path: str | None = None, warnings: list[str] | None = None) -> str:
+        """Store a new Pending run of `workflow` and return its id (tasks appear on execute).
+        `bundle_path`: the workflow file's directory, the steps' CODEMOD_PATH; `warnings`: what
+        validation warned about (kept with the run, shown by `status`)."""
         # Without the unset optional fields (None), as the control plane stores it: the same
         # document shape local and remote, and a quarter of the bytes for every snapshot.
         raw = workflow.model_dump(mode="json", by_alias=True, exclude_none=True)
         doc = new_run(raw, name=name or workflow.name or _stem(workflow_path) or "workflow",
                       params=dict(params or {}), created_at=self.clock(),
                       workflow_path=workflow_path)
+        if bundle_path is not None:
+            doc["bundle_path"] = bundle_path
+        if warnings:
+            doc["warnings"] = list(warnings)
         self.backend.create_run(doc)
         return str(doc["id"])
 
@@ -145,7 +156,11 @@ class Executor:
                               emit=self.emit, clock=self.clock, cancel=threading.Event(),
                               runner_id=self.runner_id, secrets=dict(self.settings.secrets),
                               secret_params=dict(self.settings.secret_params),
-                              masker=self.masker)
+                              masker=self.masker,
+                              bundle_path=str(self.settings.bundle_dir
+                                              or store.doc.get("bundle_path")
+                                              or self.workspace),
+                              state_schema=state_schema(workflow))
             loop = RunLoop(setup, max_parallel=self.max_parallel,
                            external_cancel=cancel or threading.Event())
             return loop.run()
@@ -192,6 +207,21 @@ class Executor:
                                            task_label(doc, tasks[tid])))
         return ids
 
+    def retry_failed(self, run_id: str) -> list[str]:
+        """Make a Failed run runnable again: its Failed and Blocked tasks (and matrix masters)
+        go back to Pending, Completed ones stay; returns the task ids reset. UsageError when the
+        run is not Failed. `execute` then runs them ("re-run failed jobs")."""
+        store = self._store(run_id)
+        with store.lock:
+            store.refresh()
+            doc = store.doc
+            if doc["status"] != RunStatus.FAILED.value:
+                raise UsageError(f"run {run_id} is {doc['status']}: --retry-failed re-runs the "
+                                 "failed and blocked tasks of a Failed run")
+            ops, reset = retry_failed_ops(doc)
+            store.commit(ops)
+        return reset
+
     def request_cancel(self, run_id: str) -> RunStatus:
         """Ask whoever executes the run to cancel it (`cancel_requested: true`) and return the
         run's status now. A run that nobody executes (Pending or AwaitingTrigger) ends Canceled
@@ -218,6 +248,27 @@ class Executor:
                 self.emit(ev.RunFinished(run_id, self.clock(), RunStatus.CANCELED.value,
                                          "canceled"))
             return RunStatus(store.doc["status"])
+
+
+def retry_failed_ops(doc: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The operations that make a Failed run's failed and blocked tasks Pending again, and the
+    ids of those tasks (matrix masters are reset too, their children decide their status)."""
+    ops: list[dict[str, Any]] = []
+    reset: list[str] = []
+    broken = (TaskStatus.FAILED.value, TaskStatus.BLOCKED.value)
+    for tid, task in (doc.get("tasks") or {}).items():
+        if task.get("status") not in broken:
+            continue
+        ops += [task_field_op(tid, "status", TaskStatus.PENDING.value),
+                task_field_op(tid, "error", None), task_field_op(tid, "ended_at", None),
+                task_field_op(tid, "step", None)]
+        if task.get("skipped"):
+            ops.append(task_field_op(tid, "skipped", []))
+        if not task.get("master"):
+            reset.append(tid)
+    ops += [run_field_op("status", RunStatus.PENDING.value), run_field_op("error", None),
+            run_field_op("ended_at", None)]
+    return ops, reset
 
 
 def _find_task(tasks: Mapping[str, dict[str, Any]], task_id: str, run_id: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from runner.document import Op, pointer_escape
 from runner.errors import FerryError
@@ -130,6 +130,41 @@ class OutputsFile:
         return b"".join(chunks).decode("utf-8", "replace")
 
 
+class StateInput:
+    """`$CODEMOD_STATE`: a file holding the workflow state as JSON, as upstream gives its steps;
+    rewritten before a step only when the state changed since it was last written. Written to a
+    new file renamed over the old one, so a step that left a link there cannot redirect it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._serial = -1
+
+    def refresh(self, store: _StateSource) -> None:
+        """Write the store's state if it changed (call holding the store's lock)."""
+        if store.state_serial == self._serial and self.path.exists():
+            return
+        text = json.dumps(store.doc.get("state") or {}, ensure_ascii=False,
+                          separators=(",", ":"))
+        tmp = self.path.with_name(self.path.name + ".new")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o644)
+        try:
+            os.fchmod(fd, 0o644)  # readable by a container user other than ours
+            data = memoryview(text.encode("utf-8"))
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        self._serial = store.state_serial
+
+
+class _StateSource(Protocol):
+    state_serial: int
+    doc: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Entry:
     """One parsed output: set or append `value` at `key`."""
@@ -138,6 +173,8 @@ class Entry:
     value: Any
     append: bool = False
     line: int = 0
+    text: str | None = None
+    """The value as written (before JSON parsing)."""
 
 
 def parse_value(text: str) -> Any:
@@ -168,7 +205,7 @@ def parse_outputs(text: str, source: str = "outputs") -> list[Entry]:
                 raise OutputsError(source, start, line, f"no closing '{delim}' line")
             value = "\n".join(lines[start:i])
             i += 1
-            entries.append(Entry(key, parse_value(value), append == "@", start))
+            entries.append(Entry(key, parse_value(value), append == "@", start, value))
             continue
         assign = _ASSIGN.match(line)
         if not assign:
@@ -177,7 +214,7 @@ def parse_outputs(text: str, source: str = "outputs") -> list[Entry]:
                 why = "the key may hold only letters, digits, '_', '-' and '.'"
             raise OutputsError(source, i, line, why)
         key, append, value = assign.groups()
-        entries.append(Entry(key, parse_value(value), append == "@", i))
+        entries.append(Entry(key, parse_value(value), append == "@", i, value))
     return entries
 
 

@@ -37,6 +37,8 @@ class RunStore:
         self.cursor, self.seq = backend.position(run_id, writer)
         self.doc: dict[str, Any] = backend.load(run_id)
         self.by_node: dict[str, list[str]] = {}
+        self.state_serial = 0
+        """Incremented whenever the workflow state may have changed (cheap change detection)."""
         self._index()
 
     def _index(self) -> None:
@@ -58,6 +60,8 @@ class RunStore:
             apply_ops(self.doc, copy.deepcopy(ops))
             for op in ops:
                 path = op["path"]
+                if path.startswith("/state"):
+                    self.state_serial += 1
                 if op["op"] == "add" and path.startswith("/tasks/") and path.count("/") == 2:
                     task = op["value"]
                     self.by_node.setdefault(task["node_id"], []).append(task["id"])
@@ -71,6 +75,7 @@ class RunStore:
                 return False
             self.doc = self.backend.load(self.run_id)
             self._index()
+            self.state_serial += 1
             return True
 
     def task(self, task_id: str) -> dict[str, Any]:
@@ -79,21 +84,31 @@ class RunStore:
         return task
 
     def node_outputs(self, node_id: str) -> dict[str, Any] | None:
-        """A node's outputs once all its tasks are Completed (matrix children merged in
-        creation order), else None."""
+        """A node's outputs once all its tasks are Completed, else None. A matrix node's output
+        `x` is the list of its children's `x`, in the order the children were created (the
+        items' order), null where a child did not set it: never one child's value."""
         tasks = self.doc.get("tasks", {})
-        merged: dict[str, Any] = {}
         ids = self.by_node.get(node_id, [])
         if not ids:
             return None
+        children: list[dict[str, Any]] = []
+        matrix = False
         for tid in ids:
             task = tasks[tid]
+            matrix = matrix or bool(task.get("master"))
             if task["status"] == TaskStatus.WONT_DO.value and not task.get("master"):
                 continue
             if task["status"] != TaskStatus.COMPLETED.value:
                 return None
-            merged.update(task.get("outputs") or {})
-        return merged
+            if not task.get("master"):
+                children.append(task.get("outputs") or {})
+        if not matrix:
+            merged: dict[str, Any] = {}
+            for outputs in children:
+                merged.update(outputs)
+            return merged
+        names = list(dict.fromkeys(k for outputs in children for k in outputs))
+        return {name: [outputs.get(name) for outputs in children] for name in names}
 
 
 class UpstreamOutputs(Mapping[str, Mapping[str, Any]]):

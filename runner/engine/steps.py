@@ -1,30 +1,36 @@
 """Step composition: expand templates, resolve `${{ }}` in each step, build its script and env.
 
 A node's steps are expanded lazily, one at a time, because a step may read state that the step
-before it wrote: `expand(workflow, node_index, ctx)` yields `Planned` steps, resolving a `use:`
-step's inputs in the caller's context when the expansion reaches it (then the template's
-defaults; a required input with no value fails the task). `render(planned, i, ctx_for)` resolves a
-step's `run`, `env` and `name`. Inside a template `${{inputs.x}}` reads its inputs and, as in
-Butterflow, `${{params.x}}` sees the inputs merged over the run params.
+before it wrote: `expand(workflow, node_index, ctx_for, gate)` yields `Planned` steps, resolving
+a `use:` step's inputs in the caller's context when the expansion reaches it (then the
+template's defaults; a required input with no value fails the task). A `use:` step with an
+`if:` asks `gate` first (False: the template is skipped). After a template's steps, a `Planned`
+with `outputs_of` set marks where the template's `outputs:` are evaluated. `render(planned, i,
+ctx_for)` resolves a step's `run`, `env` and `name`. Inside a template `${{inputs.x}}` reads its
+inputs and, as in Butterflow, `${{params.x}}` sees the inputs merged over the run params.
 
-Environment of a step (later wins): node env, matrix values (strings plain, other values JSON),
-FERRY_RUN_ID / FERRY_TASK_ID / FERRY_NODE_ID and the Butterflow aliases CODEMOD_TASK_ID /
-CODEMOD_WORKFLOW_RUN_ID (task-wide, `task_env`); then template env, step env, STATE_OUTPUTS and
-TASK_OUTPUTS (per step). A `run` starting with `#!` (after leading blank lines) is executed as
-its own interpreter script, else with `/bin/sh -e`: given inline (`sh -e -c TEXT`) when it is
-small enough for one argument, else from a script file (`inline_argv` says which).
+Environment of a step, later wins (upstream's order, extended to what upstream ignores): node
+env; template env; the `use:` step's env; the step's env; then what no step may override:
+matrix values (strings plain, other values JSON), the run's ids (FERRY_RUN_ID, FERRY_TASK_ID,
+FERRY_NODE_ID, CODEMOD_TASK_ID, CODEMOD_WORKFLOW_RUN_ID), CODEMOD_PATH (the workflow's
+directory) and the per-step files STATE_OUTPUTS, TASK_OUTPUTS, CODEMOD_STATE. A `run` starting
+with `#!` (after leading blank lines) is executed as its own interpreter script, else with
+`/bin/sh -e`: given inline (`sh -e -c TEXT`) when it is small enough for one argument, else from
+a script file (`inline_argv` says which).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runner.errors import ExpressionError, FerryError
 from runner.workflow.expressions import Context, contains, resolve, resolve_value
 from runner.workflow.model import Node, Step, Template, Workflow
+from runner.workflow.model import Runtime as RuntimeOptions
+from runner.workflow.spec import UNSUPPORTED_STEP_KINDS, unsupported_kind_message
 
 
 class StepError(FerryError):
@@ -42,6 +48,8 @@ class Planned:
     template_env: Mapping[str, str] = field(default_factory=dict)
     caller: str | None = None
     """The `use:` step's display name when this step comes from a template."""
+    outputs_of: Template | None = None
+    """Set on the marker that follows a template's steps: evaluate its `outputs` now."""
 
 
 @dataclass(frozen=True)
@@ -88,69 +96,103 @@ def template_inputs(template: Template, given: Mapping[str, Any], ctx: Context,
     return out
 
 
-def expand(workflow: Workflow, node_index: int,
-           ctx_for: Callable[[], Context]) -> Iterator[Planned]:
+def expand(workflow: Workflow, node_index: int, ctx_for: Callable[[], Context],
+           gate: Callable[[Planned], bool] | None = None) -> Iterator[Planned]:
     """The node's steps with templates expanded, one at a time. `ctx_for()` returns the context
-    now, so a template's inputs see the state written by the steps before it."""
+    now, so a template's inputs see the state written by the steps before it. `gate(planned)`
+    decides a `use:` step's `if:` (the steps yielded carry their own `if:`, for the caller)."""
     node = workflow.nodes[node_index]
     templates = {t.id: (i, t) for i, t in enumerate(workflow.templates)}
     for s, step in enumerate(node.steps):
         where = f"nodes[{node_index}].steps[{s}]"
         if step.use is None:
-            _check_kind(step, where)
+            check_kind(step, where)
             yield Planned(step, where)
             continue
         found = templates.get(step.use.template)
         if found is None:
             raise StepError(f"{where}.use: no template '{step.use.template}'")
+        if step.if_ is not None and gate is not None and not gate(Planned(step, where)):
+            continue
         t_index, template = found
         inputs = template_inputs(template, step.use.inputs, ctx_for(), where)
         caller = step.display_name(s)
+        env = {**template.env, **step.env}
         for k, inner in enumerate(template.steps):
             inner_where = f"templates[{t_index}].steps[{k}]"
             if inner.use is not None:
                 raise StepError(f"{inner_where}: a template step cannot use another template")
-            _check_kind(inner, inner_where)
-            env = {**template.env, **step.env}
+            check_kind(inner, inner_where)
             yield Planned(inner, inner_where, inputs, env, caller)
+        if template.outputs:
+            yield Planned(step, f"templates[{t_index}].outputs", inputs, env, caller,
+                          outputs_of=template)
 
 
-def _check_kind(step: Step, where: str) -> None:
+def check_kind(step: Step, where: str) -> None:
+    """StepError for a step Ferry cannot run (validation refuses these already)."""
     if step.run is not None:
         return
-    for label, attr in (("ast-grep", "ast_grep"), ("js-ast-grep", "js_ast_grep"),
-                        ("codemod", "codemod")):
+    for label, attr in UNSUPPORTED_STEP_KINDS.items():
         if getattr(step, attr) is not None:
-            raise StepError(f"{where}: '{label}' steps are not supported by Ferry")
+            raise StepError(f"{where}: {unsupported_kind_message(label)}")
     raise StepError(f"{where}: a step needs 'run' or 'use'")
 
 
-def render(planned: Planned, index: int, ctx_for: Callable[[], Context]) -> Rendered:
+def template_outputs(planned: Planned, ctx: Context) -> dict[str, Any]:
+    """The values of a template's `outputs:` (each `value` resolved in the template's context:
+    its inputs, the params, the state, the matrix); an output without a value is skipped."""
+    template = planned.outputs_of
+    if template is None:
+        return {}
+    inner = with_inputs(ctx, planned.inputs)
+    out: dict[str, Any] = {}
+    for k, spec in enumerate(template.outputs):
+        if spec.value is None:
+            continue
+        out[spec.name] = resolve(spec.value, inner, f"{planned.where}[{k}].value")
+    return out
+
+
+def render(planned: Planned, index: int, ctx_for: Callable[[], Context],
+           protected: Collection[str] = ()) -> Rendered:
     """Resolve the step's name, env and script; `ExpressionError` names what is unresolvable.
-    `ctx_for()` is called only when the step has an expression (most have none)."""
+    `ctx_for()` is called only when the step has an expression (most have none). Env names in
+    `protected` (matrix values, the run's ids) are not the step's to set: they are dropped."""
     step = planned.step
-    name = step.display_name(index)
+    name = step.name or step.id or step.default_name(index)
     script = step.run or ""
-    if (contains(name) or contains(script)
+    named = bool(step.name or step.id)  # a default name is shown as written, never resolved
+    if ((named and contains(name)) or contains(script)
             or any(contains(v) for v in planned.template_env.values())
             or any(contains(v) for v in step.env.values())):
-        return _render_expressions(planned, name, script, with_inputs(ctx_for(), planned.inputs))
-    if planned.caller:
-        name = f"{planned.caller} / {name}"
-    return _rendered(name, script, {**planned.template_env, **step.env})
+        ctx = with_inputs(ctx_for(), planned.inputs)
+        rendered = _render_expressions(planned, name if named else None, script, ctx)
+        if not named:
+            rendered = replace(rendered, name=_called(planned, name))
+    else:
+        rendered = _rendered(_called(planned, name), script,
+                             {**planned.template_env, **step.env})
+    if protected and not rendered.env.keys().isdisjoint(protected):
+        for key in [k for k in rendered.env if k in protected]:
+            del rendered.env[key]
+    return rendered
 
 
-def _render_expressions(planned: Planned, name: str, script: str, ctx: Context) -> Rendered:
+def _called(planned: Planned, name: str) -> str:
+    return f"{planned.caller} / {name}" if planned.caller else name
+
+
+def _render_expressions(planned: Planned, name: str | None, script: str,
+                        ctx: Context) -> Rendered:
     where = planned.where
-    name = resolve(name, ctx, f"{where}.name")
-    if planned.caller:
-        name = f"{planned.caller} / {name}"
+    shown = _called(planned, resolve(name, ctx, f"{where}.name")) if name is not None else ""
     env: dict[str, str] = {}
     for key, value in planned.template_env.items():
         env[key] = resolve(value, ctx, f"{where}.env.{key}")
     for key, value in planned.step.env.items():
         env[key] = resolve(value, ctx, f"{where}.env.{key}")
-    return _rendered(name, resolve(script, ctx, f"{where}.run"), env)
+    return _rendered(shown, resolve(script, ctx, f"{where}.run"), env)
 
 
 def _rendered(name: str, script: str, env: dict[str, str]) -> Rendered:
@@ -160,21 +202,43 @@ def _rendered(name: str, script: str, env: dict[str, str]) -> Rendered:
 
 
 def task_env(node: Node, node_index: int, matrix: Mapping[str, Any] | None, ctx: Context, *,
-             run_id: str, task_id: str) -> dict[str, str]:
-    """The task-wide environment: node env (resolved), matrix values, Ferry and Butterflow ids."""
+             run_id: str, task_id: str, bundle_path: str | None = None
+             ) -> tuple[dict[str, str], frozenset[str]]:
+    """The task-wide environment (node env resolved, matrix values, the run's ids and
+    CODEMOD_PATH) and the names in it that no step env may override."""
     env: dict[str, str] = {}
     for key, value in node.env.items():
         env[key] = resolve(value, ctx, f"nodes[{node_index}].env.{key}")
-    for key, value in (matrix or {}).items():
-        env[str(key)] = plain(value)
-    env.update({
+    fixed: dict[str, str] = {str(key): plain(value) for key, value in (matrix or {}).items()}
+    fixed.update({
         "FERRY_RUN_ID": run_id,
         "FERRY_TASK_ID": task_id,
         "FERRY_NODE_ID": node.id,
         "CODEMOD_TASK_ID": task_id,
         "CODEMOD_WORKFLOW_RUN_ID": run_id,
     })
-    return env
+    if bundle_path is not None:
+        fixed["CODEMOD_PATH"] = bundle_path
+    env.update(fixed)
+    return env, frozenset(fixed) | STEP_FILE_VARS
+
+
+def task_runtime(workflow: Workflow, node: Node) -> RuntimeOptions:
+    """Where the node's task runs: its own `runtime`, else the `runtime` of a template it uses
+    (validation refuses templates whose runtimes differ from the node's or each other's), else
+    the host."""
+    if node.runtime is not None:
+        return node.runtime
+    templates = {t.id: t for t in workflow.templates}
+    for step in node.steps:
+        template = templates.get(step.use.template) if step.use is not None else None
+        if template is not None and template.runtime is not None:
+            return template.runtime
+    return RuntimeOptions()
+
+
+STEP_FILE_VARS = frozenset({"STATE_OUTPUTS", "TASK_OUTPUTS", "CODEMOD_STATE"})
+"""The per-step files the engine gives every step."""
 
 
 INLINE_LIMIT = 32 * 1024
@@ -198,6 +262,6 @@ def inline_argv(script: str, shebang: bool) -> list[str] | None:
     return ["/bin/sh", "-e", "-c", script]
 
 
-__all__ = ["INLINE_LIMIT", "ExpressionError", "Planned", "Rendered", "StepError", "argv_for",
-           "expand", "inline_argv", "plain", "render", "task_env", "template_inputs",
-           "with_inputs"]
+__all__ = ["INLINE_LIMIT", "STEP_FILE_VARS", "ExpressionError", "Planned", "Rendered",
+           "StepError", "argv_for", "check_kind", "expand", "inline_argv", "plain", "render",
+           "task_env", "task_runtime", "template_inputs", "template_outputs", "with_inputs"]

@@ -2,7 +2,9 @@
 
 The executor marks the task Running (attempt 1) before handing it here; `TaskRunner.run` writes
 the task's end (Completed or Failed, with `ended_at`, `step` and a one-line `error`) itself.
-A failing step fails the task and the remaining steps are not run. `retry: {attempts, backoff}`
+A failing step fails the task and the remaining steps are not run. A step whose `if:` is false
+is skipped: recorded in the task's `skipped` list and announced (`StepSkipped`); a condition
+that cannot be evaluated fails the task naming it. `retry: {attempts, backoff}`
 runs the whole task again (attempt + 1, visible in the document) after waiting `backoff` on the
 cancel event, so a cancel interrupts the wait. A node `timeout` bounds each attempt; a step
 `timeout` bounds the step (the smaller one applies). A canceled task ends Failed with error
@@ -15,23 +17,43 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from runner.document import Op, TaskStatus, task_field_op, task_label
+from runner.document import Op, TaskStatus, pointer_escape, task_field_op, task_label
 from runner.engine import events as ev
-from runner.engine.outputs import OutputsError, OutputsFile, entries_to_ops, parse_outputs
+from runner.engine.outputs import (
+    OutputsError,
+    OutputsFile,
+    StateInput,
+    entries_to_ops,
+    parse_outputs,
+)
 from runner.engine.runstore import RunStore, UpstreamOutputs
-from runner.engine.steps import StepError, argv_for, expand, inline_argv, render, task_env
-from runner.errors import ExpressionError, RuntimeUnavailable
+from runner.engine.state_schema import check_entries
+from runner.engine.steps import (
+    Planned,
+    StepError,
+    argv_for,
+    expand,
+    inline_argv,
+    render,
+    task_env,
+    task_runtime,
+    template_outputs,
+    with_inputs,
+)
+from runner.errors import ConditionError, ExpressionError, RuntimeUnavailable
 from runner.paths import control_dir_under
 from runner.runtimes.base import Runtime, StepResult, StepSpec, TaskHandle, TaskSpec
 from runner.secrets.masker import Masker
+from runner.workflow.conditions import evaluate as evaluate_condition
+from runner.workflow.conditions import parse as parse_condition
 from runner.workflow.expressions import Context
 from runner.workflow.model import Node, Workflow, parse_duration
-from runner.workflow.model import Runtime as RuntimeOptions
+from runner.workflow.params import secret_names
 
 _CANCELED = "canceled"
 
@@ -68,6 +90,10 @@ class TaskSetup:
     """Values of the params declared secret (the document holds `***` for them)."""
     masker: Masker = field(default_factory=Masker)
     """Built from every value of `secrets` and `secret_params`."""
+    bundle_path: str | None = None
+    """The workflow file's directory, given to steps as CODEMOD_PATH (None: not set)."""
+    state_schema: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The declared state keys (`engine.state_schema`); empty: writes are not checked."""
 
 
 class _StepOutput:
@@ -129,6 +155,11 @@ class TaskRunner:
         self.node_index = next(i for i, n in enumerate(setup.workflow.nodes)
                                if n.id == self.node_id)
         self.node: Node = setup.workflow.nodes[self.node_index]
+        self.secret = secret_names(setup.workflow)
+        self.protected: frozenset[str] = frozenset()
+        """Env names of the task no step env may set (matrix values, ids, files)."""
+        self.skipped: list[dict[str, Any]] = []
+        """The steps of this attempt whose `if:` was false."""
 
     # -- the task ----------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -137,20 +168,24 @@ class TaskRunner:
         attempts = retry.attempts if retry else 1
         backoff = parse_duration(retry.backoff) if retry and retry.backoff else 0.0
         state_changed = False
+        first = self.attempt
         while True:
             try:
                 outcome = self.attempt_once()
-            except (ExpressionError, StepError, OutputsError, RuntimeUnavailable) as exc:
+            except (ExpressionError, ConditionError, StepError, OutputsError,
+                    RuntimeUnavailable) as exc:
                 outcome = Outcome(False, str(exc))
             except OSError as exc:  # control dir or script file: the task fails, not the run
                 outcome = Outcome(False, f"cannot prepare the task's files: {exc}")
             if outcome.error:
                 outcome = replace(outcome, error=self.s.masker.text(outcome.error))
             state_changed = state_changed or outcome.state_changed
-            if outcome.ok or outcome.canceled or self.attempt >= attempts:
+            # counted from this run of the task: a re-run (--retry-failed) gets every attempt
+            tries = self.attempt - first + 1
+            if outcome.ok or outcome.canceled or tries >= attempts:
                 break
             self.s.emit(ev.TaskRetrying(self.store.run_id, self.s.clock(), self.task_id,
-                                        self.label, self.attempt, attempts, outcome.error or "",
+                                        self.label, tries, attempts, outcome.error or "",
                                         backoff))
             if (backoff and self.s.cancel.wait(backoff)) or self.s.cancel.is_set():
                 outcome = Outcome(False, _CANCELED, outcome.step, canceled=True)
@@ -179,22 +214,28 @@ class TaskRunner:
         doc = self.store.doc
         ancestors = self.s.ancestors.get(self.node_id, frozenset())
         params = doc.get("params") or {}
-        if self.s.secret_params:
-            params = {**params, **self.s.secret_params}
+        if self.secret:  # the document holds masks: the values, or nothing (never the mask)
+            params = {k: v for k, v in params.items() if k not in self.secret}
+            params.update(self.s.secret_params)
         return Context(matrix=self.matrix or {}, params=params,
                        env=self.s.host_env, state=doc.get("state") or {},
                        tasks=UpstreamOutputs(self.store, ancestors), secrets=self.s.secrets)
 
     def attempt_once(self) -> Outcome:
         """Run the task's steps once through its runtime."""
-        options = self.node.runtime or RuntimeOptions()
+        options = task_runtime(self.s.workflow, self.node)
         runtime = self.s.runtimes.get(options.type.value)
         if runtime is None:
             return Outcome(False, f"runtime '{options.type.value}' is not available on this"
                                   " runner")
         with self.store.lock:
-            env = task_env(self.node, self.node_index, self.matrix, self.context(),
-                           run_id=self.store.run_id, task_id=self.task_id)
+            env, self.protected = task_env(self.node, self.node_index, self.matrix,
+                                           self.context(), run_id=self.store.run_id,
+                                           task_id=self.task_id,
+                                           bundle_path=self.s.bundle_path)
+            if self.store.task(self.task_id).get("skipped"):
+                self.store.commit([task_field_op(self.task_id, "skipped", [])])
+        self.skipped = []
         control = control_dir_under(self.s.control_root, self.store.run_id, self.task_id)
         shutil.rmtree(control, ignore_errors=True)
         control.mkdir(parents=True, mode=0o700)
@@ -221,26 +262,73 @@ class TaskRunner:
                 OutputsFile(control / "task-outputs", "TASK_OUTPUTS") as task_file:
             return self._run_steps(handle, control, deadline, state_file, task_file)
 
+    def should_run(self, planned: Planned, index: int) -> bool:
+        """Evaluate the step's `if:` (call holding the store lock); a false one is recorded as
+        skipped and announced. `ConditionError` when it cannot be evaluated."""
+        text = planned.step.if_
+        if text is None:
+            return True
+        ctx = with_inputs(self.context(), planned.inputs)
+        try:
+            if evaluate_condition(parse_condition(text), ctx):
+                return True
+        except ConditionError as exc:
+            raise ConditionError(text, f"{exc.reason} (step "
+                                       f"'{planned.step.display_name(index)}', "
+                                       f"{planned.where}.if)") from None
+        name = planned.step.display_name(index)
+        if planned.caller and planned.step.use is None:
+            name = f"{planned.caller} / {name}"
+        name = self.s.masker.text(name)
+        self.skipped.append({"step": index, "name": name, "if": text})
+        self.store.commit([{"op": "add", "path": f"/tasks/{self.task_id}/skipped",
+                            "value": list(self.skipped)}])
+        self.s.emit(ev.StepSkipped(self.store.run_id, self.s.clock(), self.task_id, self.label,
+                                   index, name, text))
+        return False
+
+    def _next(self, planned_steps: Iterator[Planned], index: int) -> Planned | None:
+        """The next step that runs (skipping those whose `if:` is false), or None."""
+        while True:
+            planned = next(planned_steps, None)
+            if planned is None or planned.outputs_of is not None:
+                return planned
+            if self.should_run(planned, index + len(self.skipped)):
+                return planned
+
     def _run_steps(self, handle: TaskHandle, control: Path, deadline: tuple[float, float] | None,
                    state_file: OutputsFile, task_file: OutputsFile) -> Outcome:
         state_changed = False
-        planned_steps = expand(self.s.workflow, self.node_index, self.context)
         index = 0
+
+        def gate(planned: Planned) -> bool:  # a `use:` step's `if:` (store lock held)
+            return self.should_run(planned, index + len(self.skipped))
+
+        planned_steps = expand(self.s.workflow, self.node_index, self.context, gate)
+        state_input = StateInput(control / "state-input")
         files_env = {"STATE_OUTPUTS": handle.path_for(state_file.path),
-                     "TASK_OUTPUTS": handle.path_for(task_file.path)}
+                     "TASK_OUTPUTS": handle.path_for(task_file.path),
+                     "CODEMOD_STATE": handle.path_for(state_input.path)}
         output = _StepOutput(self)
         while True:
             with self.store.lock:
-                planned = next(planned_steps, None)
+                planned = self._next(planned_steps, index)
                 if planned is None:
                     return Outcome(True, None, None, state_changed=state_changed)
-                rendered = render(planned, index, self.context)
+                if planned.outputs_of is not None:
+                    self._template_outputs(planned)
+                    continue
+                rendered = render(planned, index + len(self.skipped), self.context,
+                                  self.protected)
+                state_input.refresh(self.store)
+            step_no = index + len(self.skipped)
             timeout = parse_duration(planned.step.timeout) if planned.step.timeout else None
             node_cut = False
             if deadline is not None:
                 remaining = deadline[0] - (time.monotonic() - deadline[1])
                 if remaining <= 0:
-                    return Outcome(False, f"timed out (node timeout {_secs(deadline[0])})", index)
+                    return Outcome(False, f"timed out (node timeout {_secs(deadline[0])})",
+                                   step_no)
                 if timeout is None or remaining < timeout:
                     timeout, node_cut = remaining, True
             # A script holding a secret never goes in argv (`ps` and `docker inspect` show it):
@@ -249,14 +337,15 @@ class TaskRunner:
             argv = None if secret else inline_argv(rendered.script, rendered.shebang)
             script = None
             if argv is None:
-                script = control / f"step-{index}.sh"
+                script = control / f"step-{step_no}.sh"
                 script.write_text(rendered.script)
                 os.chmod(script, 0o755)
                 argv = argv_for(handle.path_for(script), rendered.shebang)
             env = {**rendered.env, **files_env}
             name = self.s.masker.text(rendered.name)
             try:
-                result = self.run_step(handle, StepSpec(index, name, argv, env, timeout), output)
+                result = self.run_step(handle, StepSpec(step_no, name, argv, env, timeout),
+                                       output)
             finally:
                 if secret and script is not None:
                     script.unlink(missing_ok=True)
@@ -264,10 +353,23 @@ class TaskRunner:
                 what = result.describe()
                 if result.reason == "timeout" and node_cut and deadline is not None:
                     what = f"timed out (node timeout {_secs(deadline[0])})"
-                return Outcome(False, f"step '{name}' failed: {what}", index,
+                return Outcome(False, f"step '{name}' failed: {what}", step_no,
                                canceled=result.reason == _CANCELED, state_changed=state_changed)
-            state_changed = self.apply_outputs(state_file, task_file, index) or state_changed
+            state_changed = self.apply_outputs(state_file, task_file, step_no) or state_changed
             index += 1
+
+    def _template_outputs(self, planned: Planned) -> None:
+        """Evaluate a template's `outputs:` into the task's outputs (store lock held)."""
+        values = template_outputs(planned, self.context())
+        if not values:
+            return
+        # an output's value may hold a secret: masked before it reaches the document
+        values = {k: self.s.masker.text(v) if isinstance(v, str) else v
+                  for k, v in values.items()}
+        ops: list[Op] = [{"op": "add", "path": f"/tasks/{self.task_id}/outputs/"
+                                               f"{pointer_escape(k)}", "value": v}
+                         for k, v in values.items()]
+        self.store.commit(ops)
 
     def run_step(self, handle: TaskHandle, spec: StepSpec, output: _StepOutput) -> StepResult:
         """Run one step, streaming its output to the log and to line events."""
@@ -288,7 +390,9 @@ class TaskRunner:
         task_text = self.s.masker.text(task_file.take())
         if not state_text.strip() and not task_text.strip():
             return False
-        state_entries = parse_outputs(state_text, f"step {index + 1} STATE_OUTPUTS")
+        source = f"step {index + 1} STATE_OUTPUTS"
+        state_entries = check_entries(parse_outputs(state_text, source), self.s.state_schema,
+                                      source)
         task_entries = parse_outputs(task_text, f"step {index + 1} TASK_OUTPUTS")
         with self.store.lock:
             ops: list[Op] = entries_to_ops(state_entries, self.store.doc.get("state") or {},

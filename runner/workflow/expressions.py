@@ -300,6 +300,9 @@ def _parse_reference(text: str, whole: str | None = None) -> Reference:
         if not isinstance(path[1], str):
             raise _Malformed(whole, f"'{head}' must be followed by a name")
         return Reference(str(head), path[1:])
+    if head == "steps" and len(path) >= 3 and path[2] == "outputs":
+        raise _Malformed(whole, "step outputs do not exist (neither in Butterflow): write task "
+                                "outputs to $TASK_OUTPUTS and read tasks.<node>.outputs.<name>")
     if head == "tasks":
         if (len(path) < 4 or path[2] != "outputs" or not isinstance(path[1], str)
                 or not isinstance(path[3], str)):

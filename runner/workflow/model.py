@@ -1,7 +1,9 @@
 """Pydantic models of a Butterflow v1 workflow, with Ferry's documented extensions.
 
 The models accept unknown keys silently (`extra="ignore"`): the validator walks the raw document
-and reports them as warnings with a "did you mean" hint, errors under `--strict`.
+and reports them with a "did you mean" hint: warnings for `ferry validate`, errors under
+`--strict` and, for a key that is not purely descriptive, when a run is created (Ferry does not
+run a workflow whose meaning it does not know).
 """
 
 from __future__ import annotations
@@ -10,9 +12,16 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 # re-exported: these lived here first and other modules import them from here
+from runner.workflow.model_schema import BaseWorkflowModel
+from runner.workflow.model_schema import EnumVariant as EnumVariant
+from runner.workflow.model_schema import ParamsSection as ParamsSection
+from runner.workflow.model_schema import SchemaProperty as SchemaProperty
+from runner.workflow.model_schema import SchemaType as SchemaType
+from runner.workflow.model_schema import StateSchemaEntry as StateSchemaEntry
+from runner.workflow.model_schema import StateSection as StateSection
 from runner.workflow.spec import UNSUPPORTED_STEP_KINDS as UNSUPPORTED_STEP_KINDS
 from runner.workflow.spec import parse_duration as parse_duration
 
@@ -55,44 +64,7 @@ EnvValue = Annotated[str, BeforeValidator(_stringify), AfterValidator(_env_value
 Duration = Annotated[str | float, Field(description="e.g. '30s', '10m', '2h', or seconds")]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-
-class SchemaType(StrEnum):
-    """Types a state schema entry or a template input may declare."""
-
-    ARRAY = "array"
-    OBJECT = "object"
-    STRING = "string"
-    NUMBER = "number"
-    INTEGER = "integer"
-    BOOLEAN = "boolean"
-
-
-class SchemaProperty(_Model):
-    """The type of a value inside the state: items for arrays, properties for objects."""
-
-    type: SchemaType
-    description: str | None = None
-    items: SchemaProperty | None = None
-    properties: dict[str, SchemaProperty] | None = None
-
-
-class StateSchemaEntry(_Model):
-    """One top-level key of the workflow state and its type."""
-
-    name: str = Field(min_length=1)
-    type: SchemaType
-    description: str | None = None
-    items: SchemaProperty | None = None
-    properties: dict[str, SchemaProperty] | None = None
-
-
-class StateSection(_Model):
-    """The `state:` section: the declared schema of the workflow state."""
-
-    schema_: list[StateSchemaEntry] = Field(default_factory=list, alias="schema")
+_Model = BaseWorkflowModel
 
 
 class RuntimeType(StrEnum):
@@ -122,6 +94,10 @@ class Runtime(_Model):
     cpus: float | None = None
     pids: int | None = None
     user: str | None = None
+    working_dir: str | None = Field(default=None, description="the steps' working directory "
+                                    "(relative: inside the workspace)")
+    options: list[str] = Field(default_factory=list, description="extra container options "
+                               "(docker/podman; an allow-list)")
     privileged: bool = False
     mounts: list[str] = Field(default_factory=list, description="host:container[:ro] bind mounts")
 
@@ -161,6 +137,13 @@ class UseTemplate(_Model):
     inputs: dict[str, Any] = Field(default_factory=dict)
 
 
+def _condition(value: Any) -> Any:
+    """`if: false` (a YAML boolean) is the condition `false`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
 class Step(_Model):
     """One step: `run` a script, or `use` a template. Other Butterflow kinds are recognised only
     so that validation can say they are not supported."""
@@ -168,6 +151,8 @@ class Step(_Model):
     id: str | None = None
     name: str | None = None
     description: str | None = None
+    if_: Annotated[str | None, BeforeValidator(_condition)] = Field(
+        default=None, alias="if", description="run the step only when this condition holds")
     run: str | None = None
     use: UseTemplate | None = None
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
@@ -175,16 +160,22 @@ class Step(_Model):
     ast_grep: dict[str, Any] | None = Field(default=None, alias="ast-grep")
     js_ast_grep: dict[str, Any] | None = Field(default=None, alias="js-ast-grep")
     codemod: dict[str, Any] | None = None
+    ai: dict[str, Any] | None = None
+    install_skill: dict[str, Any] | None = Field(default=None, alias="install-skill")
+    shard: dict[str, Any] | None = None
+    commit: dict[str, Any] | None = None
 
     def display_name(self, index: int) -> str:
-        """The step's name, else its id, else the first line of its script."""
-        if self.name:
-            return self.name
-        if self.id:
-            return self.id
+        """The step's name, else its id, else a default name (`default_name`)."""
+        return self.name or self.id or self.default_name(index)
+
+    def default_name(self, index: int) -> str:
+        """The name of a step without `name` or `id`: its script's first line (whole, as
+        written: never cut, never resolved), `use <template>`, or `step <n>`."""
         if self.run:
-            first = self.run.strip().splitlines()[0] if self.run.strip() else ""
-            return first[:60] or f"step {index + 1}"
+            for line in self.run.splitlines():
+                if line.strip():
+                    return line.strip()
         if self.use:
             return f"use {self.use.template}"
         return f"step {index + 1}"
@@ -236,6 +227,8 @@ class Node(_Model):
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     timeout: Duration | None = None
     retry: Retry | None = None
+    branch_name: str | None = None
+    pull_request: dict[str, Any] | None = None
 
     @property
     def display_name(self) -> str:
@@ -261,6 +254,7 @@ class Workflow(_Model):
     name: str | None = None
     description: str | None = None
     state: StateSection | None = None
+    params: ParamsSection | None = None
     templates: list[Template] = Field(default_factory=list)
     nodes: list[Node] = Field(min_length=1)
 

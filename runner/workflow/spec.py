@@ -34,4 +34,21 @@ UNSUPPORTED_STEP_KINDS = {
     "ast-grep": "ast_grep",
     "js-ast-grep": "js_ast_grep",
     "codemod": "codemod",
+    "ai": "ai",
+    "install-skill": "install_skill",
+    "shard": "shard",
 }
+
+# Butterflow keys of Campaign/cloud runs (git branches, commits, pull requests) that Ferry does
+# not act on: (owner kind, key) -> what they do upstream.
+UNSUPPORTED_OPTIONS = {
+    ("step", "commit"): "a git commit checkpoint after the step (Butterflow Campaign/cloud runs)",
+    ("node", "branch_name"): "the git branch of the node's task (Butterflow Campaign/cloud runs)",
+    ("node", "pull_request"): "a pull request for the node's task (Butterflow Campaign/cloud "
+                              "runs)",
+}
+
+
+def unsupported_kind_message(kind: str) -> str:
+    """The one line every command gives for a step kind Ferry does not run."""
+    return f"step kind '{kind}' is not supported by Ferry (use a 'run' step that calls the tool)"

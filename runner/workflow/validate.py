@@ -40,9 +40,12 @@ class Summary:
     template_refs: int = 0
     matrix_nodes: int = 0
     state_entries: int = 0
+    params: tuple[str, ...] = ()
+    """One `name (type, default ...)` per declared param."""
 
     def lines(self) -> list[str]:
-        """Butterflow's summary lines."""
+        """Butterflow's summary lines (and the declared params, when there are any)."""
+        extra = [f"Params: {len(self.params)} declared: " + "; ".join(self.params)]
         return [
             "Schema validation: Passed",
             f"Node dependencies: Valid ({_plural(self.nodes, 'node')}, "
@@ -51,7 +54,7 @@ class Summary:
             f"{_plural(self.template_refs, 'reference')})",
             f"Matrix strategies: Valid ({_plural(self.matrix_nodes, 'matrix node')})",
             f"State schema: Valid ({_plural(self.state_entries, 'schema definition')})",
-        ]
+        ] + (extra if self.params else [])
 
 
 @dataclass
@@ -104,16 +107,20 @@ class _Collector:
         self.problems.append(Problem(text, message, line, column, severity))
 
 
-def validate_source(text: str | bytes, source: str, *, strict: bool = False) -> Report:
-    """Parse and validate `text` (named `source` in messages); never raises for bad input."""
+def validate_source(text: str | bytes, source: str, *, strict: bool = False,
+                    for_run: bool = False) -> Report:
+    """Parse and validate `text` (named `source` in messages); never raises for bad input.
+    `for_run`: the checks of a run about to be made (unknown keys that are not descriptive are
+    errors)."""
     try:
         doc = load_text(text, source)
     except WorkflowInvalid as exc:
         return Report(source, list(exc.problems))
-    return validate_document(doc, strict=strict)
+    return validate_document(doc, strict=strict, for_run=for_run)
 
 
-def validate_document(doc: LoadedDocument, *, strict: bool = False) -> Report:
+def validate_document(doc: LoadedDocument, *, strict: bool = False,
+                      for_run: bool = False) -> Report:
     """Validate an already parsed document."""
     out = _Collector(doc)
     data: dict[str, Any] = doc.data
@@ -121,15 +128,13 @@ def validate_document(doc: LoadedDocument, *, strict: bool = False) -> Report:
         out.problems.append(problem)
     facts = check_structure(data, out.add)
     check_references(data, facts, out.add)
-    check_unknown_keys(data, out.add, strict)
+    check_unknown_keys(data, out.add, strict, for_run)
     model = _schema(data, out)
     problems = sorted(out.problems, key=lambda p: (p.severity != "error", p.line or 0))
     return Report(doc.source, problems, _summary(facts, data), data, model)
 
 
 def _summary(facts: Facts, data: dict[str, Any]) -> Summary:
-    state = data.get("state")
-    schema = state.get("schema") if isinstance(state, dict) else None
     templates = data.get("templates")
     return Summary(
         nodes=len(facts.node_ids),
@@ -137,8 +142,30 @@ def _summary(facts: Facts, data: dict[str, Any]) -> Summary:
         templates=len(templates) if isinstance(templates, list) else 0,
         template_refs=facts.template_refs,
         matrix_nodes=facts.matrix_nodes,
-        state_entries=len(schema) if isinstance(schema, list) else 0,
+        state_entries=len(facts.state_schema or {}),
+        params=tuple(_param_line(name, prop) for name, prop in (facts.params or {}).items()),
     )
+
+
+def _param_line(name: str, prop: dict[str, Any]) -> str:
+    """How `ferry validate` explains one declared param."""
+    from runner.workflow.values import allowed_values, shown
+
+    kind = prop.get("type", "?")
+    bits = [str(kind)]
+    allowed = allowed_values(prop) if kind == "string" else None
+    if allowed:
+        bits.append("one of " + ", ".join(allowed))
+    if prop.get("default") is not None:
+        bits.append("secret default" if prop.get("secret") else
+                    f"default {shown(prop['default'])}")
+    else:
+        bits.append("required")
+    if prop.get("secret"):
+        bits.append("secret")
+    if prop.get("multi_line"):
+        bits.append("multi-line")
+    return f"{name} ({', '.join(bits)})"
 
 
 def _schema(data: dict[str, Any], out: _Collector) -> Workflow | None:
@@ -217,9 +244,19 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path, tuple[Any, ...]]:
     return tuple(path), ()
 
 
-def load_workflow(path: pathlib.Path) -> Workflow:
-    """Load and validate a workflow file; WorkflowInvalid lists every error (warnings pass)."""
-    report = validate_source(read_source(pathlib.Path(path)), str(path))
+def load_workflow(path: pathlib.Path, *, strict: bool = False) -> Workflow:
+    """Load and validate a workflow file for a run; WorkflowInvalid lists every error (warnings
+    pass; `load_report` also gives them)."""
+    workflow = load_report(path, strict=strict).workflow
+    assert workflow is not None
+    return workflow
+
+
+def load_report(path: pathlib.Path, *, strict: bool = False) -> Report:
+    """Load and validate a workflow file for a run (`for_run`): the report, whose workflow is
+    set; WorkflowInvalid lists every error."""
+    report = validate_source(read_source(pathlib.Path(path)), str(path), strict=strict,
+                             for_run=True)
     if report.workflow is None:
         raise WorkflowInvalid(str(path), report.errors)
-    return report.workflow
+    return report

@@ -8,17 +8,26 @@ schema check reports it).
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import json
 from typing import Any
 
 from runner.workflow.graph import find_cycles
-from runner.workflow.spec import UNSUPPORTED_STEP_KINDS, parse_duration
-from runner.workflow.yamlsource import PathKey
+from runner.workflow.spec import (
+    UNSUPPORTED_OPTIONS,
+    UNSUPPORTED_STEP_KINDS,
+    parse_duration,
+    unsupported_kind_message,
+)
 
-Path = tuple[PathKey, ...]
-Add = Callable[..., None]  # add(path, message, severity="error")
+# re-exported: the other validation passes import these from here
+from runner.workflow.validate_base import Add as Add
+from runner.workflow.validate_base import Facts as Facts
+from runner.workflow.validate_base import Path as Path
+from runner.workflow.validate_base import as_dict as as_dict
+from runner.workflow.validate_base import as_list as as_list
+from runner.workflow.validate_base import as_str as as_str
+from runner.workflow.validate_base import hint as hint
+from runner.workflow.validate_schema import check_params, check_state
 
 STEP_KINDS = ("run", "use", *UNSUPPORTED_STEP_KINDS)
 _LEGACY_STEP_KEYS = {
@@ -26,47 +35,15 @@ _LEGACY_STEP_KEYS = {
     "commands": "'commands' is legacy Butterflow syntax; write 'run: |' followed by the commands",
 }
 _CONTAINER_RUNTIMES = ("docker", "podman")
-
-
-def as_list(value: Any) -> list[Any]:
-    """`value` if it is a list, else an empty list."""
-    return value if isinstance(value, list) else []
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    """`value` if it is a mapping, else an empty mapping."""
-    return value if isinstance(value, dict) else {}
-
-
-def as_str(value: Any) -> str | None:
-    """`value` if it is a non-empty string, else None."""
-    return value if isinstance(value, str) and value else None
-
-
-def hint(word: str, choices: Iterable[str]) -> str:
-    """A ` (did you mean 'x'?)` suffix when a close match exists, else ''."""
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
-
-
-@dataclass
-class Facts:
-    """What the structural pass learned, for the reference checks and the summary."""
-
-    node_ids: list[str] = field(default_factory=list)
-    node_index: dict[str, int] = field(default_factory=dict)
-    deps: dict[str, list[str]] = field(default_factory=dict)
-    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
-    state_schema: dict[str, dict[str, Any]] | None = None
-    dependency_count: int = 0
-    template_refs: int = 0
-    matrix_nodes: int = 0
+_CONTAINER_ONLY = ("image", "user", "network", "options", "privileged", "mounts", "memory",
+                   "cpus", "pids", "pull")
 
 
 def check_structure(data: dict[str, Any], add: Add) -> Facts:
     """Run every structural check on the raw document, reporting through `add`."""
     facts = Facts()
-    _check_state(as_dict(data.get("state")), facts, add)
+    check_state(as_dict(data.get("state")), facts, add)
+    check_params(as_dict(data.get("params")), facts, add)
     for t, tpl in enumerate(as_list(data.get("templates"))):
         if isinstance(tpl, dict):
             _check_template(tpl, ("templates", t), facts, add)
@@ -88,39 +65,6 @@ def check_structure(data: dict[str, Any], add: Add) -> Facts:
         add(("nodes", facts.node_index[cycle[0]]),
             "Cyclic dependency detected: " + " → ".join(cycle), anonymous=True)
     return facts
-
-
-def _check_state(state: dict[str, Any], facts: Facts, add: Add) -> None:
-    if "schema" not in state:
-        return
-    facts.state_schema = {}
-    for k, entry in enumerate(as_list(state.get("schema"))):
-        entry = as_dict(entry)
-        name = as_str(entry.get("name"))
-        if name is None:
-            continue
-        where: Path = ("state", "schema", k)
-        if name in facts.state_schema:
-            add((*where, "name"), f"Duplicate state schema entry '{name}'")
-        facts.state_schema.setdefault(name, entry)
-        _check_schema_type(entry, where, add)
-
-
-def _check_schema_type(entry: dict[str, Any], where: Path, add: Add, depth: int = 0) -> None:
-    kind = entry.get("type")
-    if "items" in entry and kind != "array":
-        add((*where, "items"), f"'items' only applies to type 'array' (this is '{kind}')",
-            "warning")
-    if "properties" in entry and kind != "object":
-        add((*where, "properties"),
-            f"'properties' only applies to type 'object' (this is '{kind}')", "warning")
-    if depth > 32:
-        return
-    if isinstance(entry.get("items"), dict):
-        _check_schema_type(entry["items"], (*where, "items"), add, depth + 1)
-    for name, prop in as_dict(entry.get("properties")).items():
-        if isinstance(prop, dict):
-            _check_schema_type(prop, (*where, "properties", name), add, depth + 1)
 
 
 def _check_template(tpl: dict[str, Any], where: Path, facts: Facts, add: Add) -> None:
@@ -164,14 +108,56 @@ def _check_node(node: dict[str, Any], where: Path, facts: Facts, add: Add) -> No
                     allow_zero=True)
     if "run" in node and "steps" not in node:
         add((*where, "run"), "a node has no 'run'; put it in 'steps: [{run: ...}]'")
+    for key in ("branch_name", "pull_request"):
+        if node.get(key) is not None:
+            add((*where, key), _unsupported_option("node", key))
     _check_steps(node, where, facts, add, in_template=False)
+    _check_template_runtimes(node, where, facts, add)
+
+
+def _unsupported_option(owner: str, key: str) -> str:
+    return (f"'{key}' is not supported by Ferry: it asks for "
+            f"{UNSUPPORTED_OPTIONS[(owner, key)]}; remove it, or do the git work in a 'run' step")
 
 
 def _check_runtime(runtime: Any, where: Path, add: Add) -> None:
     runtime = as_dict(runtime)
-    kind = runtime.get("type")
+    kind = runtime.get("type", "direct")
     if kind in _CONTAINER_RUNTIMES and not as_str(runtime.get("image")):
         add(where, f"runtime '{kind}' requires an 'image'")
+    if kind == "direct":
+        for key in _CONTAINER_ONLY:
+            if runtime.get(key) not in (None, False, []):
+                add((*where, key), f"'{key}' applies to docker and podman runtimes only; "
+                                   "runtime 'direct' runs steps on the host")
+
+
+def _runtime_key(runtime: Any) -> str:
+    """A comparable form of a runtime mapping (type defaults to direct)."""
+    value = {"type": "direct", **as_dict(runtime)}
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _check_template_runtimes(node: dict[str, Any], where: Path, facts: Facts, add: Add) -> None:
+    """A task runs all its steps in one runtime: a template's `runtime` is honoured when the
+    node has none (or the same), refused when it differs from the node's or another's."""
+    node_runtime = node.get("runtime")
+    chosen: tuple[str, str] | None = None  # (runtime key, who asked for it)
+    if isinstance(node_runtime, dict):
+        chosen = (_runtime_key(node_runtime), f"node '{node.get('id')}'")
+    for j, step in enumerate(as_list(node.get("steps"))):
+        tpl_id = as_str(as_dict(as_dict(step).get("use")).get("template"))
+        tpl = facts.templates.get(tpl_id or "")
+        if tpl is None or not isinstance(tpl.get("runtime"), dict):
+            continue
+        key = _runtime_key(tpl["runtime"])
+        if chosen is None:
+            chosen = (key, f"template '{tpl_id}'")
+        elif key != chosen[0]:
+            add((*where, "steps", j, "use"),
+                f"template '{tpl_id}' declares a runtime that differs from the one of "
+                f"{chosen[1]}: a task runs all its steps in one runtime (make them the same, "
+                "or drop one)")
 
 
 def _check_duration(value: Any, where: Path, add: Add, allow_zero: bool = False) -> None:
@@ -237,8 +223,9 @@ def _check_steps(owner: dict[str, Any], where: Path, facts: Facts, add: Add,
         kinds = [k for k in STEP_KINDS if step.get(k) is not None]
         for kind in kinds:
             if kind in UNSUPPORTED_STEP_KINDS:
-                add((*at, kind), f"step kind '{kind}' is not supported by Ferry "
-                                 "(use a 'run' step that calls the tool)")
+                add((*at, kind), unsupported_kind_message(kind))
+        if step.get("commit") is not None:
+            add((*at, "commit"), _unsupported_option("step", "commit"))
         if not kinds:
             legacy = [k for k in _LEGACY_STEP_KEYS if step.get(k) is not None]
             if legacy:

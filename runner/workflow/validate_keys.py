@@ -1,8 +1,11 @@
 """Unknown keys: every mapping of the raw document is compared with the keys the model knows.
 
-An unknown key is a warning with a "did you mean" hint (a typo must not pass silently), an error
-under `--strict`. Free-form mappings (env, template inputs given by `use`, matrix values, the
-configuration of unsupported step kinds) are not checked.
+An unknown key is reported with a "did you mean" hint (a typo must not pass silently): a warning
+for `ferry validate`, an error under `--strict`, and an error when a run is made (`for_run`)
+unless the key is purely descriptive (`description`, `title`, `notes`, `x-...`): Ferry does not
+run a workflow with a key whose effect it does not know (`continue-on-error`, `retry: {count}`,
+a node-level `if`...). Free-form mappings (env, template inputs given by `use`, matrix values,
+the configuration of unsupported step kinds) are not checked.
 """
 
 from __future__ import annotations
@@ -20,14 +23,20 @@ def _keys(definition: type[BaseModel]) -> frozenset[str]:
     return frozenset(f.alias or name for name, f in definition.model_fields.items())
 
 
-# kind -> (known keys, {key: (shape, child kind)}), shape: "one" | "list" | "map"
+# kind -> (known keys, {key: (shape, child kind)}), shape: "one" | "list" | "map" | "schema"
+# ("schema": the state schema, a list of entries or a map of properties)
 _SHAPES: dict[str, tuple[frozenset[str], dict[str, tuple[str, str]]]] = {
-    "workflow": (_keys(m.Workflow), {"state": ("one", "state"), "templates": ("list", "template"),
+    "workflow": (_keys(m.Workflow), {"state": ("one", "state"), "params": ("one", "params"),
+                                     "templates": ("list", "template"),
                                      "nodes": ("list", "node")}),
-    "state": (_keys(m.StateSection), {"schema": ("list", "entry")}),
+    "state": (_keys(m.StateSection), {"schema": ("schema", "entry")}),
+    "params": (_keys(m.ParamsSection), {"schema": ("map", "prop")}),
     "entry": (_keys(m.StateSchemaEntry), {"items": ("one", "prop"),
-                                          "properties": ("map", "prop")}),
-    "prop": (_keys(m.SchemaProperty), {"items": ("one", "prop"), "properties": ("map", "prop")}),
+                                          "properties": ("map", "prop"),
+                                          "oneOf": ("list", "variant")}),
+    "prop": (_keys(m.SchemaProperty), {"items": ("one", "prop"), "properties": ("map", "prop"),
+                                       "oneOf": ("list", "variant")}),
+    "variant": (_keys(m.EnumVariant), {}),
     "template": (_keys(m.Template), {"runtime": ("one", "runtime"), "inputs": ("list", "input"),
                                      "outputs": ("list", "output"), "steps": ("list", "step")}),
     "input": (_keys(m.TemplateInput), {}),
@@ -45,11 +54,20 @@ _SHAPES: dict[str, tuple[frozenset[str], dict[str, tuple[str, str]]]] = {
 # keys the structural checks already explain with a better message
 _EXPLAINED = {("step", "uses"), ("step", "commands"), ("node", "run")}
 _MAX_DEPTH = 40
+DESCRIPTIVE_KEYS = frozenset({"description", "title", "summary", "comment", "comments", "note",
+                              "notes", "author", "authors", "tags", "metadata", "docs"})
+"""Unknown keys that cannot change what runs: they never stop a run (still warned about)."""
 
 
-def check_unknown_keys(data: dict[str, Any], add: Add, strict: bool) -> None:
-    """Report keys no model knows; warnings, or errors when `strict`."""
-    severity = "error" if strict else "warning"
+def is_descriptive(key: str) -> bool:
+    """A key that only describes (documentation, `x-` extension fields)."""
+    return key in DESCRIPTIVE_KEYS or key.startswith(("x-", "x_"))
+
+
+def check_unknown_keys(data: dict[str, Any], add: Add, strict: bool, for_run: bool = False
+                       ) -> None:
+    """Report keys no model knows: warnings; errors when `strict`, and when `for_run` for every
+    key that is not descriptive."""
     todo: list[tuple[Any, str, Path]] = [(data, "workflow", ())]
     while todo:
         value, kind, where = todo.pop()
@@ -57,10 +75,21 @@ def check_unknown_keys(data: dict[str, Any], add: Add, strict: bool) -> None:
             continue
         known, children = _SHAPES[kind]
         for key in value:
-            if key not in known and (kind, key) not in _EXPLAINED:
-                add((*where, key), f"unknown key '{key}'{hint(key, known)}", severity)
+            if key in known or (kind, key) in _EXPLAINED:
+                continue
+            text = f"unknown key '{key}'{hint(str(key), known)}"
+            if strict or (for_run and not is_descriptive(str(key))):
+                if not strict:
+                    text += ("; Ferry does not know what it does, so it does not run the "
+                             "workflow (remove it or fix its name)")
+                add((*where, key), text, "error")
+            else:
+                add((*where, key), text, "warning")
         for key, (shape, child) in children.items():
             item = value.get(key)
+            if shape == "schema":
+                shape = "list" if isinstance(item, list) else "map"
+                child = "entry" if shape == "list" else "prop"
             if shape == "one":
                 todo.append((item, child, (*where, key)))
             elif shape == "list" and isinstance(item, list):

@@ -1,20 +1,27 @@
-"""Static checks of `${{ }}` references: syntax everywhere, and what is knowable before a run —
-secrets outside `run`, `env` and template inputs, matrix values in nodes without a matrix,
-`inputs.*` outside templates or not declared, `tasks.X.outputs.Y` where X is not upstream of the
-node, state keys absent from the schema.
+"""Static checks of `${{ }}` references and `if:` conditions: syntax everywhere, and what is
+knowable before a run — secrets outside `run`, `env` and template inputs, matrix values in
+nodes without a matrix, `inputs.*` outside templates or not declared, `tasks.X.outputs.Y` where
+X is not upstream of the node, state keys absent from the schema, params absent from
+`params.schema`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from runner.workflow.expressions import Expression, scan
+from runner.errors import ConditionError
+from runner.workflow.conditions import parse as parse_condition
+from runner.workflow.expressions import Expression, Reference, scan
 from runner.workflow.graph import topological_order, upstream
+from runner.workflow.spec import UNSUPPORTED_STEP_KINDS
 from runner.workflow.validate_checks import Add, Facts, Path, as_dict, as_list, as_str, hint
 
-# subtrees that hold no expressions Ferry resolves (ids, graph edges, foreign step configs)
-_SKIP = {"id", "depends_on", "type", "trigger", "ast-grep", "js-ast-grep", "codemod", "retry"}
+# subtrees that hold no `${{ }}` Ferry resolves (ids, graph edges, foreign step configs, the
+# schemas) and conditions (`if`, checked by their own grammar)
+_SKIP = {"id", "depends_on", "type", "trigger", "retry", "if", "schema", "commit",
+         "branch_name", "pull_request", *UNSUPPORTED_STEP_KINDS}
 _MAX_DEPTH = 40
 
 
@@ -33,15 +40,48 @@ def strings(value: Any, where: Path, depth: int = 0) -> Iterator[tuple[Path, str
             yield from strings(item, (*where, i), depth + 1)
 
 
-def _expressions(owner: dict[str, Any], where: Path, add: Add) -> list[tuple[Path, Expression]]:
-    found: list[tuple[Path, Expression]] = []
+@dataclass(frozen=True)
+class _Use:
+    """Something that reads references: a `${{ }}` expression or an `if:` condition."""
+
+    label: str
+    """How messages quote it: `'${{ x }}'` or `condition 'x'`."""
+    references: tuple[Reference, ...]
+    has_default: bool = False
+
+
+def _of_expression(expr: Expression) -> _Use:
+    return _Use(f"'{expr.source}'", expr.references, expr.has_default)
+
+
+def _expressions(owner: dict[str, Any], where: Path, add: Add) -> list[tuple[Path, _Use]]:
+    found: list[tuple[Path, _Use]] = []
     for path, text in strings(owner, where):
         if "${{" not in text:
             continue
         exprs, error = scan(text)
         if error is not None:
             add(path, error)
-        found.extend((path, e) for e in exprs)
+        found.extend((path, _of_expression(e)) for e in exprs)
+    return found + _conditions(owner, where, add)
+
+
+def _conditions(owner: dict[str, Any], where: Path, add: Add) -> list[tuple[Path, _Use]]:
+    """The `if:` of each step of a node or template: parsed (errors reported), as uses."""
+    found: list[tuple[Path, _Use]] = []
+    for j, step in enumerate(as_list(owner.get("steps"))):
+        text = as_dict(step).get("if")
+        if isinstance(text, bool) or text is None:
+            continue
+        path: Path = (*where, "steps", j, "if")
+        if not isinstance(text, str):
+            continue  # the schema check reports the type
+        try:
+            condition = parse_condition(text)
+        except ConditionError as exc:
+            add(path, f"condition '{text}': {exc.reason}")
+            continue
+        found.append((path, _Use(f"condition '{text}'", tuple(condition.references()))))
     return found
 
 
@@ -73,38 +113,46 @@ class _Upstream:
 
 
 def check_references(data: dict[str, Any], facts: Facts, add: Add) -> None:
-    """Report malformed expressions and references that cannot resolve in any run."""
+    """Report malformed expressions and conditions, and references that cannot resolve in any
+    run."""
     ups = _Upstream(facts)
-    template_exprs: dict[str, list[tuple[Path, Expression]]] = {}
+    template_uses: dict[str, list[tuple[Path, _Use]]] = {}
+    template_inputs: dict[str, set[str]] = {}
     for t, tpl in enumerate(as_list(data.get("templates"))):
         if not isinstance(tpl, dict):
             continue
-        exprs = _expressions(tpl, ("templates", t), add)
+        uses = _expressions(tpl, ("templates", t), add)
         tpl_id = as_str(tpl.get("id"))
+        declared = {d for d in (as_str(as_dict(i).get("name"))
+                                for i in as_list(tpl.get("inputs"))) if d}
         if tpl_id is not None and facts.templates.get(tpl_id) is tpl:
-            template_exprs[tpl_id] = exprs
-        declared = {as_str(as_dict(i).get("name")) for i in as_list(tpl.get("inputs"))}
-        for path, expr in exprs:
-            _check_secret_use(path, expr, add)
-            for ref in expr.references:
-                if ref.namespace == "inputs" and ref.head not in declared and not expr.has_default:
-                    add(path, f"'{expr.source}': template '{tpl_id}' declares no input "
-                              f"'{ref.head}'{hint(ref.head, [d for d in declared if d])}")
+            template_uses[tpl_id] = uses
+            template_inputs[tpl_id] = declared
+        for path, use in uses:
+            _check_secret_use(path, use, add)
+            if use.has_default:
+                continue
+            for ref in use.references:
+                if ref.namespace == "inputs" and ref.head not in declared:
+                    add(path, f"{use.label}: template '{tpl_id}' declares no input "
+                              f"'{ref.head}'{hint(ref.head, declared)}")
                 elif ref.namespace == "state":
-                    _check_state_ref(path, expr, ref.head, facts, add)
+                    _check_state_ref(path, use, ref.head, facts, add)
+                elif ref.namespace == "params":
+                    _check_param_ref(path, use, ref.head, facts, add, declared)
     for i, node in enumerate(as_list(data.get("nodes"))):
         if not isinstance(node, dict):
             continue
         node_id = as_str(node.get("id")) or ""
         where: Path = ("nodes", i)
-        for path, expr in _expressions(node, where, add):
-            _check_secret_use(path, expr, add)
-            _check_node_expr(path, expr, node, node_id, facts, ups, add, template=None)
+        for path, use in _expressions(node, where, add):
+            _check_secret_use(path, use, add)
+            _check_node_use(path, use, node, node_id, facts, ups, add, template=None)
         for j, step in enumerate(as_list(node.get("steps"))):
             tpl_id = as_str(as_dict(as_dict(step).get("use")).get("template"))
-            for _, expr in template_exprs.get(tpl_id or "", []):
-                _check_node_expr((*where, "steps", j, "use"), expr, node, node_id, facts, ups,
-                                 add, template=tpl_id)
+            for _, use in template_uses.get(tpl_id or "", []):
+                _check_node_use((*where, "steps", j, "use"), use, node, node_id, facts, ups,
+                                add, template=tpl_id)
 
 
 def _secret_allowed(path: Path) -> bool:
@@ -117,44 +165,56 @@ def _secret_allowed(path: Path) -> bool:
     return False
 
 
-def _check_secret_use(path: Path, expr: Expression, add: Add) -> None:
-    """A secret anywhere else (a name, a matrix value, a runtime option) would be shown in
-    status lines, the run document or the container's config."""
-    if any(ref.namespace == "secrets" for ref in expr.references) and not _secret_allowed(path):
-        add(path, f"'{expr.source}': secrets may only be used in run, env and template inputs")
+def _check_secret_use(path: Path, use: _Use, add: Add) -> None:
+    """A secret anywhere else (a name, a condition, a matrix value, a runtime option) would be
+    shown in status lines, the run document or the container's config."""
+    if any(ref.namespace == "secrets" for ref in use.references) and not _secret_allowed(path):
+        add(path, f"{use.label}: secrets may only be used in run, env and template inputs")
 
 
-def _check_state_ref(path: Path, expr: Expression, key: str, facts: Facts, add: Add) -> None:
+def _check_state_ref(path: Path, use: _Use, key: str, facts: Facts, add: Add) -> None:
     schema = facts.state_schema
-    if schema and key not in schema and not expr.has_default:
-        add(path, f"'{expr.source}': state key '{key}' is not declared in state.schema"
+    if schema and key not in schema and not use.has_default:
+        add(path, f"{use.label}: state key '{key}' is not declared in state.schema"
                   + hint(key, schema), "warning")
 
 
-def _check_node_expr(path: Path, expr: Expression, node: dict[str, Any], node_id: str,
-                     facts: Facts, ups: _Upstream, add: Add, template: str | None) -> None:
-    via = f" (in template '{template}')" if template else ""
-    if expr.has_default:
+def _check_param_ref(path: Path, use: _Use, key: str, facts: Facts, add: Add,
+                     inputs: set[str] | None = None) -> None:
+    """With a `params.schema`, a run only has the declared params (and, in a template, its
+    inputs): any other `params.x` can never resolve."""
+    if facts.params is None or use.has_default or key in facts.params or key in (inputs or ()):
         return
-    for ref in expr.references:
+    add(path, f"{use.label}: param '{key}' is not declared in params.schema"
+              + hint(key, [*facts.params, *(inputs or ())]))
+
+
+def _check_node_use(path: Path, use: _Use, node: dict[str, Any], node_id: str,
+                    facts: Facts, ups: _Upstream, add: Add, template: str | None) -> None:
+    via = f" (in template '{template}')" if template else ""
+    if use.has_default:
+        return
+    for ref in use.references:
         if ref.namespace == "matrix":
             problem = _matrix_problem(ref.head, node, facts)
             if problem:
-                add(path, f"'{expr.source}'{via}: {problem}")
+                add(path, f"{use.label}{via}: {problem}")
         elif ref.namespace == "inputs" and template is None:
-            add(path, f"'{expr.source}': 'inputs' only exist inside a template")
+            add(path, f"{use.label}: 'inputs' only exist inside a template")
         elif ref.namespace == "tasks":
             other = ref.head
             if other not in facts.node_index:
-                add(path, f"'{expr.source}'{via}: node '{other}' does not exist"
+                add(path, f"{use.label}{via}: node '{other}' does not exist"
                           + hint(other, facts.node_ids))
             elif other == node_id:
-                add(path, f"'{expr.source}'{via}: a node cannot read its own outputs")
+                add(path, f"{use.label}{via}: a node cannot read its own outputs")
             elif node_id in facts.deps and not ups.contains(node_id, other):
-                add(path, f"'{expr.source}'{via}: node '{other}' is not upstream of "
+                add(path, f"{use.label}{via}: node '{other}' is not upstream of "
                           f"'{node_id}' (add it to depends_on)")
         elif ref.namespace == "state" and template is None:
-            _check_state_ref(path, expr, ref.head, facts, add)
+            _check_state_ref(path, use, ref.head, facts, add)
+        elif ref.namespace == "params" and template is None:
+            _check_param_ref(path, use, ref.head, facts, add)
 
 
 def _matrix_problem(key: str, node: dict[str, Any], facts: Facts) -> str | None:

@@ -29,6 +29,9 @@ state:
     - name: regions
       type: array
       items: {type: object}
+    - {name: count, type: number}
+    - {name: note, type: string}
+    - {name: seen, type: array, items: {type: string}}
 nodes:
   - id: produce
     env: {GREETING: "hello world"}

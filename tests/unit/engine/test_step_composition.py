@@ -79,7 +79,10 @@ def test_matrix_values_plain_in_env_and_expressions() -> None:
     c = ctx(matrix=matrix)
     (planned,) = list(expand(wf, 1, lambda: c))
     assert render(planned, 0, lambda: c).script == 'echo "Processing region us-east"'
-    env = task_env(wf.nodes[1], 1, matrix, c, run_id="R" * 36, task_id="T" * 36)
+    env, protected = task_env(wf.nodes[1], 1, matrix, c, run_id="R" * 36, task_id="T" * 36,
+                              bundle_path="/b")
+    assert {"region", "n", "o", "CODEMOD_PATH", "STATE_OUTPUTS"} <= protected
+    assert env["CODEMOD_PATH"] == "/b"
     assert env["region"] == "us-east" and env["n"] == "3" and env["o"] == '{"a":true}'
     assert env["FERRY_TASK_ID"] == env["CODEMOD_TASK_ID"] == "T" * 36
     assert env["FERRY_RUN_ID"] == env["CODEMOD_WORKFLOW_RUN_ID"] == "R" * 36
@@ -89,15 +92,16 @@ def test_matrix_values_plain_in_env_and_expressions() -> None:
 
 def test_node_env_is_resolved() -> None:
     wf = workflow(TEMPLATED)
-    env = task_env(wf.nodes[0], 0, None, ctx(params={"depth": "9"}), run_id="r", task_id="t")
-    assert env["NODE"] == "9"
+    env, protected = task_env(wf.nodes[0], 0, None, ctx(params={"depth": "9"}), run_id="r",
+                              task_id="t")
+    assert env["NODE"] == "9" and "NODE" not in protected
     with pytest.raises(ExpressionError, match=r"nodes\[0\]\.env\.NODE"):
         task_env(wf.nodes[0], 0, None, ctx(), run_id="r", task_id="t")
 
 
 def test_unsupported_step_kind_is_a_clear_error() -> None:
     wf = workflow(FIXTURES / "examples__ast-grep-workflow.yaml")
-    with pytest.raises(StepError, match="'ast-grep' steps are not supported"):
+    with pytest.raises(StepError, match="step kind 'ast-grep' is not supported by Ferry"):
         list(expand(wf, 0, lambda: ctx()))
 
 

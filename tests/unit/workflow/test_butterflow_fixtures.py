@@ -122,7 +122,10 @@ def test_fixture_outcome(name: str) -> None:
         assert all("is not supported by Ferry" in p.message for p in report.errors)
     with pytest.raises(WorkflowInvalid) as info:
         load_workflow(path)
-    assert [p.render() for p in info.value.problems] == [p.render() for p in report.errors]
+    # loading for a run reports the same errors, plus unknown keys that are not descriptive
+    loaded = [p.render() for p in info.value.problems]
+    assert all(p.render() in loaded for p in report.errors)
+    assert all(p in [q.render() for q in report.errors] or "unknown key" in p for p in loaded)
 
 
 def test_schema_file_is_current() -> None:
