@@ -214,7 +214,8 @@ class TaskRunner:
         doc = self.store.doc
         ancestors = self.s.ancestors.get(self.node_id, frozenset())
         params = doc.get("params") or {}
-        if self.secret:  # the document holds masks: the values, or nothing (never the mask)
+        if self.secret or self.s.secret_params:  # the document holds masks: the values, or
+            # nothing (never the mask)
             params = {k: v for k, v in params.items() if k not in self.secret}
             params.update(self.s.secret_params)
         return Context(matrix=self.matrix or {}, params=params,
