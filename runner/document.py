@@ -23,6 +23,7 @@ A run is one JSON object (a plain dict, so that RFC 6902 diffs apply to it direc
       "started_at": iso | None, "ended_at": iso | None,
       "step": int | None,           # index of the step running now or that failed
       "error": str | None,          # one line: why it Failed / was Blocked
+      "canceled": true,             # only on a task a cancel stopped (it is Failed; shown Canceled)
       "outputs": {...}              # task outputs ($TASK_OUTPUTS)
     }
 

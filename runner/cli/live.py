@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from runner.cli.live_board import MAX_RUNNING_LINES, TaskBoard
-from runner.cli.render import stamp
+from runner.cli.render import reason, stamp
 from runner.engine.events import (
     Event,
     MatrixTasksCreated,
@@ -48,6 +48,8 @@ def event_lines(event: Event) -> list[str]:
     if isinstance(event, TaskStatusChanged):
         return _status_lines(ts, event)
     if isinstance(event, MatrixTasksCreated):
+        if not event.children:  # a from_state master before its state exists: said once, later
+            return []
         lines = [f"{ts} Created matrix tasks for {event.node_id}:"]
         if event.master_id:
             lines.append(f"  - Master task: {event.master_id}")
@@ -57,7 +59,7 @@ def event_lines(event: Event) -> list[str]:
     if isinstance(event, OutputLine):
         return [f"  [{event.label}] {event.line}"]
     if isinstance(event, StepFinished):
-        if event.ok:
+        if event.ok or event.result == "canceled":  # the task's Canceled line says it
             return []
         return [f"{ts} Task {event.label} ({event.task_id}): step {event.index + 1} "
                 f"'{event.name}' failed: {event.result}"]
@@ -82,9 +84,10 @@ def _status_lines(ts: str, event: TaskStatusChanged) -> list[str]:
     if event.interrupted:
         return [f"{ts} Task {name} ({event.task_id}): interrupted while Running "
                 "(its runner stopped); running it again"]
-    line = f"{ts} Task {name} ({event.task_id}): {event.status}"
+    status = "Canceled" if event.canceled else event.status
+    line = f"{ts} Task {name} ({event.task_id}): {status}"
     if event.error and event.status in {"Failed", "Blocked", "WontDo"}:
-        line += f" ({event.error})"
+        line += f" ({reason(event.status, event.error)})"
     return [line]
 
 
@@ -248,7 +251,7 @@ class LiveView(LinePrinter):
         '' when the screen already shows it."""
         size = self._size()
         lines = self.board.footer(now, size.columns, color=self._color,
-                                  max_lines=min(MAX_RUNNING_LINES + 1, max(1, size.lines - 2)))
+                                  max_lines=min(MAX_RUNNING_LINES + 3, max(1, size.lines - 2)))
         text = "\n".join(lines)
         if not self._dirty and text == self._drawn:
             return ""

@@ -94,6 +94,21 @@ def _matrix_text(task: dict[str, Any]) -> str:
                      for k, v in items.items())
 
 
+def reason(status: str, error: str) -> str:
+    """A task's error as shown after its status, without repeating the status (runs written
+    before 0.2 stored `blocked: upstream node 'x' failed`)."""
+    prefix = f"{status.lower()}: "
+    return error[len(prefix):] if error.lower().startswith(prefix) else error
+
+
+def shown_status(task: dict[str, Any]) -> str:
+    """The status a person reads: a task stopped by a cancel is stored Failed (with `canceled:
+    true`) and shown Canceled."""
+    if task.get("canceled") and task.get("status") == TaskStatus.FAILED.value:
+        return "Canceled"
+    return str(task.get("status"))
+
+
 def task_details(doc: dict[str, Any], task: dict[str, Any]) -> str:
     """The extras after a task's status: attempts, retries, timeouts, interruptions, error."""
     node = node_of(doc, task.get("node_id", ""))
@@ -120,7 +135,7 @@ def task_details(doc: dict[str, Any], task: dict[str, Any]) -> str:
     if task.get("error") and task.get("status") in {TaskStatus.FAILED.value,
                                                     TaskStatus.BLOCKED.value,
                                                     TaskStatus.WONT_DO.value}:
-        text += f" - {task['error']}"
+        text += f" - {reason(task['status'], task['error'])}"
     return text
 
 
@@ -132,7 +147,7 @@ def task_line(doc: dict[str, Any], task: dict[str, Any], indent: str = "") -> st
         name = f"{task['node_id']} ({_matrix_text(task)})"
     else:
         name = str(task["node_id"])
-    return f"{indent}- {name} ({task['id']}): {task['status']}{task_details(doc, task)}"
+    return f"{indent}- {name} ({task['id']}): {shown_status(task)}{task_details(doc, task)}"
 
 
 def awaiting(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -306,7 +321,7 @@ def render_finished(doc: dict[str, Any], ts: str) -> list[str]:
             if task.get("master"):
                 continue
             if task["status"] in {TaskStatus.FAILED.value, TaskStatus.BLOCKED.value}:
-                why = f": {task['error']}" if task.get("error") else ""
+                why = f": {reason(task['status'], task['error'])}" if task.get("error") else ""
                 lines.append(f"  - {task_label(doc, task)} ({task['id']}): "
-                             f"{task['status']}{why}")
+                             f"{shown_status(task)}{why}")
     return lines

@@ -50,6 +50,8 @@ class TaskStatusChanged(Event):
     attempt: int = 0
     interrupted: bool = False
     """The task was Running when its runner stopped; it goes back to Pending and runs again."""
+    canceled: bool = False
+    """The task ended Failed because the run was canceled (the document says `canceled: true`)."""
 
 
 @dataclass(frozen=True)

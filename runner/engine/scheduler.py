@@ -221,7 +221,7 @@ class _Pass:
         if status not in _NOT_STARTED:
             return
         if deps.broken is not None:
-            self.set(task, _S.BLOCKED, f"blocked: upstream node '{deps.broken}' failed")
+            self.set(task, _S.BLOCKED, f"upstream node '{deps.broken}' failed")
         elif not deps.done:
             if status != _S.PENDING.value:
                 self.set(task, _S.PENDING)
@@ -277,7 +277,10 @@ class _Pass:
             counts[st] = counts.get(st, 0) + 1
         counts.pop(_S.WONT_DO.value, None)
         total = sum(counts.values())
-        failed = counts.get(_S.FAILED.value, 0)
+        # children a cancel stopped are Failed with `canceled`: the master is canceled, not failed
+        stopped = sum(1 for c in children
+                      if c.get("canceled") and self.status[c["id"]] == _S.FAILED.value)
+        failed = counts.get(_S.FAILED.value, 0) - stopped
         error: str | None = None
         if item_error is not None:
             status, error = _S.FAILED, item_error
@@ -289,7 +292,7 @@ class _Pass:
             status = _S.AWAITING_TRIGGER
         elif counts.get(_S.BLOCKED.value) or (total == 0 and deps.broken is not None):
             broken = deps.broken or "?"
-            status, error = _S.BLOCKED, f"blocked: upstream node '{broken}' failed"
+            status, error = _S.BLOCKED, f"upstream node '{broken}' failed"
         elif total == 0:
             status = _S.COMPLETED if deps.done else _S.PENDING
         elif counts.get(_S.COMPLETED.value) == total:

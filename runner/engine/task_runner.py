@@ -7,8 +7,8 @@ is skipped: recorded in the task's `skipped` list and announced (`StepSkipped`);
 that cannot be evaluated fails the task naming it. `retry: {attempts, backoff}`
 runs the whole task again (attempt + 1, visible in the document) after waiting `backoff` on the
 cancel event, so a cancel interrupts the wait. A node `timeout` bounds each attempt; a step
-`timeout` bounds the step (the smaller one applies). A canceled task ends Failed with error
-"canceled".
+`timeout` bounds the step (the smaller one applies). A canceled task ends Failed with
+`canceled: true` and an error saying where it was stopped (shown as Canceled).
 """
 
 from __future__ import annotations
@@ -188,7 +188,8 @@ class TaskRunner:
                                         self.label, tries, attempts, outcome.error or "",
                                         backoff))
             if (backoff and self.s.cancel.wait(backoff)) or self.s.cancel.is_set():
-                outcome = Outcome(False, _CANCELED, outcome.step, canceled=True)
+                outcome = Outcome(False, "stopped while waiting to retry", outcome.step,
+                                  canceled=True)
                 break
             self.attempt += 1
             self.store.commit([task_field_op(self.task_id, "attempt", self.attempt),
@@ -200,13 +201,18 @@ class TaskRunner:
         """Record the task's end and announce it."""
         status = TaskStatus.COMPLETED if outcome.ok else TaskStatus.FAILED
         now = self.s.clock()
-        self.store.commit([task_field_op(self.task_id, "status", status.value),
-                           task_field_op(self.task_id, "ended_at", now),
-                           task_field_op(self.task_id, "step", outcome.step),
-                           task_field_op(self.task_id, "error", outcome.error)])
+        ops = [task_field_op(self.task_id, "status", status.value),
+               task_field_op(self.task_id, "ended_at", now),
+               task_field_op(self.task_id, "step", outcome.step),
+               task_field_op(self.task_id, "error", outcome.error)]
+        if outcome.canceled:  # Failed for the scheduler; shown as Canceled. `add`: documents
+            # written before the field existed have no member to replace
+            ops.append({"op": "add", "path": f"/tasks/{self.task_id}/canceled", "value": True})
+        self.store.commit(ops)
         self.s.emit(ev.TaskStatusChanged(self.store.run_id, now, self.task_id, self.node_id,
                                          self.label, status.value, TaskStatus.RUNNING.value,
-                                         outcome.error, False, self.attempt))
+                                         outcome.error, False, self.attempt,
+                                         canceled=outcome.canceled))
 
     # -- one attempt -------------------------------------------------------------------------
     def context(self) -> Context:
@@ -354,8 +360,11 @@ class TaskRunner:
                 what = result.describe()
                 if result.reason == "timeout" and node_cut and deadline is not None:
                     what = f"timed out (node timeout {_secs(deadline[0])})"
+                if result.reason == _CANCELED:
+                    return Outcome(False, f"stopped during step '{name}'", step_no,
+                                   canceled=True, state_changed=state_changed)
                 return Outcome(False, f"step '{name}' failed: {what}", step_no,
-                               canceled=result.reason == _CANCELED, state_changed=state_changed)
+                               state_changed=state_changed)
             state_changed = self.apply_outputs(state_file, task_file, step_no) or state_changed
             index += 1
 

@@ -149,7 +149,8 @@ def _label(node: Node) -> str:
         if node.strategy.from_state:
             lines.append(f"matrix: state.{node.strategy.from_state}")
         else:
-            lines.append(f"matrix: {len(node.strategy.values or [])} items")
+            count = len(node.strategy.values or [])
+            lines.append(f"matrix: {count} item{'' if count == 1 else 's'}")
     if node.type.value == "manual":
         lines.append("manual node")
     elif node.is_manual:

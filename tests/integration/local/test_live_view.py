@@ -76,7 +76,8 @@ _CSI = re.compile(r"\x1b\[([0-9;]*)([A-Za-z])")
 
 
 def screen(raw: str) -> list[str]:
-    """The lines left on a terminal after `raw` (no wrapping: footers are cut to the width)."""
+    """The lines left on a terminal after `raw` (no automatic wrapping: footer lines are kept
+    narrower than the terminal)."""
     lines: list[str] = [""]
     row = col = 0
     pos = 0
@@ -125,9 +126,10 @@ def normalized(lines: list[str]) -> list[str]:
 class PtyRun:
     """`ferry ARGS` with a pseudo-terminal as stdout/stderr; output collected by a thread."""
 
-    def __init__(self, ferry: Ferry, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, ferry: Ferry, *args: str, env: dict[str, str] | None = None,
+                 columns: int = COLUMNS) -> None:
         master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, columns, 0, 0))
         child_env = {**ferry.env, "TERM": "xterm", **(env or {})}
         for name in ("NO_COLOR", "FERRY_LIVE"):
             if env is None or name not in env:
@@ -278,22 +280,83 @@ def test_screen_model_replays_erase_and_redraw() -> None:
     assert screen(raw) == ["a", "b"]
 
 
-def test_board_cuts_to_the_width_and_folds_extra_running_tasks() -> None:
+def test_board_wraps_at_the_width_and_folds_extra_running_tasks() -> None:
     from runner.cli.live_board import TaskBoard
     from runner.engine.events import RunStarted, TaskStatusChanged
 
     board = TaskBoard()
-    board.seed({"workflow": {"nodes": [{"id": "late"}]}, "tasks": {}}, now=0.0)
+    board.seed({"workflow": {"nodes": [{"id": "n"}, {"id": "late", "depends_on": ["n"]}]},
+                "tasks": {}}, now=0.0)
     board.update(RunStarted("r", "ts"), now=0.0)
     for i in range(12):
         board.update(TaskStatusChanged("r", "ts", f"t{i}", "n", f"n{i:02d}", "Running",
                                        "Pending"), now=float(i))
-    lines = board.footer(75.0, 60, color=False, max_lines=5)
-    assert lines[0].startswith("Running 12 | Completed 0 | Failed 0 | AwaitingTrigger 0")
+    lines = board.footer(75.0, 60, color=False, max_lines=6)
+    print("\n".join(lines))
     assert all(len(line) <= 59 for line in lines)
-    # Oldest first, then a count of the ones that did not fit.
-    assert lines[1:] == ["  > n00 (00:01:15)", "  > n01 (00:01:14)", "  > n02 (00:01:13)",
+    # every count is there, wrapped at a separator rather than cut off
+    counts = " | ".join(lines[:2])
+    assert lines[0].startswith("Running 12 | Completed 0 | Failed 0 | AwaitingTrigger 0")
+    for part in ("Blocked 0", "Queued 0", "Pending 1", "00:01:15"):
+        assert part in counts, counts
+    # oldest first, then a count of the ones that did not fit
+    assert lines[2:] == ["  > n00 (00:01:15)", "  > n01 (00:01:14)", "  > n02 (00:01:13)",
                          "  ... and 9 more running"]
+    long = TaskBoard()
+    long.seed({"tasks": {}}, now=0.0)
+    long.update(TaskStatusChanged("r", "ts", "x", "n", "n, shard: " + "x" * 80, "Running",
+                                  "Pending"), now=0.0)
+    wrapped = long.footer(5.0, 40, color=False, max_lines=8)
+    assert all(len(line) <= 39 for line in wrapped)
+    assert "".join(w.strip() for w in wrapped).endswith("x" * 10 + " (00:00:05)")
     board.update(TaskStatusChanged("r", "ts", "t0", "n", "n00", "Failed", "Running"), now=80.0)
     wide = board.footer(80.0, 200, color=True, max_lines=5)[0]
     assert "\x1b[31mFailed 1\x1b[0m" in wide and "Pending 1" in wide and "00:01:20" in wide
+
+
+def test_board_counts_tasks_waiting_for_a_slot_apart_from_pending_ones() -> None:
+    from runner.cli.live_board import TaskBoard
+    from runner.engine.events import MatrixTasksCreated, TaskStatusChanged
+
+    wf = {"nodes": [{"id": "a"}, {"id": "b"}, {"id": "c"}, {"id": "d", "depends_on": ["a"]},
+                    {"id": "m", "strategy": {"type": "matrix", "values": [{"k": 1}]}},
+                    {"id": "e", "depends_on": ["m"]}]}
+    tasks = {n: {"id": n, "node_id": n, "status": "Pending"} for n in "abcde"}
+    board = TaskBoard()
+    board.seed({"workflow": wf, "tasks": tasks}, now=0.0)
+    board.update(MatrixTasksCreated("r", "ts", "m", "mm", []), now=0.0)
+    board.update(TaskStatusChanged("r", "ts", "a", "a", "a", "Running", "Pending"), now=0.0)
+    counts = board.counts()
+    # b and c could run but --max-parallel is full; d waits for a, e for the matrix node m
+    assert (counts["Running"], counts["Queued"], counts["Pending"]) == (1, 2, 2), counts
+    board.update(TaskStatusChanged("r", "ts", "a", "a", "a", "Completed", "Running"), now=1.0)
+    assert board.counts()["Queued"] == 3  # d is ready now
+    board.update(TaskStatusChanged("r", "ts", "mm", "m", "m", "Completed", "Running",
+                                   master=True), now=2.0)
+    assert (board.counts()["Queued"], board.counts()["Pending"]) == (4, 0)
+    board.update(TaskStatusChanged("r", "ts", "b", "b", "b", "Failed", "Running",
+                                   error="stopped during step 'x'", canceled=True), now=3.0)
+    assert board.counts()["Canceled"] == 1 and board.counts()["Failed"] == 0
+
+
+def test_a_narrow_terminal_wraps_the_footer_and_shows_queued_tasks(
+        ferry: Ferry, pty_runs: list[PtyRun]) -> None:
+    go = ferry.workdir / "go"
+    wf = ferry.workdir / "wf.yaml"
+    wf.write_text('version: "1"\nnodes:\n' + "".join(
+        f"  - id: {n}\n    steps:\n      - run: while [ ! -e {go} ]; do sleep 0.05; done\n"
+        for n in ("one", "two", "three")) +
+        "  - id: last\n    depends_on: [one, two, three]\n    steps:\n      - run: echo done\n")
+    run = PtyRun(ferry, "run", "-w", str(wf), "--max-parallel", "1", columns=60)
+    pty_runs.append(run)
+    wait_until(lambda: "Queued 2" in run.raw and "Pending 1" in run.raw, timeout=30,
+               message="a footer with Queued 2 and Pending 1")
+    raw = run.raw
+    drawn = raw[raw.rindex("Running 1"):]
+    footer_lines = [re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", ln) for ln in drawn.split("\n")]
+    assert all(len(ln.rstrip("\r")) <= 59 for ln in footer_lines), footer_lines
+    go.touch()
+    assert run.finish() == 0
+    shown = screen(run.raw)
+    assert not [line for line in shown if " | " in line or line.startswith("  > ")], shown
+    assert shown[-1].endswith("Workflow completed")
