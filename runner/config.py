@@ -7,6 +7,7 @@
     runner:
       server: URL, token: T, runner_id: ID, name: N, labels: [a, b], concurrency: 2,
       work_dir: PATH, poll_wait: 10, heartbeat_interval: 1,
+      step_env_allow: [PATH, HOME, LC_*, ...], step_user: ferry-step,
       containers: {allow_privileged, allow_mounts, pull, network, memory, cpus, pids,
                    podman_socket},
       retention: {older_than: 30d, keep: 10, interval: 1h}
@@ -118,6 +119,11 @@ class RunnerSection(_Strict):
     # a cancel on the server stops the run's tasks (issue: within 2 s)
     poll_wait: float = Field(default=10.0, ge=0, le=30)
     heartbeat_interval: float = Field(default=1.0, gt=0)
+    step_env_allow: list[str] | None = None
+    """The runner's environment variables steps see (names or `PREFIX*`); None: the default
+    list (`runner.runtimes.stepenv.DEFAULT_ALLOW`). FERRY_* never passes."""
+    step_user: str | None = None
+    """A root daemon runs host steps as this unprivileged user."""
     containers: ContainerDefaults = Field(default_factory=ContainerDefaults)
     retention: RetentionSection | None = None
     """When set, the daemon prunes finished runs' files by itself."""

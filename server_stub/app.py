@@ -13,7 +13,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from runner import __version__
 from runner.api.protocol import API_PREFIX
-from server_stub import errors, routes_repos, routes_runners, routes_users, runners
+from server_stub import (
+    errors,
+    routes_repos,
+    routes_runners,
+    routes_secrets,
+    routes_users,
+    runners,
+)
 from server_stub.auth import ADMIN, REGISTRATION, Secret, load_secret
 from server_stub.config import ServerConfig
 from server_stub.core import Core
@@ -95,7 +102,7 @@ def create_app(config: ServerConfig, *, admin: Secret | None = None,
     app.state.core = core
     app.state.notifier = Notifier()
     errors.install(app)
-    for module in (routes_runners, routes_users, routes_repos):
+    for module in (routes_runners, routes_users, routes_repos, routes_secrets):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(BodyLimit, limit=config.max_body)
     return app

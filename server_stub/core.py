@@ -17,6 +17,8 @@ from server_stub.leases import LeaseTimes
 from server_stub.logs import LogStore
 from server_stub.repos import Repos
 from server_stub.runs import Documents
+from server_stub.secrets import SCHEMA as SECRETS_SCHEMA
+from server_stub.secrets import SecretStore, load_key
 
 
 def private_dir(path: Path) -> None:
@@ -36,6 +38,7 @@ class Core:
     repos: Repos
     admin: Secret
     registration: Secret
+    secrets: SecretStore
 
     @classmethod
     def open(cls, config: ServerConfig, admin: Secret, registration: Secret) -> Core:
@@ -44,9 +47,15 @@ class Core:
         private_dir(config.data_dir / "logs")
         for token_file in config.data_dir.glob("*.token"):  # also when the env gives tokens
             os.chmod(token_file, 0o600)
-        return cls(config=config, db=Database(config.data_dir / "server.db"), docs=Documents(),
+        db = Database(config.data_dir / "server.db")
+        with db.transaction() as conn:
+            for statement in SECRETS_SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        return cls(config=config, db=db, docs=Documents(),
                    logs=LogStore(config.data_dir / "logs"), repos=Repos(config.repos_dir),
-                   admin=admin, registration=registration)
+                   admin=admin, registration=registration,
+                   secrets=SecretStore(load_key(config.data_dir)))
 
     @property
     def times(self) -> LeaseTimes:

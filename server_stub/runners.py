@@ -10,6 +10,8 @@ import re
 import time
 from typing import Any
 
+from pydantic import SecretStr
+
 from runner.api.protocol import (
     RUN_ID_PATTERN,
     ClaimResponse,
@@ -54,8 +56,14 @@ def claim_once(core: Core, caller: Caller, labels: list[str]) -> ClaimResponse |
         raise ApiError(403, "forbidden", f"labels not registered for this runner: {extra}")
     with core.tx() as conn:
         try:
-            return leases.claim(conn, core.docs, Caller(caller.kind, caller.runner_id, offered),
-                                core.times)
+            got = leases.claim(conn, core.docs, Caller(caller.kind, caller.runner_id, offered),
+                               core.times)
+            if got is not None:  # secrets leave the server only here, with the lease
+                got.secrets = {k: SecretStr(v) for k, v in
+                               core.secrets.for_repo(conn, got.run.repo).items()}
+                got.secret_params = {k: SecretStr(v) for k, v in
+                                     core.secrets.for_run(conn, got.run.id).items()}
+            return got
         except BaseException:
             core.docs.clear()  # expiry may have patched cached documents before the rollback
             raise

@@ -10,11 +10,13 @@ from typing import Any
 
 from runner.api.protocol import CreateRunRequest, RunInfo
 from runner.document import RunStatus, TaskStatus, new_run, pointer_escape, run_field_op
+from runner.secrets.params import secret_param_names, split_params
+from runner.secrets.values import MIN_SECRET_LENGTH
 from server_stub import runs
 from server_stub.auth import ADMIN, Caller
 from server_stub.core import Core
 from server_stub.errors import ApiError, not_found
-from server_stub.validation import validated_workflow
+from server_stub.validation import raw_workflow, validated_workflow
 
 MAX_WORKFLOW_BYTES = 4 * 1024 * 1024
 
@@ -29,11 +31,19 @@ def create_run(core: Core, req: CreateRunRequest) -> RunInfo:
     workflow = validated_workflow(text, req.workflow_path)
     # as `ferry run` names it: the workflow's name, else the file name without its extension
     name = str(workflow.get("name") or PurePosixPath(req.workflow_path).stem)
-    doc = new_run(workflow, name=name, params=req.params, created_at=runs.now_iso(),
+    # Params the workflow declares secret are kept encrypted, never in the document.
+    params, hidden = split_params(req.params, secret_param_names(raw_workflow(text,
+                                                                              req.workflow_path)))
+    for key, value in hidden.items():
+        if len(value.strip()) < MIN_SECRET_LENGTH:
+            raise ApiError(422, "invalid_request", f"param {key} is declared secret: a value "
+                           f"shorter than {MIN_SECRET_LENGTH} characters is refused")
+    doc = new_run(workflow, name=name, params=params, created_at=runs.now_iso(),
                   workflow_path=req.workflow_path)
     with core.tx() as conn:
         runs.insert(conn, doc, repo=req.repo, commit=commit, workflow_path=req.workflow_path,
                     labels=req.labels, queue="queued")
+        core.secrets.put_run(conn, doc["id"], hidden)
         return runs.to_info(runs.get_row(conn, doc["id"]))
 
 

@@ -20,3 +20,11 @@ def validated_workflow(text: bytes, source: str) -> dict[str, Any]:
         raise ApiError(422, "invalid_workflow", f"{source}: {first}",
                        problems=[{**asdict(p), "rendered": p.render()} for p in shown])
     return workflow.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def raw_workflow(text: bytes, source: str) -> dict[str, Any]:
+    """The (already validated) workflow file as a mapping: blocks the model may not keep."""
+    from runner.workflow.loader import load_text
+
+    data = load_text(text, source).data
+    return data if isinstance(data, dict) else {}

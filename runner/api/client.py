@@ -35,6 +35,9 @@ from runner.api.protocol import (
     ReportRunRequest,
     RunInfo,
     RunList,
+    SecretInfo,
+    SecretList,
+    SecretValue,
 )
 from runner.errors import (
     AuthError,
@@ -181,6 +184,24 @@ class ControlClient:
         return total
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    # -- secrets (admin token) ---------------------------------------------------------------
+
+    def set_secret(self, name: str, value: str, repo: str | None = None) -> SecretInfo:
+        """Create or replace a secret of `repo` (None: a global one)."""
+        params = {"repo": repo} if repo else None
+        return self._model("PUT", f"/secrets/{_seg(name)}", SecretInfo, SecretValue(value=value),
+                           params=params)
+
+    def list_secrets(self, repo: str | None = None) -> list[SecretInfo]:
+        """The names of the secrets of `repo` (None: the global ones)."""
+        params = {"repo": repo} if repo else None
+        return self._model("GET", "/secrets", SecretList, params=params).secrets
+
+    def delete_secret(self, name: str, repo: str | None = None) -> None:
+        """Remove a secret; PermanentError 404 when there is none."""
+        params = {"repo": repo} if repo else None
+        self._send("DELETE", f"/secrets/{_seg(name)}", params=params).close()
 
     def _model(self, method: str, path: str, model: type[M], body: BaseModel | dict[str, Any]
                | None = None, params: dict[str, Any] | None = None) -> M:

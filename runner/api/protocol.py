@@ -20,6 +20,9 @@ All endpoints live under `/api/v1` and take `Authorization: Bearer <token>`:
     GET  /repos/{repo}/blob/{commit}/{path}  -> bytes
     GET  /repos/{repo}/archive/{commit}      -> tar.gz
     POST /runs/report                 ReportRunRequest -> RunInfo (201, 200 if known) (runner token)
+    PUT  /secrets/{name}?repo=        SecretValue -> SecretInfo              (admin token)
+    GET  /secrets?repo=               -> SecretList (names only, never values)
+    DELETE /secrets/{name}?repo=      -> 204
 
 `POST /runs/report` creates a run that a runner executes outside the queue (`ferry run` with the
 `api` backend): queue `external`, owned by that runner; its diffs, logs and finish need that
@@ -39,7 +42,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_serializer
 
 from runner.limits import MAX_DIFFS_PER_BATCH, MAX_LOG_OFFSET
 
@@ -168,10 +171,21 @@ class ClaimedRun(BaseModel):
 
 
 class ClaimResponse(BaseModel):
-    """A claimed run and its lease."""
+    """A claimed run and its lease; the run's secrets travel only here (never logged: SecretStr
+    shows `**********` in a repr)."""
 
     run: ClaimedRun
     lease: Lease
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict, description="values of ${{ secrets.NAME }}: the run repository's "
+        "secrets over the global ones")
+    secret_params: dict[str, SecretStr] = Field(
+        default_factory=dict, description="values of the run's params declared secret (the "
+        "run document holds *** for them)")
+
+    @field_serializer("secrets", "secret_params", when_used="json")
+    def _reveal(self, values: dict[str, SecretStr]) -> dict[str, str]:
+        return {k: v.get_secret_value() for k, v in values.items()}
 
 
 class LeaseRequest(_Body):
@@ -248,3 +262,24 @@ class ReportRunRequest(_Body):
     """A run executed outside the queue, reported with its full initial document."""
 
     run: dict[str, Any] = Field(json_schema_extra=REPORTED_RUN_SCHEMA)
+
+
+class SecretValue(_Body):
+    """The value of a secret being set (at least 4 characters: shorter ones would mask too
+    much)."""
+
+    value: str = Field(min_length=4, max_length=65536)
+
+
+class SecretInfo(BaseModel):
+    """A secret as listed: its name and scope, never its value."""
+
+    name: str
+    repo: str | None = Field(default=None, description="None: a global secret")
+    updated_at: str
+
+
+class SecretList(BaseModel):
+    """Answer of GET /secrets."""
+
+    secrets: list[SecretInfo]

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "runner.cli.prune_cmd",  # prune
     "runner.cli.doctor",     # doctor
     "runner.cli.completion", # completion
+    "runner.cli.secret_cmd",  # secret set|list|rm
 )
 
 

@@ -35,11 +35,13 @@ if TYPE_CHECKING:
     from runner.control.daemon import DaemonSettings
     from runner.control.health import HealthServer
     from runner.control.job import RunJob
+    from runner.control.logs import RedactingFilter
     from runner.control.metrics import DaemonMetrics
     from runner.control.retention import RetentionTicker
     from runner.paths import Paths
     from runner.runtimes.base import Runtime
     from runner.runtimes.options import ContainerPolicy
+    from runner.runtimes.stepenv import StepUser
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -69,6 +71,8 @@ def register(sub: Any) -> None:
     p.add_argument("--labels", type=_labels, default=[], metavar="a,b",
                    help="labels this runner serves (a run runs here when its labels are a "
                         "subset of these)")
+    p.add_argument("--step-user", metavar="USER",
+                   help="when the daemon runs as root, run host steps as this unprivileged user")
     p.add_argument("-c", "--config", metavar="CONFIG",
                    help="where to write the runner config (default: <config dir>/runner.yaml)")
     p.set_defaults(func=cmd_register)
@@ -109,13 +113,18 @@ def cmd_register(args: argparse.Namespace) -> int:
     paths = Paths.from_env(os.environ)
     target = Path(args.config) if args.config else paths.runner_config
     name = args.name or socket.gethostname()
+    if args.step_user:
+        from runner.runtimes.stepenv import StepUser
+
+        StepUser.lookup(args.step_user)  # a typo must not surface at the daemon's start
     client = ControlClient(args.server, token, timeout=30)
     try:
         answer = client.register(name, args.labels)
     finally:
         client.close()
+    extra = {"step_user": args.step_user} if args.step_user else {}
     _save_config(target, server=args.server, runner_id=answer.runner_id, token=answer.token,
-                 name=name, labels=list(args.labels))
+                 name=name, labels=list(args.labels), **extra)
     print(f"registered runner '{name}' ({answer.runner_id}) with {args.server}")
     print(f"runner config written to {target} (mode 0600)")
     return 0
@@ -126,31 +135,43 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     """Run the daemon until it is stopped; see the module docstring for exit codes."""
+    from runner.cli.isolation import TOKEN_VARIABLES, open_for_step_user, undumpable
     from runner.control.daemon import Daemon
     from runner.control.logs import RedactingFilter, fields, make_handler
     from runner.control.metrics import DaemonMetrics
     from runner.control.notify import Notifier, WatchdogTicker, watchdog_interval
     from runner.paths import Paths
+    from runner.runtimes.stepenv import StepUser
 
+    undumpable()  # steps of our uid cannot read /proc/<daemon>/environ or its memory
     paths = Paths.from_env(os.environ).ensure()
     config_path = Path(args.config) if args.config else paths.runner_config
     cfg = _read_config(config_path)
-    redactor = RedactingFilter([cfg.token])
+    tokens = [t for t in [cfg.token, *(os.environ.get(v) for v in TOKEN_VARIABLES)] if t]
+    redactor = RedactingFilter(tokens)
     root = logging.getLogger("ferry")
     root.handlers[:] = [make_handler(sys.stderr, args.log_format, redactor)]
     root.propagate = False
     root.setLevel((args.log_level or cfg.log_level).upper())
     log = logging.getLogger("ferry.daemon")
 
+    user = StepUser.lookup(cfg.step_user) if cfg.step_user and os.geteuid() == 0 else None
+    if user is not None:
+        open_for_step_user(paths.data_dir, paths.work_dir)
+    elif os.geteuid() == 0:
+        log.warning("running as root without runner.step_user: host steps run as root and can "
+                    "read the runner's config, token and journals")
     period = watchdog_interval(os.environ.get("WATCHDOG_USEC"))
     metrics = DaemonMetrics(loop_max_age=period / 2 if period else 60.0)
     notifier = Notifier(os.environ.get("NOTIFY_SOCKET"))
     health = _start_health(args.health_addr, metrics, log, fields)
     client = _client(cfg)
     stop_delivery = threading.Event()
-    runtimes = _runtimes(cfg)
+    env = _step_env(cfg, tokens, user)
+    runtimes = _runtimes(cfg, env, user)
     _reap_leftovers(runtimes, log)
-    job = _job(cfg, client, paths, metrics, stop_delivery, runtimes)
+    job = _job(cfg, client, paths, metrics, stop_delivery, runtimes, env, tokens, user,
+               redactor)
 
     def sync_all() -> int:
         # only called before the first claim and after the last job ended: no live syncer
@@ -262,6 +283,8 @@ class RunnerConfig:
     max_parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
     grace_seconds: float = 5.0
     log_level: str = "info"
+    step_env_allow: tuple[str, ...] | None = None
+    step_user: str | None = None
 
     @classmethod
     def from_section(cls, section: RunnerSection, source: Path) -> RunnerConfig:
@@ -275,7 +298,10 @@ class RunnerConfig:
                    heartbeat_interval=section.heartbeat_interval, claim_wait=section.poll_wait,
                   container_policy=container_policy(section.containers),
                    podman_socket=section.containers.podman_socket,
-                   retention=section.retention)
+                   retention=section.retention,
+                   step_env_allow=(tuple(section.step_env_allow)
+                                   if section.step_env_allow is not None else None),
+                   step_user=section.step_user)
 
 
 def container_policy(containers: ContainerDefaults) -> ContainerPolicy:
@@ -321,23 +347,35 @@ def _client(cfg: RunnerConfig) -> ControlClient:
     return ControlClient(cfg.server, cfg.token, timeout=30)
 
 
+def _step_env(cfg: RunnerConfig, tokens: list[str], user: StepUser | None) -> dict[str, str]:
+    """What steps (and `${{ env.X }}`) see of the daemon's environment."""
+    from runner.runtimes.stepenv import step_environment
+
+    return step_environment(os.environ, cfg.step_env_allow, user=user, hidden_values=tokens)
+
+
 def _job(cfg: RunnerConfig, client: ControlClient, paths: Paths, metrics: DaemonMetrics,
-         stop: threading.Event, runtimes: Mapping[str, Runtime]) -> RunJob:
+         stop: threading.Event, runtimes: Mapping[str, Runtime], env: dict[str, str],
+         tokens: list[str], user: StepUser | None, redactor: RedactingFilter) -> RunJob:
     from runner.control.job import JobSettings, RunJob
 
     settings = JobSettings(runner_id=cfg.runner_id, max_parallel=cfg.max_parallel,
-                           env=dict(os.environ), heartbeat_interval=cfg.heartbeat_interval)
+                           env=env, heartbeat_interval=cfg.heartbeat_interval,
+                           masked=tuple(tokens),
+                           step_owner=(user.uid, user.gid) if user else None)
     return RunJob(settings, client=client, paths=paths, runtimes=runtimes,
-                  metrics=metrics, stop_delivery=stop)
+                  metrics=metrics, stop_delivery=stop, redactor=redactor)
 
 
-def _runtimes(cfg: RunnerConfig) -> dict[str, Runtime]:
+def _runtimes(cfg: RunnerConfig, env: dict[str, str],
+              user: StepUser | None) -> dict[str, Runtime]:
     from runner.runtimes.factory import RuntimeSettings, build_runtimes
 
     settings = RuntimeSettings(grace_seconds=cfg.grace_seconds, runner_id=cfg.runner_id,
                                policy=cfg.container_policy, podman_socket=cfg.podman_socket,
-                               xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR"))
-    return build_runtimes(settings, os.environ)
+                               xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR"),
+                               step_user=user)
+    return build_runtimes(settings, env)
 
 
 def _reap_leftovers(runtimes: Mapping[str, Runtime], log: logging.Logger) -> None:

@@ -50,11 +50,13 @@ def _workdir(arg: str | None) -> Path:
     return path
 
 
-def _runtimes(workflow: dict[str, Any], config: FerryConfig) -> dict[str, Runtime]:
+def _runtimes(workflow: dict[str, Any], config: FerryConfig,
+              step_env: dict[str, str]) -> dict[str, Runtime]:
     """The runtimes this workflow needs; container engines only when a node asks for one, with
     the container policy of the config's `runner.containers` (as the daemon applies it).
     Podman's socket: `runner.containers.podman_socket` of `-c CONFIG`, else where the daemon
-    looks too ($XDG_RUNTIME_DIR/podman/podman.sock, then /run/podman/podman.sock)."""
+    looks too ($XDG_RUNTIME_DIR/podman/podman.sock, then /run/podman/podman.sock). Host steps
+    get `step_env` (the allowed part of our environment), never all of it."""
     from runner.cli.daemon import container_policy
     from runner.runtimes.factory import RuntimeSettings, build_runtimes, kinds_used
 
@@ -62,7 +64,7 @@ def _runtimes(workflow: dict[str, Any], config: FerryConfig) -> dict[str, Runtim
                                policy=container_policy(config.runner.containers),
                                podman_socket=config.runner.containers.podman_socket,
                                xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR"))
-    return build_runtimes(settings, os.environ, kinds_used(workflow))
+    return build_runtimes(settings, step_env, kinds_used(workflow))
 
 
 def _secrets(args: argparse.Namespace) -> dict[str, str]:
@@ -81,24 +83,27 @@ class _Session:
 
     def __init__(self, args: argparse.Namespace, workflow_dict: dict[str, Any], *,
                  secret_params: dict[str, str] | None = None) -> None:
+        from runner.cli.isolation import known_tokens, step_env, undumpable
         from runner.engine.executor import Executor, ExecutorSettings
 
+        undumpable()  # a step of our uid cannot read our environment or memory
         self.paths = Paths.from_env(os.environ)
         config_path = getattr(args, "config", None)
         config = read_config(config_path, os.environ)
+        env = step_env(config, os.environ)
         self.backend: StateBackend = build_backend(config, self.paths, config_path or "config")
         self.json = bool(getattr(args, "json", False))
         # With --json, stdout carries JSON Lines only; the human lines are not printed.
         # On a terminal, a live status footer below the same lines (runner.cli.live).
         self.printer = make_printer(sys.stdout, os.environ, json_lines=self.json)
         self.cancel = threading.Event()
-        self.runtimes = _runtimes(workflow_dict, config)
+        self.runtimes = _runtimes(workflow_dict, config, env)
         settings = ExecutorSettings(
             writer=writer_id(),
             max_parallel=getattr(args, "max_parallel", None) or os.cpu_count() or 2,
             workspace=_workdir(getattr(args, "workdir", None)),
-            control_root=self.paths.work_dir, env=os.environ, secrets=_secrets(args),
-            secret_params=secret_params or {})
+            control_root=self.paths.work_dir, env=env, secrets=_secrets(args),
+            secret_params=secret_params or {}, masked=known_tokens(config, os.environ))
         self.executor = Executor(self.backend, self.runtimes, settings, events=self.printer,
                                  clock=utc_now)
         self.lock: RunLock | None = None

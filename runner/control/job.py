@@ -25,10 +25,10 @@ from runner.api.client import ControlClient
 from runner.api.protocol import ClaimResponse
 from runner.api.retry import RetryPolicy, RetryStopped, call_with_retry
 from runner.control.lease import LeaseKeeper
-from runner.control.logs import fields
+from runner.control.logs import RedactingFilter, fields
 from runner.control.metrics import DaemonMetrics
 from runner.control.outcome import JobOutcome
-from runner.control.workspace import WorkflowCache, extract_archive
+from runner.control.workspace import WorkflowCache, extract_archive, hand_over
 from runner.diff import Diff
 from runner.document import TERMINAL_TASK, RunStatus, run_field_op
 from runner.engine.events import Event, EventSink, RunFinished, RunPaused, TaskStatusChanged
@@ -62,7 +62,11 @@ class JobSettings:
     """How often a job waiting for delivery looks at its cancel event."""
     keep_workspace: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
-    """What `${{env.NAME}}` reads in workflows (the CLI passes the daemon's environment)."""
+    """What host steps and `${{env.NAME}}` see: the allowed part of the daemon's environment."""
+    masked: tuple[str, ...] = ()
+    """The runner's tokens: masked in all step output like secrets."""
+    step_owner: tuple[int, int] | None = None
+    """(uid, gid) of a root daemon's step user: each workspace is handed to it."""
 
 
 ExecutorFactory = Callable[[ApiBackend, Mapping[str, Runtime], ExecutorSettings, EventSink],
@@ -94,8 +98,10 @@ class RunJob:
     def __init__(self, settings: JobSettings, *, client: ControlClient, paths: Paths,
                  runtimes: Mapping[str, Runtime], metrics: DaemonMetrics,
                  executor_factory: ExecutorFactory | None = None,
-                 stop_delivery: threading.Event | None = None) -> None:
+                 stop_delivery: threading.Event | None = None,
+                 redactor: RedactingFilter | None = None) -> None:
         self.settings = settings
+        self._redactor = redactor
         self._client = client
         self._paths = paths
         self._runtimes = runtimes
@@ -185,7 +191,7 @@ class RunJob:
             status = RunStatus.FAILED.value
         else:
             bundle = workspace.root / PurePosixPath(run.workflow_path).parent
-            executor = self._make_executor(backend, writer, workspace.root, run.id, bundle)
+            executor = self._make_executor(backend, writer, workspace.root, claim, bundle)
             status = str(executor.execute(run.id, cancel))
         if keeper.lost.is_set() or backend.syncer(run.id).journal.lost is not None:
             self._metrics.inc("runs_lease_lost")
@@ -211,6 +217,8 @@ class RunJob:
         workspace = root / "workspace"
         shutil.rmtree(workspace, ignore_errors=True)
         extract_archive(archive.read_bytes(), workspace)
+        if self.settings.step_owner is not None:
+            hand_over(root, workspace, self.settings.step_owner)
         return _Workspace(root=workspace, workflow_file=wf)
 
     def _load(self, path: Path) -> Any:
@@ -234,13 +242,22 @@ class RunJob:
         return data
 
     def _make_executor(self, backend: ApiBackend, writer: str, workspace: Path,
-                       run_id: str, bundle_dir: Path | None = None) -> Executor:
+                       claim: ClaimResponse, bundle_dir: Path | None = None) -> Executor:
+        # The claim's secrets live in memory only: the executor masks them in everything it
+        # writes (journal, logs, diffs), and the daemon's log lines are redacted too.
+        secrets = {k: v.get_secret_value() for k, v in claim.secrets.items()}
+        secret_params = {k: v.get_secret_value() for k, v in claim.secret_params.items()}
+        if self._redactor is not None:
+            self._redactor.add(*secrets.values(), *secret_params.values())
         settings = ExecutorSettings(writer=writer, max_parallel=self.settings.max_parallel,
                                     workspace=workspace, control_root=self._paths.work_dir,
                                     env=self.settings.env, runner_id=self.settings.runner_id,
-                                    bundle_dir=bundle_dir)
+                                    bundle_dir=bundle_dir,
+                                    secrets=secrets, secret_params=secret_params,
+                                    masked=self.settings.masked,
+                                    step_traverse=self.settings.step_owner is not None)
         factory = self._executor_factory or _default_executor
-        return factory(backend, self._runtimes, settings, LogEvents(run_id))
+        return factory(backend, self._runtimes, settings, LogEvents(claim.run.id))
 
     def _fail_run(self, backend: ApiBackend, run_id: str, writer: str, doc: dict[str, Any],
                   error: str) -> None:

@@ -14,32 +14,32 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import IO
 
+from runner.secrets.masker import Masker
+from runner.secrets.values import MIN_SECRET_LENGTH
+
 REDACTED = "***"
-_MIN_SECRET = 6  # shorter "secrets" would shred ordinary words
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces every known secret value in a record's final message by `***`."""
+    """Replaces every known secret value (tokens, the secrets of claimed runs) and its common
+    encodings in a record's final message by `***` (the masking of step output)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self._secrets: tuple[str, ...] = ()
+        self._masker = Masker()
         self.add(*secrets)
 
     def add(self, *secrets: str | None) -> None:
-        """Register more secret values (e.g. a new runner token after a reload)."""
+        """Register more secret values (a new runner token after a reload, a run's secrets)."""
+        fresh = {s for s in secrets if s and len(s.strip()) >= MIN_SECRET_LENGTH}
         with self._lock:
-            merged = set(self._secrets) | {s for s in secrets if s and len(s) >= _MIN_SECRET}
-            # Longest first so that a secret containing another is replaced whole.
-            self._secrets = tuple(sorted(merged, key=len, reverse=True))
+            if not fresh <= self._masker.values:
+                self._masker = self._masker.with_values(fresh)
 
     def redact(self, text: str) -> str:
         """`text` with every known secret replaced."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        return self._masker.text(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Freeze the record's message with secrets removed (args are merged in first)."""

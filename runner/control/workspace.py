@@ -107,3 +107,14 @@ def extract_archive(data: bytes, dest: Path) -> int:
     except tarfile.TarError as exc:
         raise PermanentError(f"workspace archive is not a tar file: {exc}") from None
     return len(members)
+
+
+def hand_over(run_dir: Path, workspace: Path, owner: tuple[int, int]) -> None:
+    """Give the workspace to the step user (uid, gid), and let it traverse the run's directory
+    (0711: it cannot list it); files stay usable by the steps, and by the root daemon."""
+    uid, gid = owner
+    os.chmod(run_dir, 0o711)
+    os.chown(workspace, uid, gid, follow_symlinks=False)
+    for top, dirs, files in os.walk(workspace):
+        for name in dirs + files:
+            os.chown(os.path.join(top, name), uid, gid, follow_symlinks=False)

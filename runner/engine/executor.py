@@ -20,7 +20,7 @@ import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,11 @@ class ExecutorSettings:
     bundle_dir: Path | None = None
     """The workflow file's directory (steps' CODEMOD_PATH); None: the run document's
     `bundle_path`, else the workspace."""
+    masked: Sequence[str] = ()
+    """More values masked in all output (the runner's tokens), not readable as secrets."""
+    step_traverse: bool = False
+    """Task control dirs are made 0711 so that an unprivileged step user (a root runner's)
+    can reach its files without listing or adding any."""
 
 
 class Executor:
@@ -105,7 +110,8 @@ class Executor:
         self.clock = clock
         self.env = dict(settings.env)
         self.runner_id = settings.runner_id
-        self.masker = Masker([*settings.secrets.values(), *settings.secret_params.values()])
+        self.masker = Masker([*settings.secrets.values(), *settings.secret_params.values(),
+                              *settings.masked])
         self._emit_lock = threading.Lock()
         self._active: dict[str, RunStore] = {}
         self._active_lock = threading.Lock()
@@ -156,7 +162,7 @@ class Executor:
                               emit=self.emit, clock=self.clock, cancel=threading.Event(),
                               runner_id=self.runner_id, secrets=dict(self.settings.secrets),
                               secret_params=dict(self.settings.secret_params),
-                              masker=self.masker,
+                              masker=self.masker, step_traverse=self.settings.step_traverse,
                               bundle_path=str(self.settings.bundle_dir
                                               or store.doc.get("bundle_path")
                                               or self.workspace),

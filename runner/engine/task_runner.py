@@ -94,6 +94,8 @@ class TaskSetup:
     """The workflow file's directory, given to steps as CODEMOD_PATH (None: not set)."""
     state_schema: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """The declared state keys (`engine.state_schema`); empty: writes are not checked."""
+    step_traverse: bool = False
+    """Control dirs 0711: a step user other than ours reaches its files, cannot add any."""
 
 
 class _StepOutput:
@@ -246,6 +248,9 @@ class TaskRunner:
         control = control_dir_under(self.s.control_root, self.store.run_id, self.task_id)
         shutil.rmtree(control, ignore_errors=True)
         control.mkdir(parents=True, mode=0o700)
+        if self.s.step_traverse:
+            for path in (control.parent.parent, control.parent, control):
+                os.chmod(path, 0o711)
         spec = TaskSpec(run_id=self.store.run_id, task_id=self.task_id, node_id=self.node_id,
                         options=options, workspace=self.s.workspace, control_dir=control,
                         env=env, runner_id=self.s.runner_id)

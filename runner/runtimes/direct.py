@@ -26,7 +26,7 @@ from runner.runtimes.proctree import (
     TreeKiller,
     nothing_started_since,
 )
-from runner.runtimes.spawn import BadEnvironment, Child, env_block, spawn
+from runner.runtimes.spawn import BadEnvironment, Child, Credentials, env_block, spawn
 
 _CANCEL_POLL = 0.05
 """Longest time between two looks at the cancel event."""
@@ -48,8 +48,10 @@ class DirectTask:
     """An open task on the host: steps run in the workspace, one subprocess tree each."""
 
     def __init__(self, spec: TaskSpec, base_env: Mapping[str, str], grace_seconds: float,
-                 finder: ProcessFinder, fast_spawn: bool = True) -> None:
+                 finder: ProcessFinder, fast_spawn: bool = True,
+                 creds: Credentials | None = None) -> None:
         self._spec = spec
+        self._creds = creds
         self._cwd = str(spec.workspace)
         self._fast = fast_spawn
         # Encoded once per task; `_env` adds each step's variables (see runtimes.spawn).
@@ -94,7 +96,7 @@ class DirectTask:
         pipe, writer = os.pipe2(os.O_CLOEXEC)
         try:
             proc = spawn(step.argv, self._cwd, self._env(step, marker), self._stdin(), writer,
-                         fast=self._fast)
+                         fast=self._fast, creds=self._creds)
         except BaseException as exc:
             os.close(pipe)
             if isinstance(exc, BadEnvironment):
@@ -220,13 +222,16 @@ def _drain(pipe: int, sink: OutputSink) -> None:
 
 
 class DirectRuntime:
-    """Runs steps directly on the host, with `base_env` (usually the runner's environment)."""
+    """Runs steps directly on the host, with `base_env` (the allowed part of the runner's
+    environment: `runner.runtimes.stepenv`), as `creds` when given (a root runner's step
+    user)."""
 
     name = "direct"
 
     def __init__(self, base_env: Mapping[str, str], grace_seconds: float = 5.0, *,
-                 fast_spawn: bool = True) -> None:
+                 fast_spawn: bool = True, creds: Credentials | None = None) -> None:
         self._base_env = dict(base_env)
+        self._creds = creds
         self._grace = grace_seconds
         self._finder = ProcessFinder()
         self._fast_spawn = fast_spawn
@@ -236,7 +241,8 @@ class DirectRuntime:
         """Check the workspace exists and return a handle for the task's steps."""
         if not spec.workspace.is_dir():
             raise RuntimeUnavailable(f"workspace {spec.workspace} is not a directory")
-        return DirectTask(spec, self._base_env, self._grace, self._finder, self._fast_spawn)
+        return DirectTask(spec, self._base_env, self._grace, self._finder, self._fast_spawn,
+                          self._creds)
 
     def reap(self, active_run_ids: set[str]) -> int:
         """Host steps leave nothing behind once they return: nothing to reap."""

@@ -59,8 +59,11 @@ class DockerRuntime:
 
     def __init__(self, client_factory: ClientFactory, *, runner_id: str,
                  policy: ContainerPolicy | None = None, grace_seconds: float = 5.0,
-                 engine_name: str = "docker") -> None:
+                 engine_name: str = "docker", default_user: str | None = None) -> None:
         self.name = engine_name
+        self._default_user = default_user
+        """`uid:gid` containers run as when the workflow names none (the step user's), else
+        the uid:gid running Ferry."""
         self._factory = client_factory
         self._runner_id = runner_id
         self._policy = policy or ContainerPolicy()
@@ -88,7 +91,8 @@ class DockerRuntime:
         client = self.client()
         self._ensure_image(client, settings)
         api = client.api
-        user = settings.user or host_user()
+        owner = self._default_user or host_user()
+        user = settings.user or owner
         labels = {LABEL_RUN: spec.run_id, LABEL_TASK: spec.task_id, LABEL_NODE: spec.node_id,
                   LABEL_RUNNER: self._runner_id}
         binds = {str(spec.workspace): {"bind": WORKSPACE_MOUNT, "mode": "rw"},
@@ -102,8 +106,10 @@ class DockerRuntime:
             pids_limit=settings.pids, privileged=settings.privileged)
         name = _NAME_UNSAFE.sub("-", f"ferry-{spec.task_id[:13]}-{uuid.uuid4().hex[:6]}")
         try:
+            # No environment here: the create config is what `docker inspect` shows, and the
+            # task's variables may hold secrets. Every exec gets them instead.
             created = api.create_container(
-                settings.image, command=IDLE_COMMAND, environment=dict(spec.env),
+                settings.image, command=IDLE_COMMAND,
                 working_dir=WORKSPACE_MOUNT, labels=labels, user=user, name=name,
                 host_config=host_config, detach=True)
         except Exception as exc:
@@ -117,10 +123,11 @@ class DockerRuntime:
                 api.remove_container(container_id, force=True)
             raise RuntimeUnavailable(f"cannot start a container from image {settings.image}: "
                                      f"{one_line(exc)}") from exc
-        chown_to = host_user() if settings.user and settings.user != host_user() else None
+        chown_to = owner if settings.user and settings.user != owner else None
         return ContainerTask(api, container_id, workspace=spec.workspace,
                              control_dir=spec.control_dir, grace_seconds=self._grace,
-                             finder=self._finder, chown_to=chown_to, engine_name=self.name)
+                             finder=self._finder, chown_to=chown_to, engine_name=self.name,
+                             env=spec.env)
 
     def _ensure_image(self, client: Any, settings: ContainerSettings) -> None:
         """Apply the pull policy; RuntimeUnavailable names the image and the reason."""

@@ -46,8 +46,10 @@ class ContainerTask:
 
     def __init__(self, api: Any, container_id: str, *, workspace: Path, control_dir: Path,
                  grace_seconds: float, finder: ProcessFinder, chown_to: str | None,
-                 engine_name: str) -> None:
+                 engine_name: str, env: Mapping[str, str] | None = None) -> None:
         self._api = api
+        self._env = dict(env or {})
+        """The task's variables, given to every exec (never to the container's config)."""
         self.container_id = container_id
         self._workspace = workspace
         self._control = control_dir
@@ -75,7 +77,7 @@ class ContainerTask:
             return StepResult(exit_code=None, reason=self._broken or "task container is closed")
         marker = uuid.uuid4().hex
         started = time.monotonic()
-        env = {**step.env, MARKER_VAR: marker}
+        env = {**self._env, **step.env, MARKER_VAR: marker}
         try:
             exec_id = self._api.exec_create(
                 self.container_id, [*STEP_WRAPPER, *step.argv], stdout=True, stderr=True,

@@ -17,6 +17,8 @@ from runner.runtimes.direct import DirectRuntime
 from runner.runtimes.docker import DockerRuntime
 from runner.runtimes.options import ContainerPolicy
 from runner.runtimes.podman import PodmanRuntime
+from runner.runtimes.spawn import Credentials
+from runner.runtimes.stepenv import StepUser
 
 CONTAINER_KINDS = ("docker", "podman")
 
@@ -30,10 +32,13 @@ class RuntimeSettings:
     policy: ContainerPolicy = field(default_factory=ContainerPolicy)
     podman_socket: str | None = None
     xdg_runtime_dir: str | None = None
+    step_user: StepUser | None = None
+    """Host steps run as this user, containers default to its uid:gid (a root runner)."""
 
 
 def container_runtime(kind: str, settings: RuntimeSettings) -> DockerRuntime | None:
     """A `docker` or `podman` runtime (None for any other kind)."""
+    owner = settings.step_user.owner if settings.step_user else None
     if kind == "docker":
 
         def make() -> Any:
@@ -42,19 +47,23 @@ def container_runtime(kind: str, settings: RuntimeSettings) -> DockerRuntime | N
             return docker.from_env(timeout=120)
 
         return DockerRuntime(make, runner_id=settings.runner_id, policy=settings.policy,
-                             grace_seconds=settings.grace_seconds, engine_name="docker")
+                             grace_seconds=settings.grace_seconds, engine_name="docker",
+                             default_user=owner)
     if kind == "podman":
         return PodmanRuntime(runner_id=settings.runner_id, socket=settings.podman_socket,
                              xdg_runtime_dir=settings.xdg_runtime_dir, policy=settings.policy,
-                             grace_seconds=settings.grace_seconds)
+                             grace_seconds=settings.grace_seconds, default_user=owner)
     return None
 
 
 def build_runtimes(settings: RuntimeSettings, host_env: Mapping[str, str],
                    kinds: Iterable[str] = CONTAINER_KINDS) -> dict[str, Runtime]:
-    """`direct` (steps on the host, environment built from `host_env`) plus the container
-    runtimes of `kinds`."""
-    runtimes: dict[str, Runtime] = {"direct": DirectRuntime(host_env, settings.grace_seconds)}
+    """`direct` (steps on the host with `host_env`: the allowed part of the runner's
+    environment, `runtimes.stepenv`) plus the container runtimes of `kinds`."""
+    user = settings.step_user
+    creds = Credentials(user.uid, user.gid, user.groups) if user else None
+    runtimes: dict[str, Runtime] = {"direct": DirectRuntime(host_env, settings.grace_seconds,
+                                                            creds=creds)}
     for kind in sorted(set(kinds) - {"direct"}):
         runtime = container_runtime(kind, settings)
         if runtime is not None:

@@ -56,11 +56,12 @@ class PodmanRuntime(DockerRuntime):
 
     def __init__(self, *, runner_id: str, socket: str | None = None,
                  xdg_runtime_dir: str | None = None, policy: ContainerPolicy | None = None,
-                 grace_seconds: float = 5.0) -> None:
+                 grace_seconds: float = 5.0, default_user: str | None = None) -> None:
         self._socket_setting = socket
         self._xdg = xdg_runtime_dir
         super().__init__(self._make_client, runner_id=runner_id, policy=policy,
-                         grace_seconds=grace_seconds, engine_name="podman")
+                         grace_seconds=grace_seconds, engine_name="podman",
+                         default_user=default_user)
 
     def _make_client(self) -> Any:
         return client_factory(find_socket(self._socket_setting, xdg_runtime_dir=self._xdg))()

@@ -22,7 +22,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from runner.errors import FerryError
 
@@ -80,32 +81,48 @@ def env_block(env: Mapping[bytes, bytes]) -> list[bytes]:
     return block
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """The user a child runs as (set by a root runner): uid, gid and exactly these groups."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
 def spawn(argv: Sequence[str], cwd: str, env: list[bytes], stdin: int, output: int, *,
-          fast: bool = True) -> Child:
-    """Start `argv` as described in the module docstring; `env` is an `env_block`."""
+          fast: bool = True, creds: Credentials | None = None) -> Child:
+    """Start `argv` as described in the module docstring; `env` is an `env_block`; with
+    `creds`, as that user (its groups replace the runner's)."""
     program = os.fsencode(argv[0]) if argv else b""
     if not (fast and FAST_SPAWN and os.path.dirname(program)):
         mapping = dict(entry.split(b"=", 1) for entry in env)
+        who: dict[str, Any] = {}
+        if creds is not None:
+            who = {"user": creds.uid, "group": creds.gid, "extra_groups": list(creds.groups)}
         return subprocess.Popen(list(argv), cwd=cwd, env=mapping, stdin=stdin, stdout=output,
-                                stderr=output, start_new_session=True, close_fds=True)
-    return _DirectChild(argv, program, cwd, env, stdin, output)
+                                stderr=output, start_new_session=True, close_fds=True, **who)
+    return _DirectChild(argv, program, cwd, env, stdin, output, creds)
 
 
 class _DirectChild:
     """A child started through fork_exec; exec errors come back through a CLOEXEC pipe."""
 
     def __init__(self, argv: Sequence[str], program: bytes, cwd: str, block: list[bytes],
-                 stdin: int, output: int) -> None:
+                 stdin: int, output: int, creds: Credentials | None = None) -> None:
         self.returncode: int | None = None
         errpipe_read, errpipe_write = _errpipe()
         try:
             try:
                 assert _fork_exec is not None
-                # The argument list of CPython 3.11's subprocess.Popen._execute_child.
+                # The argument list of CPython 3.11's subprocess.Popen._execute_child; an
+                # empty group list (not None) drops the runner's supplementary groups.
+                gid, groups, uid = ((creds.gid, list(creds.groups), creds.uid) if creds
+                                    else (None, None, None))
                 self.pid = _fork_exec(
                     list(argv), (program,), True, (errpipe_write,), cwd, block,
                     stdin, -1, -1, output, -1, output, errpipe_read, errpipe_write,
-                    True, True, -1, None, None, None, -1, None, True)
+                    True, True, -1, gid, groups, uid, -1, None, True)
             finally:
                 os.close(errpipe_write)
             failure = _read_all(errpipe_read)

@@ -60,14 +60,21 @@ def test_verify_would_catch_a_broken_unit(tmp_path: Path) -> None:
 def test_unit_has_the_service_contract() -> None:
     d = _directives()
     expected = {"Type": "notify", "NotifyAccess": "main", "KillMode": "mixed",
-                "Restart": "on-failure", "User": "ferry", "SupplementaryGroups": "docker",
-                "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+                "Restart": "on-failure", "StateDirectoryMode": "0711",
+                "ConfigurationDirectoryMode": "0700", "NoNewPrivileges": "yes",
+                "ProtectSystem": "strict", "ProtectHome": "yes",
                 "PrivateTmp": "yes", "ExecReload": "/bin/kill -HUP $MAINPID",
                 "StateDirectory": "ferry", "ConfigurationDirectory": "ferry",
                 "CacheDirectory": "ferry"}
     for key, value in expected.items():
         assert d.get(key) == [value], key
     assert d["ExecStart"][0].split()[1] == "daemon"
+    # root, so that host steps run as the step user; only the capabilities that takes
+    assert "User" not in d
+    assert set(d["CapabilityBoundingSet"][0].split()) == {
+        "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL",
+        "CAP_SYS_PTRACE"}
+    assert "step_user" in UNIT.read_text() and "ferry-step" in UNIT.read_text()
     assert int(d["WatchdogSec"][0]) >= 60  # the claim long-poll holds the loop up to 30 s
     assert d["TimeoutStopSec"][0].endswith("min")
     assert "AF_UNIX" in d["RestrictAddressFamilies"][0]  # Docker socket and sd_notify

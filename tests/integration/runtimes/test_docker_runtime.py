@@ -85,7 +85,8 @@ def test_container_carries_labels_env_limits_and_init(
         assert attrs["Config"]["Labels"] == {"ferry.run": "run-l", "ferry.task": spec.task_id,
                                              "ferry.node": spec.node_id,
                                              "ferry.runner": runner_id}
-        assert "TASK_VAR=v" in attrs["Config"]["Env"]
+        # task variables (secrets among them) reach each exec, never the create config
+        assert "TASK_VAR=v" not in (attrs["Config"]["Env"] or [])
         assert attrs["Config"]["Cmd"] == IDLE_COMMAND
         assert attrs["Config"]["WorkingDir"] == "/workspace"
         assert attrs["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
@@ -94,9 +95,9 @@ def test_container_carries_labels_env_limits_and_init(
                                                                           500_000_000)
         assert (host["Init"], host["NetworkMode"], host["Privileged"]) == (True, "none", False)
         task = Task(handle, spec.workspace, spec.control_dir)
-        result, out = task.run("cat /proc/1/comm; ls /sys/class/net")
+        result, out = task.run("cat /proc/1/comm; ls /sys/class/net; echo $TASK_VAR")
         assert result.ok
-        assert out.text == "docker-init\nlo\n"
+        assert out.text == "docker-init\nlo\nv\n"
     finally:
         handle.close()
 

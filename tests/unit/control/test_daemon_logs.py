@@ -52,3 +52,15 @@ def test_secrets_added_later_are_redacted_and_short_values_ignored() -> None:
     redactor = RedactingFilter()
     redactor.add("abc", None, "another-secret-value")
     assert redactor.redact("abc another-secret-value") == "abc ***"
+
+
+def test_a_token_is_redacted_in_its_encodings_too() -> None:
+    import base64
+    from urllib.parse import quote
+
+    redactor = RedactingFilter([TOKEN])
+    for shown in (base64.b64encode(TOKEN.encode()).decode(), quote(TOKEN, safe=""),
+                  TOKEN.encode().hex()):
+        out = redactor.redact(f"request failed: {shown}")
+        # base64 keeps the 1-2 characters that also depend on what follows the token
+        assert out.startswith("request failed: ***") and len(out) <= len("request failed: ***Y=")

@@ -1,0 +1,127 @@
+"""Secrets at rest: per repository and global, encrypted with AES-256-GCM under a key file.
+
+The key is 32 random bytes in `<data-dir>/secrets.key`, created mode 0600 at the first start.
+Each value is sealed with a fresh 96-bit nonce and, as associated data, the slot it belongs to
+(`scope`, `name`): a ciphertext copied to another row does not open. Values leave the server
+only in the claim of a run of their repository (`claim_secrets`); listing shows names only.
+A run's params declared secret are kept the same way (`run_secrets`), never in its document.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from server_stub.errors import ApiError, not_found
+
+KEY_FILE = "secrets.key"
+_GLOBAL = ""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS secrets (
+    scope TEXT NOT NULL, name TEXT NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL,
+    updated_at TEXT NOT NULL, PRIMARY KEY (scope, name)
+);
+CREATE TABLE IF NOT EXISTS run_secrets (
+    run_id TEXT NOT NULL, name TEXT NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+"""
+
+
+def load_key(data_dir: Path) -> bytes:
+    """The data dir's key, created (0600, never replaced) when there is none."""
+    path = data_dir / KEY_FILE
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = AESGCM.generate_key(bit_length=256)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another start won the race: use its key
+            return load_key(data_dir)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return key
+    if len(key) != 32:
+        raise OSError(f"{path}: not a 32-byte key; refusing to start (restore it from backup)")
+    return key
+
+
+def scope_of(repo: str | None) -> str:
+    """The storage scope of a repository's secrets ('' for the global ones)."""
+    return f"repo:{repo}" if repo else _GLOBAL
+
+
+class SecretStore:
+    """Sealing and opening secret values; every method runs inside the caller's transaction."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def _seal(self, slot: str, value: str) -> tuple[bytes, bytes]:
+        nonce = os.urandom(12)
+        return nonce, self._aead.encrypt(nonce, value.encode("utf-8"), slot.encode())
+
+    def _open(self, slot: str, nonce: bytes, sealed: bytes) -> str:
+        try:
+            return self._aead.decrypt(nonce, sealed, slot.encode()).decode("utf-8")
+        except InvalidTag:
+            raise ApiError(500, "secret_unreadable", f"secret {slot.rsplit(chr(0), 1)[-1]} "
+                           "cannot be decrypted with this server's key") from None
+
+    def put(self, conn: sqlite3.Connection, repo: str | None, name: str, value: str) -> str:
+        """Create or replace; returns the time it was stored."""
+        scope = scope_of(repo)
+        nonce, sealed = self._seal(f"{scope}\0{name}", value)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        conn.execute("INSERT INTO secrets (scope, name, nonce, sealed, updated_at)"
+                     " VALUES (?,?,?,?,?) ON CONFLICT (scope, name) DO UPDATE SET"
+                     " nonce = excluded.nonce, sealed = excluded.sealed,"
+                     " updated_at = excluded.updated_at", (scope, name, nonce, sealed, now))
+        return now
+
+    def names(self, conn: sqlite3.Connection, repo: str | None) -> list[tuple[str, str]]:
+        """(name, updated_at) of one scope, by name."""
+        rows = conn.execute("SELECT name, updated_at FROM secrets WHERE scope = ? ORDER BY name",
+                            (scope_of(repo),))
+        return [(r["name"], r["updated_at"]) for r in rows]
+
+    def delete(self, conn: sqlite3.Connection, repo: str | None, name: str) -> None:
+        """Remove one; 404 when there is none."""
+        cur = conn.execute("DELETE FROM secrets WHERE scope = ? AND name = ?",
+                           (scope_of(repo), name))
+        if cur.rowcount == 0:
+            raise not_found("secret", name)
+
+    def for_repo(self, conn: sqlite3.Connection, repo: str) -> dict[str, str]:
+        """What a run of `repo` gets: the global secrets, its repository's over them."""
+        out: dict[str, str] = {}
+        for scope in (_GLOBAL, scope_of(repo)):
+            for row in conn.execute("SELECT name, nonce, sealed FROM secrets WHERE scope = ?",
+                                    (scope,)):
+                out[row["name"]] = self._open(f"{scope}\0{row['name']}", row["nonce"],
+                                              row["sealed"])
+        return out
+
+    def put_run(self, conn: sqlite3.Connection, run_id: str, values: dict[str, str]) -> None:
+        """Keep a run's secret params (its document holds `***`)."""
+        for name, value in values.items():
+            nonce, sealed = self._seal(f"run:{run_id}\0{name}", value)
+            conn.execute("INSERT OR REPLACE INTO run_secrets (run_id, name, nonce, sealed)"
+                         " VALUES (?,?,?,?)", (run_id, name, nonce, sealed))
+
+    def for_run(self, conn: sqlite3.Connection, run_id: str) -> dict[str, str]:
+        """A run's secret params."""
+        return {row["name"]: self._open(f"run:{run_id}\0{row['name']}", row["nonce"],
+                                        row["sealed"])
+                for row in conn.execute("SELECT name, nonce, sealed FROM run_secrets"
+                                        " WHERE run_id = ?", (run_id,))}
