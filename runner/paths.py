@@ -17,9 +17,16 @@ APP_NAME = "ferry"
 
 
 def ensure_dir(path: Path) -> Path:
-    """Create `path` (and parents) with mode 0700 if missing; return it."""
+    """Create `path` and its missing parents, each with mode 0700 (`mkdir(parents=True)` gives
+    the parents the umask's default, 0755); return it."""
     if not path.is_dir():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        missing = []
+        parent = path
+        while not parent.exists() and parent != parent.parent:
+            missing.append(parent)
+            parent = parent.parent
+        for directory in reversed(missing):
+            directory.mkdir(mode=0o700, exist_ok=True)
     return path
 
 

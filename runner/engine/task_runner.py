@@ -46,7 +46,7 @@ from runner.engine.steps import (
     with_inputs,
 )
 from runner.errors import ConditionError, ExpressionError, RuntimeUnavailable
-from runner.paths import control_dir_under
+from runner.paths import control_dir_under, ensure_dir
 from runner.runtimes.base import Runtime, StepResult, StepSpec, TaskHandle, TaskSpec
 from runner.secrets.masker import Masker
 from runner.workflow.conditions import evaluate as evaluate_condition
@@ -247,7 +247,8 @@ class TaskRunner:
         self.skipped = []
         control = control_dir_under(self.s.control_root, self.store.run_id, self.task_id)
         shutil.rmtree(control, ignore_errors=True)
-        control.mkdir(parents=True, mode=0o700)
+        ensure_dir(control.parent)  # every new level 0700, not only the last one
+        control.mkdir(mode=0o700)
         if self.s.step_traverse:
             for path in (control.parent.parent, control.parent, control):
                 os.chmod(path, 0o711)

@@ -84,13 +84,20 @@ class Masker:
         for value in self.values:
             patterns |= patterns_for(value)
         self._patterns = sorted(patterns)
+        # A DFA: twice the NFA's speed here (bench/masking.py) for a few hundred patterns.
         self._auto = (ahocorasick_rs.BytesAhoCorasick(
-            self._patterns, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
+            self._patterns, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest,
+            implementation=ahocorasick_rs.Implementation.DFA)
             if self._patterns else None)
         self.longest = max((len(p) for p in self._patterns), default=0)
         # Every proper prefix of a pattern: what the end of a chunk may be the start of.
         self._prefixes = {p[:k] for p in self._patterns for k in range(1, len(p))}
         self._first = frozenset(p[0] for p in self._patterns)
+
+    @property
+    def pattern_count(self) -> int:
+        """How many byte strings are masked (values, lines and their encodings)."""
+        return len(self._patterns)
 
     @property
     def active(self) -> bool:

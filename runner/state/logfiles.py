@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from runner.errors import StateError
@@ -23,7 +24,8 @@ class TaskLogs:
         path = self.path(run_id, task_id)
         ensure_dir(path.parent)
         try:
-            with open(path, "ab") as fh:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "ab") as fh:
                 fh.write(data)
         except OSError as exc:
             raise StateError(f"{path}: cannot write the task log: {exc.strerror}") from exc
