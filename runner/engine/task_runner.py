@@ -34,6 +34,7 @@ from runner.engine.outputs import (
 from runner.engine.runstore import RunStore, UpstreamOutputs
 from runner.engine.state_schema import check_entries
 from runner.engine.steps import (
+    INLINE_LIMIT,
     Planned,
     StepError,
     argv_for,
@@ -344,17 +345,20 @@ class TaskRunner:
                                    step_no)
                 if timeout is None or remaining < timeout:
                     timeout, node_cut = remaining, True
-            # A script holding a secret never goes in argv (`ps` and `docker inspect` show it):
-            # it is written to the task's private control dir and removed after the step.
+            # A script holding a secret never goes in argv (`ps` and `docker inspect` show it)
+            # nor, for a shell script, on disk: see `secret_shell`.
             secret = self.s.masker.found_in(rendered.script)
+            extra: dict[str, str] = {}
             argv = None if secret else inline_argv(rendered.script, rendered.shebang)
+            if secret and not rendered.shebang:
+                argv, extra = secret_shell(rendered.script)
             script = None
             if argv is None:
                 script = control / f"step-{step_no}.sh"
                 script.write_text(rendered.script)
                 os.chmod(script, 0o755)
                 argv = argv_for(handle.path_for(script), rendered.shebang)
-            env = {**rendered.env, **files_env}
+            env = {**rendered.env, **files_env, **extra}
             name = self.s.masker.text(rendered.name)
             try:
                 result = self.run_step(handle, StepSpec(step_no, name, argv, env, timeout),
@@ -419,6 +423,20 @@ class TaskRunner:
             ops.append(task_field_op(self.task_id, "step", index))
             self.store.commit(ops)
         return bool(state_entries)
+
+
+SCRIPT_VAR = "FERRY_STEP_SCRIPT"
+_FROM_ENV = f'set -- "${SCRIPT_VAR}"; unset {SCRIPT_VAR}; eval "set --\n$1"'
+
+
+def secret_shell(script: str) -> tuple[list[str] | None, dict[str, str]]:
+    """A shell script holding a secret: given to `sh -e -c` through the environment, which the
+    shell reads and unsets before running it (with no positional parameters, as inline), so it
+    is neither in argv nor on disk. (None, {}) when it cannot be (a NUL byte, or too large for
+    one environment string): it then goes to the control dir's file, removed after the step."""
+    if "\0" in script or len(script.encode("utf-8", "surrogateescape")) > INLINE_LIMIT:
+        return None, {}
+    return ["/bin/sh", "-e", "-c", _FROM_ENV], {SCRIPT_VAR: script}
 
 
 def _secs(seconds: float) -> str:
