@@ -25,7 +25,8 @@ def role_table() -> list[tuple[str, str, dict[str, str]]]:
     section = text.split("### Who may call what", 1)[1]
     rows = []
     for line in section.splitlines():
-        found = re.fullmatch(r"\| `(GET|POST) (/\S*)` \| (.+) \| (.+) \| (.+) \|", line.strip())
+        found = re.fullmatch(r"\| `(GET|POST|PUT|DELETE) (/\S*)` \| (.+) \| (.+) \| (.+) \|",
+                             line.strip())
         if found:
             verdicts = dict(zip(ROLES, (found[3], found[4], found[5]), strict=True))
             assert set(verdicts.values()) <= set(VERDICTS), line
@@ -53,7 +54,7 @@ def _request(method: str, template: str, world: World, run: LeasedRun
     """The concrete path and a body of the right shape for one endpoint on `run`."""
     path = (template.replace("{id}", run.id).replace("{task}", "t")
             .replace("{repo}", world.repo).replace("{commit}", "main")
-            .replace("{path}", "ok.yaml"))
+            .replace("{path}", "ok.yaml").replace("{name}", "ROLES_TEST"))
     lease = run.lease
     bodies: dict[str, dict[str, Any]] = {
         "/runners/register": {"name": "roles"},
@@ -68,6 +69,7 @@ def _request(method: str, template: str, world: World, run: LeasedRun
                                              "ops": [op_state("k", 1)]}]},
         "logs": {"lease": lease, "task": "t", "offset": 0, "data": "eA=="},
         "finish": {"lease": lease, "status": "Completed"},
+        "/secrets/{name}": {"value": "roles-test-value"},
     }
     last = template.rsplit("/", 1)[-1]
     body = bodies.get(template) or (bodies.get(last) if method == "POST" else None)
@@ -117,7 +119,7 @@ def test_no_token_is_401_except_the_openapi_document(server: Server) -> None:
     for method, template, _ in TABLE:
         path = template.replace("{id}", "00000000-0000-4000-8000-000000000000")
         path = path.replace("{task}", "t").replace("{repo}", "r").replace("{commit}", "main")
-        path = path.replace("{path}", "x")
+        path = path.replace("{path}", "x").replace("{name}", "X")
         resp = anonymous.call(method, path, json={})
         want = 200 if template == "/openapi.json" else 401
         assert resp.status_code == want, (method, template, resp.status_code)
