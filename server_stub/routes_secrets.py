@@ -53,7 +53,8 @@ def _delete(core: Core, name: str, repo: str | None) -> None:
         core.secrets.delete(conn, repo, name)
 
 
-@router.put("/secrets/{name}", response_model=SecretInfo, responses=errors(400, 403, 404))
+@router.put("/secrets/{name}", response_model=SecretInfo,
+            responses=errors(400, 403, 404, body=True))
 async def put_secret(name: Name, body: SecretValue, core: CoreDep, _: AdminDep,
                      repo: Repo = None) -> SecretInfo:
     """Create or replace a secret of a repository (`?repo=`) or a global one; stored
