@@ -82,7 +82,9 @@ class LogEvents:
     def emit(self, event: Event) -> None:
         """Log task and run status changes; step output stays in the task logs."""
         if isinstance(event, TaskStatusChanged) and not event.master:
-            log.info("task %s", event.status.lower(), extra=fields(
+            # a task a cancel stopped is stored Failed (for the scheduler) but was not a failure
+            status = "canceled" if event.canceled else event.status.lower()
+            log.info("task %s", status, extra=fields(
                 run=self.run_id, task=event.task_id, node=event.label, error=event.error))
         elif isinstance(event, RunPaused):
             log.info("run awaiting trigger", extra=fields(

@@ -10,7 +10,6 @@ the loop at once, and every `poll` seconds it looks for other writers' changes (
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -71,9 +70,10 @@ class RunLoop:
         pool = ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="ferry-task")
         try:
             return self._loop(pool)
-        except BaseException:
+        except BaseException as exc:
             self.s.cancel.set()
-            self._drain()
+            for other in self._drain():  # the first error propagates; the others ride on it
+                exc.add_note(f"another task's thread failed too: {type(other).__name__}: {other}")
             raise
         finally:
             pool.shutdown(wait=True)
@@ -206,16 +206,23 @@ class RunLoop:
         # With runnable tasks still queued every slot stays busy: no need to plan yet.
         return replan or (ended and not self.queue) or (not self.queue and not self.active)
 
-    def _drain(self) -> None:
-        for future in list(self.active.values()):
-            with contextlib.suppress(Exception):  # the first error is already propagating
-                future.result()
+    def _drain(self) -> list[BaseException]:
+        """Wait for every running task's thread; the errors they could not record."""
+        errors = [exc for future in list(self.active.values())
+                  if (exc := future.exception()) is not None]
         self.active.clear()
+        return errors
 
     def cancel(self) -> RunStatus:
         """Stop running tasks (they end Failed 'canceled'), mark the rest WontDo, end Canceled."""
         self.s.cancel.set()
-        self._drain()
+        errors = self._drain()
+        if errors:  # a task could not record how it stopped: the run's state is not known
+            first, *others = errors
+            for other in others:
+                first.add_note(f"another task's thread failed too: {type(other).__name__}: "
+                               f"{other}")
+            raise first
         with self.store.lock:
             if not self.store.doc.get("cancel_requested"):
                 self.store.commit([run_field_op("cancel_requested", True)])

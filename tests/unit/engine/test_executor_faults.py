@@ -14,7 +14,7 @@ import pytest
 from runner.diff import Diff
 from runner.document import RunStatus, TaskStatus, run_field_op, task_field_op
 from runner.engine.executor import Executor, ExecutorSettings
-from runner.errors import RuntimeUnavailable, UsageError
+from runner.errors import RuntimeUnavailable, StateError, UsageError
 from runner.paths import Paths
 from runner.runtimes.base import TaskSpec
 from runner.state.local import LocalBackend
@@ -234,3 +234,27 @@ nodes:
     assert executor.execute(run_id, threading.Event()) == RunStatus.COMPLETED
     tasks_dir = Paths.under(tmp_path / "home").work_dir / run_id / "tasks"
     assert not tasks_dir.exists() or not any(tasks_dir.iterdir())
+
+
+class _FailsWhenStopping(MemoryBackend):
+    """A store that breaks (disk gone, database locked) while tasks record how they stopped."""
+
+    def apply(self, diff: Diff) -> bool:
+        if any(op.get("path", "").endswith("/canceled") for op in diff.ops):
+            raise StateError("database is locked")
+        return super().apply(diff)
+
+
+def test_a_task_that_cannot_record_its_cancel_fails_the_execute_loudly(
+        tmp_path: Path, pool: ThreadPoolExecutor) -> None:
+    # Before: the cancel path drained task threads with their errors suppressed and reported
+    # the run Canceled although two tasks never recorded that they stopped.
+    executor, _, _ = make_executor(tmp_path, _FailsWhenStopping())
+    cancel = threading.Event()
+    _, future, pids = start_slow(tmp_path, executor, pool, cancel)
+    cancel.set()
+    with pytest.raises(StateError, match="database is locked") as info:
+        future.result(timeout=20)
+    assert any("another task's thread failed too" in note
+               for note in getattr(info.value, "__notes__", []))
+    assert all(gone(pid) for pid in pids)
