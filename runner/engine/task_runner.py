@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from runner.engine.outputs import (
 )
 from runner.engine.runstore import RunStore, UpstreamOutputs
 from runner.engine.state_schema import check_entries
+from runner.engine.step_output import StepOutput
 from runner.engine.steps import (
     INLINE_LIMIT,
     Planned,
@@ -97,49 +99,6 @@ class TaskSetup:
     """The declared state keys (`engine.state_schema`); empty: writes are not checked."""
     step_traverse: bool = False
     """Control dirs 0711: a step user other than ours reaches its files, cannot add any."""
-
-
-class _StepOutput:
-    """The output sink of a task's steps: appends to the task's log and turns the chunks into
-    whole lines for `OutputLine` events (one per attempt; `flush` ends a step's last line)."""
-
-    def __init__(self, runner: TaskRunner) -> None:
-        self._buf = b""
-        # Secrets are masked before the bytes go anywhere: log, journal, server, events.
-        self._mask = runner.s.masker.stream()
-        self._append = runner.store.backend.append_log
-        self._emit = runner.s.emit
-        self._clock = runner.s.clock
-        self._ids = (runner.store.run_id, runner.task_id, runner.label)
-
-    def __call__(self, data: bytes) -> None:
-        data = self._mask.feed(data)
-        if not data:
-            return
-        run_id, task_id, _ = self._ids
-        self._append(run_id, task_id, data)
-        self._buf += data
-        *lines, self._buf = self._buf.split(b"\n")
-        for line in lines:
-            self._line(line.rstrip(b"\r"))
-
-    def _line(self, raw: bytes) -> None:
-        run_id, task_id, label = self._ids
-        self._emit(ev.OutputLine(run_id, self._clock(), task_id, label,
-                                 raw.decode("utf-8", "replace")))
-
-    def flush(self) -> None:
-        held = self._mask.flush()  # the step ended: what could have begun a secret is not one
-        if held:
-            run_id, task_id, _ = self._ids
-            self._append(run_id, task_id, held)
-            self._buf += held
-            *lines, self._buf = self._buf.split(b"\n")
-            for line in lines:
-                self._line(line.rstrip(b"\r"))
-        if self._buf:
-            self._line(self._buf)
-            self._buf = b""
 
 
 class TaskRunner:
@@ -323,7 +282,10 @@ class TaskRunner:
         files_env = {"STATE_OUTPUTS": handle.path_for(state_file.path),
                      "TASK_OUTPUTS": handle.path_for(task_file.path),
                      "CODEMOD_STATE": handle.path_for(state_input.path)}
-        output = _StepOutput(self)
+        # Secrets are masked before the bytes go anywhere: log, journal, server, events.
+        output = StepOutput(partial(self.store.backend.append_log, self.store.run_id,
+                                    self.task_id), self._output_lines,
+                            mask=self.s.masker.stream())
         while True:
             with self.store.lock:
                 planned = self._next(planned_steps, index)
@@ -391,7 +353,14 @@ class TaskRunner:
                          for k, v in values.items()]
         self.store.commit(ops)
 
-    def run_step(self, handle: TaskHandle, spec: StepSpec, output: _StepOutput) -> StepResult:
+    def _output_lines(self, texts: list[str]) -> None:
+        # Lines of one chunk arrived together: one timestamp for them all.
+        ts = self.s.clock()
+        run_id, task_id, label, emit = self.store.run_id, self.task_id, self.label, self.s.emit
+        for text in texts:
+            emit(ev.OutputLine(run_id, ts, task_id, label, text))
+
+    def run_step(self, handle: TaskHandle, spec: StepSpec, output: StepOutput) -> StepResult:
         """Run one step, streaming its output to the log and to line events."""
         run_id = self.store.run_id
         self.s.emit(ev.StepStarted(run_id, self.s.clock(), self.task_id, self.label,
