@@ -33,6 +33,10 @@ _PROBE_EVERY = 0.5
 """How often a long step's exec is inspected: its main process may have exited while a
 leftover background process keeps the output stream open."""
 _END = object()
+_QUEUE_CHUNKS = 64
+"""Chunks (the engine sends at most 32 KiB each) held between the exec's stream and the sink:
+bounded, so that a slow sink (a journal that fsyncs) slows the step down through the engine's
+own flow control instead of filling the runner's memory."""
 
 
 def one_line(exc: BaseException) -> str:
@@ -87,14 +91,18 @@ class ContainerTask:
         except Exception as exc:
             return StepResult(exit_code=None, reason=f"{self._engine} exec failed: "
                                                      f"{one_line(exc)}")
-        chunks: queue.Queue[object] = queue.Queue()
-        pump = threading.Thread(target=_pump, args=(stream, chunks), daemon=True,
+        chunks: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        done = threading.Event()
+        pump = threading.Thread(target=_pump, args=(stream, chunks, done), daemon=True,
                                 name=f"ferry-exec-{exec_id[:12]}")
         pump.start()
-        reason = self._wait(exec_id, marker, started, chunks, sink, cancel, step.timeout)
-        if reason is not None:
-            self._terminate(exec_id, marker, started)
-            _drain(chunks, sink, self._grace + 2.0)
+        try:
+            reason = self._wait(exec_id, marker, started, chunks, sink, cancel, step.timeout)
+            if reason is not None:
+                self._terminate(exec_id, marker, started)
+                _drain(chunks, sink, self._grace + 2.0)
+        finally:
+            done.set()  # the pump stops waiting for room in the queue
         info = self._finished(exec_id)
         if reason is None and info is not None:
             self._reap_leftovers(info, marker, started)
@@ -198,16 +206,31 @@ def _carries(pid: int, marker: str) -> bool:
         return False
 
 
-def _pump(stream: Any, chunks: queue.Queue[object]) -> None:
-    """Move the exec's output into the queue (the blocking read lives on its own thread)."""
+def _pump(stream: Any, chunks: queue.Queue[object], done: threading.Event) -> None:
+    """Move the exec's output into the queue (the blocking read lives on its own thread),
+    waiting for room while the step is running; gives up once `done` is set."""
     try:
         for chunk in stream:
-            if chunk:
-                chunks.put(bytes(chunk))
+            if chunk and not _put(chunks, bytes(chunk), done):
+                break
     except Exception:
         pass
     finally:
-        chunks.put(_END)
+        _put(chunks, _END, done)
+        if done.is_set():
+            with contextlib.suppress(Exception):
+                stream.close()
+
+
+def _put(chunks: queue.Queue[object], item: object, done: threading.Event) -> bool:
+    """Put `item` once there is room; False when the step ended first (nobody reads)."""
+    while not done.is_set():
+        try:
+            chunks.put(item, timeout=_CANCEL_POLL)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def _drain(chunks: queue.Queue[object], sink: OutputSink, bound: float) -> None:
