@@ -6,7 +6,7 @@
       retryConfig: {maxRetries: 3, backoffFactor: 1.5}
     runner:
       server: URL, token: T, runner_id: ID, name: N, labels: [a, b], concurrency: 2,
-      work_dir: PATH, poll_wait: 10, heartbeat_interval: 1,
+      work_dir: PATH, poll_wait: 10, heartbeat_interval: 1, process_tracking: auto,
       step_env_allow: [PATH, HOME, LC_*, ...], step_user: ferry-step,
       containers: {allow_privileged, allow_mounts, pull, network, memory, cpus, pids,
                    podman_socket},
@@ -127,6 +127,9 @@ class RunnerSection(_Strict):
     containers: ContainerDefaults = Field(default_factory=ContainerDefaults)
     retention: RetentionSection | None = None
     """When set, the daemon prunes finished runs' files by itself."""
+    process_tracking: Literal["auto", "cgroup", "session"] = "auto"
+    """How host steps' processes are tracked (runner.runtimes.tracking): a cgroup per task where
+    possible, always (else host tasks fail), or never."""
 
 
 class FerryConfig(_Strict):

@@ -47,6 +47,18 @@ def control_dir_under(work_dir: Path, run_id: str, task_id: str) -> Path:
     return work_dir / safe_segment(run_id, "run id") / "tasks" / safe_segment(task_id, "task id")
 
 
+def ledger_file_under(work_dir: Path, run_id: str, task_id: str) -> Path:
+    """`<work_dir>/<run_id>/tasks/<task_id>.procs`: what a task started on this host (next to
+    its control dir, which each attempt empties)."""
+    return control_dir_under(work_dir, run_id, task_id).with_name(f"{task_id}.procs")
+
+
+def ledger_files(work_dir: Path, run_id: str | None = None) -> list[Path]:
+    """Every task ledger under `work_dir` (of one run when `run_id` is given)."""
+    runs = "*" if run_id is None else safe_segment(run_id, "run id")
+    return sorted(work_dir.glob(f"{runs}/tasks/*.procs"))
+
+
 @dataclass(frozen=True)
 class Paths:
     """The three roots (data, config, cache) and the files under them."""

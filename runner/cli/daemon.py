@@ -169,6 +169,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     stop_delivery = threading.Event()
     env = _step_env(cfg, tokens, user)
     runtimes = _runtimes(cfg, env, user)
+    _end_leftover_processes(runtimes, paths, cfg.grace_seconds, log)
     _reap_leftovers(runtimes, log)
     job = _job(cfg, client, paths, metrics, stop_delivery, runtimes, env, tokens, user,
                redactor)
@@ -285,6 +286,7 @@ class RunnerConfig:
     log_level: str = "info"
     step_env_allow: tuple[str, ...] | None = None
     step_user: str | None = None
+    process_tracking: str = "auto"
 
     @classmethod
     def from_section(cls, section: RunnerSection, source: Path) -> RunnerConfig:
@@ -301,7 +303,7 @@ class RunnerConfig:
                    retention=section.retention,
                    step_env_allow=(tuple(section.step_env_allow)
                                    if section.step_env_allow is not None else None),
-                   step_user=section.step_user)
+                   step_user=section.step_user, process_tracking=section.process_tracking)
 
 
 def container_policy(containers: ContainerDefaults) -> ContainerPolicy:
@@ -369,13 +371,38 @@ def _job(cfg: RunnerConfig, client: ControlClient, paths: Paths, metrics: Daemon
 
 def _runtimes(cfg: RunnerConfig, env: dict[str, str],
               user: StepUser | None) -> dict[str, Runtime]:
+    from runner.cli.leftovers import tracking_from
     from runner.runtimes.factory import RuntimeSettings, build_runtimes
 
     settings = RuntimeSettings(grace_seconds=cfg.grace_seconds, runner_id=cfg.runner_id,
                                policy=cfg.container_policy, podman_socket=cfg.podman_socket,
                                xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR"),
-                               step_user=user)
+                               step_user=user,
+                               tracking=tracking_from(os.environ, cfg.process_tracking))
     return build_runtimes(settings, env)
+
+
+def _end_leftover_processes(runtimes: Mapping[str, Runtime], paths: Paths, grace: float,
+                            log: logging.Logger) -> None:
+    """Say how host steps are tracked (a required cgroup that is missing stops the start),
+    then end the step processes a killed daemon of this home left running."""
+    from runner.cli.leftovers import end_leftover_processes
+    from runner.control.logs import fields
+    from runner.errors import RuntimeUnavailable
+    from runner.paths import ledger_files
+    from runner.runtimes.direct import DirectRuntime
+
+    direct = runtimes.get("direct")
+    if isinstance(direct, DirectRuntime):
+        try:
+            direct.cgroups.parent()
+        except RuntimeUnavailable as exc:
+            raise ConfigError(str(exc)) from exc
+        log.info("host steps tracked by %s", direct.cgroups.describe())
+    end_leftover_processes(
+        ledger_files(paths.work_dir), grace,
+        say=lambda text: log.info("%s", text, extra=fields(event="leftovers_stopped")),
+        warn=lambda text: log.error("%s", text, extra=fields(event="leftovers_survived")))
 
 
 def _reap_leftovers(runtimes: Mapping[str, Runtime], log: logging.Logger) -> None:

@@ -56,14 +56,18 @@ def _runtimes(workflow: dict[str, Any], config: FerryConfig,
     the container policy of the config's `runner.containers` (as the daemon applies it).
     Podman's socket: `runner.containers.podman_socket` of `-c CONFIG`, else where the daemon
     looks too ($XDG_RUNTIME_DIR/podman/podman.sock, then /run/podman/podman.sock). Host steps
-    get `step_env` (the allowed part of our environment), never all of it."""
+    get `step_env` (the allowed part of our environment), never all of it; their processes are
+    tracked as `FERRY_PROCESS_TRACKING`, else `runner.process_tracking`, says."""
     from runner.cli.daemon import container_policy
+    from runner.cli.leftovers import tracking_from
     from runner.runtimes.factory import RuntimeSettings, build_runtimes, kinds_used
 
     settings = RuntimeSettings(grace_seconds=GRACE_SECONDS,
                                policy=container_policy(config.runner.containers),
                                podman_socket=config.runner.containers.podman_socket,
-                               xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR"))
+                               xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR"),
+                               tracking=tracking_from(os.environ,
+                                                      config.runner.process_tracking))
     return build_runtimes(settings, step_env, kinds_used(workflow))
 
 
@@ -128,12 +132,22 @@ class _Session:
         self.reap(run_id)
 
     def reap(self, run_id: str) -> None:
-        """Remove the containers dead local runs left (a `ferry run` killed mid-task); only for
-        the container engines this workflow uses. Engine down: nothing to do, quietly."""
+        """End the step processes a dead executor of this run left running (its tasks run
+        again, never alongside them), and remove the containers dead local runs left (a
+        `ferry run` killed mid-task); only for the container engines this workflow uses.
+        Engine down: nothing to do, quietly."""
+        from runner.cli.leftovers import end_leftover_processes
         from runner.cli.local_reap import reap_leftovers
+        from runner.paths import ledger_files
 
         def warn(text: str) -> None:
             print(f"ferry: warning: {text}", file=sys.stderr, flush=True)
+
+        def say(text: str) -> None:
+            print(f"ferry: {text}", file=sys.stderr, flush=True)
+
+        end_leftover_processes(ledger_files(self.paths.work_dir, run_id), GRACE_SECONDS,
+                               say=say, warn=warn)
 
         removed = reap_leftovers(self.runtimes, self.paths.data_dir / "locks", own_run=run_id,
                                  warn=warn)

@@ -49,7 +49,7 @@ from runner.engine.steps import (
     with_inputs,
 )
 from runner.errors import ConditionError, ExpressionError, RuntimeUnavailable
-from runner.paths import control_dir_under, ensure_dir
+from runner.paths import control_dir_under, ensure_dir, ledger_file_under
 from runner.runtimes.base import Runtime, StepResult, StepSpec, TaskHandle, TaskSpec
 from runner.secrets.masker import Masker
 from runner.workflow.conditions import evaluate as evaluate_condition
@@ -214,7 +214,9 @@ class TaskRunner:
                 os.chmod(path, 0o711)
         spec = TaskSpec(run_id=self.store.run_id, task_id=self.task_id, node_id=self.node_id,
                         options=options, workspace=self.s.workspace, control_dir=control,
-                        env=env, runner_id=self.s.runner_id)
+                        env=env, runner_id=self.s.runner_id,
+                        ledger=ledger_file_under(self.s.control_root, self.store.run_id,
+                                                 self.task_id))
         deadline = None
         if self.node.timeout is not None:
             deadline = (parse_duration(self.node.timeout), time.monotonic())

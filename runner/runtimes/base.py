@@ -36,6 +36,10 @@ class TaskSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     """Task-wide environment (node env, matrix values, FERRY_* ids); steps add their own."""
     runner_id: str = "local"
+    ledger: Path | None = None
+    """Where the runtime writes down what the task starts on this host (processes, cgroup,
+    container) as it starts; `open` first ends what an earlier attempt of the task wrote
+    there, so the task never runs twice at once here. None: nothing is recorded."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,9 @@ class Runtime(Protocol):
     name: str
 
     def open(self, spec: TaskSpec) -> TaskHandle:
-        """Prepare a task. Raise `RuntimeUnavailable` (one line: which image, why) on failure."""
+        """End what an earlier attempt of the task left (`spec.ledger`), then prepare the task.
+        Raise `RuntimeUnavailable` (one line: which image, why) on failure, also when an earlier
+        attempt's processes cannot be stopped."""
         ...
 
     def reap(self, active_run_ids: set[str]) -> int:

@@ -3,9 +3,13 @@
 Output (stdout and stderr through one pipe, so in the order the step wrote it) reaches the sink
 chunk by chunk as it arrives. The wait wakes on the step's exit (pidfd), on output, and at least
 every 50 ms to notice a cancel. When the step ends, for whatever reason, nothing it started
-survives: see `runner.runtimes.proctree`. The search for leftovers is skipped only when the
+survives: a task's processes are tracked by its cgroup, or by session and marker where Ferry may
+not create cgroups (`runner.runtimes.tracking`). The search for leftovers is skipped when the
 kernel says no process at all was created after the step's main process (checked before that
 process is reaped, so its pid cannot have been reused): a step that forked nothing left nothing.
+
+What a task starts is written to its ledger as it starts (`runner.runtimes.ledger`); `open`
+ends whatever an earlier attempt of the task recorded before the task runs again.
 """
 
 from __future__ import annotations
@@ -20,13 +24,10 @@ from pathlib import Path
 
 from runner.errors import RuntimeUnavailable
 from runner.runtimes.base import OutputSink, StepResult, StepSpec, TaskSpec
-from runner.runtimes.proctree import (
-    MARKER_VAR,
-    ProcessFinder,
-    TreeKiller,
-    nothing_started_since,
-)
+from runner.runtimes.ledger import Ledger, boottime, end_earlier_attempt
+from runner.runtimes.proctree import MARKER_VAR, ProcessFinder, nothing_started_since
 from runner.runtimes.spawn import BadEnvironment, Child, Credentials, env_block, spawn
+from runner.runtimes.tracking import CgroupHome, TaskProcesses, Tracking
 
 _CANCEL_POLL = 0.05
 """Longest time between two looks at the cancel event."""
@@ -48,7 +49,7 @@ class DirectTask:
     """An open task on the host: steps run in the workspace, one subprocess tree each."""
 
     def __init__(self, spec: TaskSpec, base_env: Mapping[str, str], grace_seconds: float,
-                 finder: ProcessFinder, fast_spawn: bool = True,
+                 procs: TaskProcesses, fast_spawn: bool = True,
                  creds: Credentials | None = None) -> None:
         self._spec = spec
         self._creds = creds
@@ -58,7 +59,7 @@ class DirectTask:
         self._env_base = {os.fsencode(k): os.fsencode(v)
                           for k, v in {**base_env, **spec.env}.items()}
         self._grace = grace_seconds
-        self._finder = finder
+        self._procs = procs
         self._devnull: int | None = None
         self._block: list[bytes] | None = None
         # A step's marker: 128 random bits drawn once per task, and the step's count.
@@ -91,14 +92,21 @@ class DirectTask:
         self._steps += 1
         marker = f"{self._mark_prefix}-{self._steps}"
         started = time.monotonic()
+        at = boottime()
+        procs = self._procs
         # A bare pipe, not stdout=PIPE: the reads are os.read anyway, and Popen's file object
         # costs an fstat, an ioctl and an lseek per step.
         pipe, writer = os.pipe2(os.O_CLOEXEC)
+        # The step waits on its stdin until it is tracked (`runtimes.tracking`).
+        gate = procs.gate()
         try:
-            proc = spawn(step.argv, self._cwd, self._env(step, marker), self._stdin(), writer,
-                         fast=self._fast, creds=self._creds)
+            proc = spawn(procs.command(step.argv), self._cwd, self._env(step, marker),
+                         gate[0] if gate else self._stdin(), writer, fast=self._fast,
+                         creds=self._creds)
         except BaseException as exc:
             os.close(pipe)
+            if gate:
+                os.close(gate[1])
             if isinstance(exc, BadEnvironment):
                 sink(f"ferry: {exc}\n".encode())
                 return StepResult(exit_code=None, reason=str(exc))
@@ -107,31 +115,28 @@ class DirectTask:
             raise
         finally:
             os.close(writer)
-
-        def killer() -> TreeKiller:
-            return TreeKiller(self._finder, marker=marker, pgid=proc.pid, root_pid=proc.pid,
-                              since=started)
-
-        pidfd = _pidfd(proc.pid)
+            if gate:
+                os.close(gate[0])
+        pidfd = None
         try:
+            procs.adopt(proc.pid, marker, at, gate[1] if gate else None)
+            pidfd = _pidfd(proc.pid)
             reason, eof = self._wait(proc, pipe, pidfd, sink, cancel, step.timeout, started)
             if reason is not None:
-                killer().terminate(self._grace, reap_root=proc.poll)
+                procs.end_step(proc.pid, marker, started, self._grace, reap_root=proc.poll)
             else:  # exited, not reaped yet
                 quiet = nothing_started_since(proc.pid)
                 proc.wait()
-                if not quiet:
-                    left = killer()
-                    if left.leftovers():
-                        left.terminate(self._grace)
-                        eof = False
+                if not quiet and procs.leftovers(proc.pid, marker, started):
+                    procs.end_step(proc.pid, marker, started, self._grace)
+                    eof = False
             if not eof:
                 _drain(pipe, sink)
             if proc.returncode is None:
                 proc.wait()
         finally:
             if proc.returncode is None:  # the sink raised: still leave nothing behind
-                killer().terminate(0.0, reap_root=proc.poll)
+                procs.end_step(proc.pid, marker, started, 0.0, reap_root=proc.poll)
                 proc.wait()
             if pidfd is not None:
                 os.close(pidfd)
@@ -180,7 +185,9 @@ class DirectTask:
                 return None, not pipe_open
 
     def close(self) -> None:
-        """Release the task's /dev/null; each step already cleaned up its processes."""
+        """End what is left of the task (each step already did), drop its cgroup and ledger,
+        release its /dev/null."""
+        self._procs.close(self._grace)
         if self._devnull is not None:
             os.close(self._devnull)
             self._devnull = None
@@ -229,19 +236,31 @@ class DirectRuntime:
     name = "direct"
 
     def __init__(self, base_env: Mapping[str, str], grace_seconds: float = 5.0, *,
-                 fast_spawn: bool = True, creds: Credentials | None = None) -> None:
+                 fast_spawn: bool = True, creds: Credentials | None = None,
+                 tracking: Tracking = Tracking.AUTO) -> None:
         self._base_env = dict(base_env)
         self._creds = creds
         self._grace = grace_seconds
         self._finder = ProcessFinder()
         self._fast_spawn = fast_spawn
         """False: always start steps through `subprocess.Popen` (see `runtimes.spawn`)."""
+        self.cgroups = CgroupHome(tracking)
 
     def open(self, spec: TaskSpec) -> DirectTask:
-        """Check the workspace exists and return a handle for the task's steps."""
+        """End what an earlier attempt of the task left running (its ledger), check the
+        workspace exists, and return a handle for the task's steps."""
+        if spec.ledger is not None:
+            end_earlier_attempt(spec.ledger, self._grace)
         if not spec.workspace.is_dir():
             raise RuntimeUnavailable(f"workspace {spec.workspace} is not a directory")
-        return DirectTask(spec, self._base_env, self._grace, self._finder, self._fast_spawn,
+        ledger = Ledger(spec.ledger, self.name) if spec.ledger is not None else None
+        try:
+            procs = TaskProcesses(self.cgroups, self._finder, ledger, spec.task_id)
+        except BaseException:
+            if ledger is not None:
+                ledger.close()
+            raise
+        return DirectTask(spec, self._base_env, self._grace, procs, self._fast_spawn,
                           self._creds)
 
     def reap(self, active_run_ids: set[str]) -> int:

@@ -13,6 +13,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from runner.errors import RuntimeUnavailable
@@ -24,6 +25,8 @@ from runner.runtimes.docker_task import (
     host_user,
     one_line,
 )
+from runner.runtimes.ledger import Ledger, end_earlier_attempt
+from runner.runtimes.ledger import read as read_ledger
 from runner.runtimes.options import ContainerPolicy, ContainerSettings
 from runner.runtimes.proctree import ProcessFinder
 from runner.workflow.model import PullPolicy
@@ -89,6 +92,8 @@ class DockerRuntime:
         """Check the policy, make sure the image is there, create and start the container."""
         settings = self._policy.resolve(spec.options, where=f"node '{spec.node_id}' runtime")
         client = self.client()
+        if spec.ledger is not None:
+            self._end_earlier_attempt(client.api, spec.ledger)
         self._ensure_image(client, settings)
         api = client.api
         owner = self._default_user or host_user()
@@ -105,6 +110,26 @@ class DockerRuntime:
             mem_limit=settings.memory, nano_cpus=settings.nano_cpus,
             pids_limit=settings.pids, privileged=settings.privileged)
         name = _NAME_UNSAFE.sub("-", f"ferry-{spec.task_id[:13]}-{uuid.uuid4().hex[:6]}")
+        # The name is on disk before the container exists: a later attempt removes it.
+        ledger = Ledger(spec.ledger, self.name) if spec.ledger is not None else None
+        try:
+            if ledger is not None:
+                ledger.record(container=name, engine=self.name)
+            container_id = self._create(api, settings, spec, labels, user, name, host_config)
+        except BaseException:
+            if ledger is not None:
+                ledger.close()
+            raise
+        chown_to = owner if settings.user and settings.user != owner else None
+        return ContainerTask(api, container_id, workspace=spec.workspace,
+                             control_dir=spec.control_dir, grace_seconds=self._grace,
+                             finder=self._finder, chown_to=chown_to, engine_name=self.name,
+                             env=spec.env, ledger=ledger)
+
+    @staticmethod
+    def _create(api: Any, settings: ContainerSettings, spec: TaskSpec, labels: dict[str, str],
+                user: str, name: str, host_config: Any) -> str:
+        """Create and start the task's container; its id."""
         try:
             # No environment here: the create config is what `docker inspect` shows, and the
             # task's variables may hold secrets. Every exec gets them instead.
@@ -123,11 +148,26 @@ class DockerRuntime:
                 api.remove_container(container_id, force=True)
             raise RuntimeUnavailable(f"cannot start a container from image {settings.image}: "
                                      f"{one_line(exc)}") from exc
-        chown_to = owner if settings.user and settings.user != owner else None
-        return ContainerTask(api, container_id, workspace=spec.workspace,
-                             control_dir=spec.control_dir, grace_seconds=self._grace,
-                             finder=self._finder, chown_to=chown_to, engine_name=self.name,
-                             env=spec.env)
+        return container_id
+
+    def _end_earlier_attempt(self, api: Any, path: Path) -> None:
+        """Remove the container an earlier attempt of the task recorded (killing what runs in
+        it) and end its other recorded processes; RuntimeUnavailable when that fails, so the
+        task never runs while an earlier attempt of it still runs."""
+        recorded = read_ledger(path)
+        if recorded is None:
+            return
+        for engine, name in recorded.containers:
+            if engine != self.name:
+                continue
+            try:
+                api.remove_container(name, force=True, v=True)
+            except Exception as exc:
+                if getattr(getattr(exc, "response", None), "status_code", None) != 404:
+                    raise RuntimeUnavailable(
+                        f"the container {name} of an earlier attempt of this task cannot be "
+                        f"removed: {one_line(exc)}") from exc
+        end_earlier_attempt(path, self._grace)
 
     def _ensure_image(self, client: Any, settings: ContainerSettings) -> None:
         """Apply the pull policy; RuntimeUnavailable names the image and the reason."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.runtimes.base import OutputSink, StepResult, StepSpec
+from runner.runtimes.ledger import Ledger
 from runner.runtimes.proctree import MARKER_VAR, ProcessFinder, TreeKiller
 
 WORKSPACE_MOUNT = "/workspace"
@@ -50,7 +51,8 @@ class ContainerTask:
 
     def __init__(self, api: Any, container_id: str, *, workspace: Path, control_dir: Path,
                  grace_seconds: float, finder: ProcessFinder, chown_to: str | None,
-                 engine_name: str, env: Mapping[str, str] | None = None) -> None:
+                 engine_name: str, env: Mapping[str, str] | None = None,
+                 ledger: Ledger | None = None) -> None:
         self._api = api
         self._env = dict(env or {})
         """The task's variables, given to every exec (never to the container's config)."""
@@ -61,6 +63,7 @@ class ContainerTask:
         self._finder = finder
         self._chown_to = chown_to
         self._engine = engine_name
+        self._ledger = ledger
         self._closed = False
         self._broken: str | None = None
         self._lock = threading.Lock()
@@ -193,8 +196,14 @@ class ContainerTask:
                     self.container_id, ["chown", "-R", self._chown_to, WORKSPACE_MOUNT],
                     user="0:0")["Id"]
                 self._api.exec_start(exec_id)
-        with contextlib.suppress(Exception):
+        removed = True
+        try:
             self._api.remove_container(self.container_id, force=True, v=True)
+        except Exception as exc:
+            removed = getattr(getattr(exc, "response", None), "status_code", None) == 404
+        if self._ledger is not None:
+            # Kept when the container may still exist: the task's next attempt removes it.
+            self._ledger.close(keep=not removed)
 
 
 def _carries(pid: int, marker: str) -> bool:

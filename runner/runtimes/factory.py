@@ -19,6 +19,7 @@ from runner.runtimes.options import ContainerPolicy
 from runner.runtimes.podman import PodmanRuntime
 from runner.runtimes.spawn import Credentials
 from runner.runtimes.stepenv import StepUser
+from runner.runtimes.tracking import Tracking
 
 CONTAINER_KINDS = ("docker", "podman")
 
@@ -34,6 +35,8 @@ class RuntimeSettings:
     xdg_runtime_dir: str | None = None
     step_user: StepUser | None = None
     """Host steps run as this user, containers default to its uid:gid (a root runner)."""
+    tracking: Tracking = Tracking.AUTO
+    """How host steps' processes are tracked (`runner.runtimes.tracking`)."""
 
 
 def container_runtime(kind: str, settings: RuntimeSettings) -> DockerRuntime | None:
@@ -63,7 +66,8 @@ def build_runtimes(settings: RuntimeSettings, host_env: Mapping[str, str],
     user = settings.step_user
     creds = Credentials(user.uid, user.gid, user.groups) if user else None
     runtimes: dict[str, Runtime] = {"direct": DirectRuntime(host_env, settings.grace_seconds,
-                                                            creds=creds)}
+                                                            creds=creds,
+                                                            tracking=settings.tracking)}
     for kind in sorted(set(kinds) - {"direct"}):
         runtime = container_runtime(kind, settings)
         if runtime is not None:

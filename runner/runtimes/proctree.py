@@ -1,9 +1,11 @@
 """Find and terminate every process a host step left behind, whatever it did to escape.
 
-A step runs in its own session and process group and carries a unique marker in its
-environment. Its leftovers are: the members of its process group (background jobs), the
-descendants of its main process (while it lives), and any process carrying the marker (the ones
-that called `setsid` or double-forked and were re-parented to init). Reading every process's
+This is how steps are tracked where Ferry cannot give a task its own cgroup
+(`runner.runtimes.cgroup`). A step runs in its own session and process group and carries a
+unique marker in its environment. Its leftovers are: the members of its session and process
+group (background jobs), any process carrying the marker (the ones that called `setsid` or
+double-forked and were re-parented to init), and every descendant of those (a child that called
+`setsid` and cleared its environment, while its parent lives). Reading every process's
 environment is the expensive part, so `ProcessFinder` remembers which pids it has already seen
 and only reads the ones that appeared since the step started.
 
@@ -21,7 +23,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
 import psutil
 
@@ -29,6 +32,7 @@ MARKER_VAR = "FERRY_STEP_MARK"
 """Environment variable carrying a step's unique marker; descendants inherit it."""
 
 _PROC = "/proc"
+_MARKER_KEY = f"{MARKER_VAR}=".encode()
 _LOADAVG = f"{_PROC}/loadavg"
 
 
@@ -83,16 +87,86 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def _stat_fields(pid: int) -> tuple[str, int] | None:
-    """(state, pgid) of a process from /proc/<pid>/stat, None when it is gone."""
+class Stat(NamedTuple):
+    """The fields of /proc/<pid>/stat that tell whose a process is."""
+
+    state: str
+    ppid: int
+    pgid: int
+    sid: int
+    start: int
+    """Start time in clock ticks since boot."""
+
+    @property
+    def live(self) -> bool:
+        """Running or sleeping: neither a zombie nor dead."""
+        return self.state not in ("Z", "X")
+
+
+def stat_of(pid: int) -> Stat | None:
+    """The process's `Stat`, None when it is gone."""
     raw = _read(f"{_PROC}/{pid}/stat")
     if raw is None:
         return None
     # comm may hold spaces and parentheses: the fields start after the last ')'.
     rest = raw[raw.rfind(b")") + 2:].split()
-    if len(rest) < 3:
+    if len(rest) < 20:
         return None
-    return rest[0].decode(), int(rest[2])
+    return Stat(rest[0].decode(), int(rest[1]), int(rest[2]), int(rest[3]), int(rest[19]))
+
+
+def carries(pid: int, marker: str) -> bool:
+    """The process's environment holds the step marker `marker`."""
+    needle = f"{MARKER_VAR}={marker}\0".encode()
+    env = _read(f"{_PROC}/{pid}/environ")
+    return env is not None and (env.startswith(needle) or b"\0" + needle in env)
+
+
+def marker_of(pid: int) -> str | None:
+    """The step marker in the process's environment, if any (None also when unreadable)."""
+    env = _read(f"{_PROC}/{pid}/environ")
+    if env is None:
+        return None
+    if env.startswith(_MARKER_KEY):
+        at = len(_MARKER_KEY)
+    else:
+        found = env.find(b"\0" + _MARKER_KEY)
+        if found < 0:
+            return None
+        at = found + 1 + len(_MARKER_KEY)
+    end = env.find(b"\0", at)
+    return env[at:end if end >= 0 else None].decode(errors="replace")
+
+
+def with_descendants(found: set[int], parents: Mapping[int, int]) -> set[int]:
+    """`found` plus every process below one of them (`parents`: pid -> parent pid)."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    out = set(found)
+    todo = list(found)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def all_processes() -> dict[int, Stat]:
+    """Every live process but this one, by pid."""
+    me = os.getpid()
+    found: dict[int, Stat] = {}
+    try:
+        names = os.listdir(_PROC)
+    except OSError:
+        return found
+    for name in names:
+        if name.isdigit() and int(name) != me:
+            info = stat_of(int(name))
+            if info is not None and info.live:
+                found[int(name)] = info
+    return found
 
 
 class ProcessFinder:
@@ -105,11 +179,11 @@ class ProcessFinder:
         self._proc_ok = os.path.isdir(_PROC)
 
     def find(self, marker: str, pgid: int, since: float) -> set[int]:
-        """Live (non-zombie) pids whose environment holds `marker` or whose group is `pgid`,
-        among processes not already seen before `since` (a `time.monotonic()` value)."""
+        """Live (non-zombie) pids in the session or process group `pgid` (the step's main
+        process leads both), or whose environment holds `marker`, and their descendants; among
+        processes not already seen before `since` (a `time.monotonic()` value)."""
         if not self._proc_ok:
             return self._find_psutil(marker, pgid)
-        needle = f"{MARKER_VAR}={marker}\0".encode()
         now = time.monotonic()
         try:
             entries = os.listdir(_PROC)
@@ -124,18 +198,16 @@ class ProcessFinder:
                 seen = self._first_seen.setdefault(pid, now)
                 if seen >= since and pid != self._self:
                     fresh.append(pid)
+        parents: dict[int, int] = {}
         found: set[int] = set()
         for pid in fresh:
-            fields = _stat_fields(pid)
-            if fields is None or fields[0] in ("Z", "X"):
+            info = stat_of(pid)
+            if info is None or not info.live:
                 continue
-            if fields[1] == pgid:
+            parents[pid] = info.ppid
+            if pgid in (info.pgid, info.sid) or carries(pid, marker):
                 found.add(pid)
-                continue
-            env = _read(f"{_PROC}/{pid}/environ")
-            if env is not None and (env.startswith(needle) or b"\0" + needle in env):
-                found.add(pid)
-        return found
+        return with_descendants(found, parents)
 
     def _find_psutil(self, marker: str, pgid: int) -> set[int]:
         """Portable fallback (no /proc): every process, through psutil."""

@@ -65,7 +65,7 @@ def test_unit_has_the_service_contract() -> None:
                 "ProtectSystem": "strict", "ProtectHome": "yes",
                 "PrivateTmp": "yes", "ExecReload": "/bin/kill -HUP $MAINPID",
                 "StateDirectory": "ferry", "ConfigurationDirectory": "ferry",
-                "CacheDirectory": "ferry"}
+                "CacheDirectory": "ferry", "Delegate": "yes", "ProtectControlGroups": "no"}
     for key, value in expected.items():
         assert d.get(key) == [value], key
     assert d["ExecStart"][0].split()[1] == "daemon"

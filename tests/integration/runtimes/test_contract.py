@@ -12,6 +12,7 @@ import pytest
 from runner.runtimes.base import Runtime
 from runner.runtimes.direct import DirectRuntime
 from runner.runtimes.docker import DockerRuntime
+from runner.runtimes.tracking import Tracking
 from runner.workflow.model import Runtime as RuntimeOptions
 from runner.workflow.model import RuntimeType
 from tests.integration.runtimes.runtime_kit import Output, Task, task_spec
@@ -31,6 +32,12 @@ def _direct_popen(request: pytest.FixtureRequest) -> tuple[Runtime, RuntimeOptio
     return runtime, RuntimeOptions(type=RuntimeType.DIRECT)
 
 
+def _direct_session(request: pytest.FixtureRequest) -> tuple[Runtime, RuntimeOptions]:
+    """The host runtime tracking steps by session and marker (no cgroup)."""
+    runtime = DirectRuntime(HOST_ENV, grace_seconds=1.0, tracking=Tracking.SESSION)
+    return runtime, RuntimeOptions(type=RuntimeType.DIRECT)
+
+
 def _docker(request: pytest.FixtureRequest) -> tuple[Runtime, RuntimeOptions]:
     image = request.getfixturevalue("docker_image")
     runtime = DockerRuntime(docker.from_env, runner_id="contract-tests", grace_seconds=1.0)
@@ -44,7 +51,8 @@ def _podman(request: pytest.FixtureRequest) -> tuple[Runtime, RuntimeOptions]:
 
 
 RUNTIMES: dict[str, Callable[[pytest.FixtureRequest], tuple[Runtime, RuntimeOptions]]] = {
-    "direct": _direct, "direct-popen": _direct_popen, "docker": _docker, "podman": _podman}
+    "direct": _direct, "direct-popen": _direct_popen, "direct-session": _direct_session,
+    "docker": _docker, "podman": _podman}
 
 
 @pytest.fixture(params=list(RUNTIMES))

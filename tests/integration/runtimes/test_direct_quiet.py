@@ -54,9 +54,12 @@ def test_without_pidfd_exit_code_output_and_leftovers_are_handled(
     spec = task_spec(tmp_path, RuntimeOptions())
     task = Task(DirectRuntime(ENV, grace_seconds=1.0).open(spec), spec.workspace,
                 spec.control_dir)
-    result, out = task.run("echo one\nsleep 300 &\necho $! > bg.pid\nexit 3\n")
-    assert result.exit_code == 3 and out.text == "one\n"
-    pid = int((spec.workspace / "bg.pid").read_text())
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    result, out = task.run("echo two\n")
-    assert result.ok and out.text == "two\n"
+    try:
+        result, out = task.run("echo one\nsleep 300 &\necho $! > bg.pid\nexit 3\n")
+        assert result.exit_code == 3 and out.text == "one\n"
+        pid = int((spec.workspace / "bg.pid").read_text())
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        result, out = task.run("echo two\n")
+        assert result.ok and out.text == "two\n"
+    finally:
+        task.handle.close()
