@@ -250,6 +250,31 @@ def check_disk(paths: Paths) -> list[Check]:
     return checks
 
 
+def check_processes(config: FerryConfig | None, environ: Mapping[str, str]) -> list[Check]:
+    """How host steps' processes would be tracked here: a cgroup per task, or the session
+    fallback, which a daemonizing step can escape (README "Reliability")."""
+    from runner.cli.leftovers import tracking_from
+    from runner.runtimes.tracking import CgroupHome, Tracking
+
+    try:
+        mode = tracking_from(environ, config.runner.process_tracking if config else "auto")
+    except ConfigError as exc:
+        return [Check("processes", FAIL, str(exc), "set it to auto, cgroup or session")]
+    home = CgroupHome(mode)
+    fix = ("run as root, or under systemd with Delegate=yes (systemd/ferry-runner.service), or "
+           "give this user a writable cgroup v2")
+    try:
+        parent = home.parent()
+    except RuntimeUnavailable as exc:
+        return [Check("processes", FAIL, f"{exc}: host tasks would fail", fix)]
+    if parent is not None:
+        return [Check("processes", OK, home.describe())]
+    if mode == Tracking.SESSION:
+        return [Check("processes", OK, "steps tracked by session and marker (set to 'session')")]
+    return [Check("processes", WARN, f"{home.describe()}: a step that daemonizes with setsid "
+                                     "and env -i can outlive its task", fix)]
+
+
 def _gib(size: float) -> str:
     return f"{size / 1024**3:.1f} GiB" if size >= 1024**3 else f"{size / 1024**2:.0f} MiB"
 

@@ -85,7 +85,8 @@ def test_doctor_matrix(stub: StubProcess, docker_image: str, tmp_path: Path) -> 
     cases: list[tuple[str, Any, list[str], dict[str, str], int, str]] = [
         # name, setup(config, home), extra args, env, exit code, {check: status} expected
         ("healthy", None, ["--image", docker_image], {"FERRY_CODEMOD_BIN": str(fake_codemod)},
-         0, "config=ok server=ok clock=ok docker=ok image=ok codemod=ok disk=ok journals=ok"),
+         0, "config=ok server=ok clock=ok docker=ok image=ok codemod=ok disk=ok journals=ok "
+            "processes=ok"),
         ("config readable by others", lambda c, h: c.chmod(0o644), [], {}, 1,
          "config=FAIL server=ok"),
         ("token refused", lambda c, h: _set(c, token="fr_not-a-token-of-this-server"), [], {},
@@ -99,6 +100,10 @@ def test_doctor_matrix(stub: StubProcess, docker_image: str, tmp_path: Path) -> 
          "codemod=FAIL"),
         ("journal undelivered", lambda c, h: daemon_run_files(h, "pending", 1), [], {}, 0,
          "journals=warn"),
+        ("process tracking misspelt", None, [], {"FERRY_PROCESS_TRACKING": "cgroups"}, 1,
+         "processes=FAIL"),
+        ("session tracking chosen", None, [], {"FERRY_PROCESS_TRACKING": "session"}, 0,
+         "processes=ok"),
     ]
     rows = []
     for i, (name, setup, args, env, code, expect) in enumerate(cases):
