@@ -122,14 +122,43 @@ class TaskCgroup:
         if not self.populated():
             return set()
         if grace > 0:
-            for pid in self.pids():
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGTERM)
+            self._signal_all(signal.SIGTERM)
             if self._wait_empty(grace):
                 return set()
         self.kill()
         self._wait_empty(5.0)
         return self.pids() if self.populated() else set()
+
+    def _signal_all(self, sig: int) -> None:
+        """Send `sig` to every process while the cgroup is frozen, so that all of them have it
+        pending before any runs again: a shell never sees its child die of it first (and says
+        "Terminated"), and nothing forks past the signal."""
+        frozen = self._freeze(True)
+        try:
+            for pid in self.pids():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+        finally:
+            if frozen:
+                self._freeze(False)
+
+    def _freeze(self, on: bool) -> bool:
+        """Freeze (or thaw) the cgroup (Linux >= 5.2), waiting up to a second for it to take
+        effect; False when it cannot be frozen here."""
+        try:
+            (self.path / "cgroup.freeze").write_text("1" if on else "0")
+        except OSError:
+            return False
+        deadline = time.monotonic() + 1.0
+        want = b"frozen 1" if on else b"frozen 0"
+        while time.monotonic() < deadline:
+            try:
+                if want in (self.path / "cgroup.events").read_bytes():
+                    return True
+            except OSError:
+                return False
+            time.sleep(0.001)
+        return True
 
     def kill(self) -> None:
         """SIGKILL every process of the subtree at once (Linux >= 5.14), else one by one."""
