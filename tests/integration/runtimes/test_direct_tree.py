@@ -9,7 +9,10 @@ marker, no parent of the step left) escapes it; the cgroup catches it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,9 +20,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runner.errors import RuntimeUnavailable
+from runner.errors import ConfigError, RuntimeUnavailable
 from runner.runtimes.base import StepResult, StepSpec
 from runner.runtimes.direct import DirectRuntime
+from runner.runtimes.spawn import Credentials
+from runner.runtimes.stepenv import StepUser
 from runner.runtimes.tracking import Tracking
 from runner.workflow.model import Runtime as RuntimeOptions
 from tests.helpers import wait_until
@@ -160,3 +165,44 @@ def test_own_process_is_never_signalled(opener: Opener, tracking: Tracking) -> N
     result, _ = task.run(f"echo {os.getpid()} > parent.pid\nsleep 300 &\ntrue")
     assert result.ok
     assert _alive(os.getpid())
+
+
+@pytest.mark.parametrize("tracking", [Tracking.CGROUP, Tracking.SESSION])
+def test_steps_run_as_another_user_are_tracked_alike(tracking: Tracking) -> None:
+    """A root runner with `runner.step_user`: the step may not write the runner's cgroup, so
+    the runner moves it into the task's while it waits at its gate; nothing survives."""
+    if os.geteuid() != 0:
+        pytest.skip("switching steps to another user needs root")
+    user = _step_user()
+    root = Path(tempfile.mkdtemp(prefix="ferry-tree-"))
+    os.chmod(root, 0o755)
+    try:
+        spec = task_spec(root, RuntimeOptions())
+        os.chmod(spec.workspace, 0o777)
+        runtime = DirectRuntime(ENV, grace_seconds=1.0, tracking=tracking,
+                                creds=Credentials(user.uid, user.gid, user.groups))
+        task = Task(runtime.open(spec), spec.workspace, spec.control_dir)
+        try:
+            result, out = _run(task, "inline", SPAWN + "id -u\n", sink=Output(),
+                               cancel=threading.Event(), timeout=60)
+        finally:
+            task.handle.close()
+        pids = {name: int((spec.workspace / f"{name}.pid").read_text()) for name in NAMES}
+        survivors = {name for name, pid in pids.items() if _alive(pid)}
+        for name in survivors:
+            os.kill(pids[name], signal.SIGKILL)
+        assert result.ok and out.text == f"spawned\n{user.uid}\n"
+        assert survivors == ESCAPES[tracking], f"left behind: {survivors}"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _step_user() -> StepUser:
+    """The unprivileged step user (scripts/setup creates it; made here when missing)."""
+    try:
+        return StepUser.lookup("ferry-step")
+    except ConfigError:
+        subprocess.run(["useradd", "--system", "--create-home", "--home-dir",
+                        "/var/lib/ferry-step", "--shell", "/usr/sbin/nologin", "ferry-step"],
+                       check=True)
+        return StepUser.lookup("ferry-step")
