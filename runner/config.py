@@ -10,7 +10,8 @@
       step_env_allow: [PATH, HOME, LC_*, ...], step_user: ferry-step,
       containers: {allow_privileged, allow_mounts, pull, network, memory, cpus, pids,
                    podman_socket},
-      retention: {older_than: 30d, keep: 10, interval: 1h}
+      retention: {older_than: 30d, keep: 10, interval: 1h},
+      tools: {codemod: PATH}             # the Codemod CLI (else FERRY_CODEMOD_BIN, PATH)
 
 `${{NAME}}` in a string is taken from the environment mapping passed in (the CLI passes
 os.environ). Precedence is flags > env (`FERRY_*`) > file > defaults: the CLI collects flags and
@@ -105,6 +106,13 @@ class RetentionSection(_Strict):
         return self
 
 
+class ToolsSection(_Strict):
+    """External tools the runner uses."""
+
+    codemod: str | None = None
+    """Path of the Codemod CLI (upstream Butterflow's engine); else FERRY_CODEMOD_BIN or PATH."""
+
+
 class RunnerSection(_Strict):
     """The daemon's settings."""
 
@@ -125,6 +133,7 @@ class RunnerSection(_Strict):
     step_user: str | None = None
     """A root daemon runs host steps as this unprivileged user."""
     containers: ContainerDefaults = Field(default_factory=ContainerDefaults)
+    tools: ToolsSection = Field(default_factory=ToolsSection)
     retention: RetentionSection | None = None
     """When set, the daemon prunes finished runs' files by itself."""
     process_tracking: Literal["auto", "cgroup", "session"] = "auto"

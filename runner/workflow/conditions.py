@@ -16,8 +16,9 @@ Semantics, as upstream where upstream is clear: a string that reads as a number 
 0, "" or "false" (arrays and objects are true). Where upstream is silently surprising, Ferry
 says so instead: a reference that is not set, a comparison of a string with a number, or text
 that is not a condition is a `ConditionError` (the task fails naming the condition), never a
-skipped step. Numbers compare numerically (`1 == 1.0`); a number equals a string that reads as
-the same number.
+skipped step; `state.ready || false` asks "set and true" (as `${{ a || 'x' }}` gives a default,
+an unset reference on the left of `||` gives way to the right side). Numbers compare
+numerically (`1 == 1.0`); a number equals a string that reads as the same number.
 """
 
 from __future__ import annotations
@@ -244,6 +245,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+class _Missing(ConditionError):
+    """A reference that is not set (`||` falls through to its right side on it)."""
+
+
 def _eval(node: Node, ctx: Context, text: str) -> Any:
     if isinstance(node, Lit):
         return node.value
@@ -252,13 +257,18 @@ def _eval(node: Node, ctx: Context, text: str) -> Any:
             return _value(lookup(node.ref, ctx))
         except KeyError as exc:
             why = str(exc.args[0]) if exc.args else f"'{node.ref.dotted()}' is not set"
-            raise ConditionError(text, why) from None
+            raise _Missing(text, why) from None
     if isinstance(node, Not):
         return not truthy(_eval(node.operand, ctx, text))
     if node.op == "&&":
         return truthy(_eval(node.left, ctx, text)) and truthy(_eval(node.right, ctx, text))
     if node.op == "||":
-        return truthy(_eval(node.left, ctx, text)) or truthy(_eval(node.right, ctx, text))
+        # as in `${{ a || 'default' }}`: a reference that is not set gives way to the right side
+        try:
+            left = truthy(_eval(node.left, ctx, text))
+        except _Missing:
+            left = False
+        return left or truthy(_eval(node.right, ctx, text))
     left, right = _eval(node.left, ctx, text), _eval(node.right, ctx, text)
     if _is_number(left) or _is_number(right):  # "2" against 2: the number
         left, right = _value(left), _value(right)

@@ -25,6 +25,7 @@ _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _BINARY_TAG = "tag:yaml.org,2002:binary"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
 _MAP_TAGS = {None, "!", "tag:yaml.org,2002:map"}
 _SEQ_TAGS = {None, "!", "tag:yaml.org,2002:seq"}
 _NO_KEY = object()
@@ -122,6 +123,9 @@ class _Composer:
             tag = self.resolver.resolve(ScalarNode, event.value, event.implicit)
         if tag in (_TIMESTAMP_TAG, _BINARY_TAG):
             return event.value  # dates stay text: the workflow model is JSON
+        if tag == _BOOL_TAG and event.value.lower() not in ("true", "false"):
+            # YAML 1.2 (what Butterflow's parser reads): yes/no/on/off are strings, not booleans
+            return event.value
         if tag == _MERGE_TAG:
             return _MERGE
         construct = self.constructor.yaml_constructors.get(tag)

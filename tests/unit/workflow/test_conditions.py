@@ -42,6 +42,8 @@ TABLE = [
     ('tasks.build.outputs.artifact == "app.tar"', True), ("tasks.build.outputs.ok", True),
     ('inputs.who == "bob"', True), ("state.flag || state.k", True),
     ("state.flag && params.nope", False),  # && stops at the first false operand
+    ("params.nope || false", False),       # unset on the left of ||: the right side decides
+    ("state.o.c || state.k == 1", True), ("!(params.nope || false)", True),
     ("(params.s == 'x' || state.k == 1) && !state.flag", True),
     ('params.s < "b"', True), ("state.none == null", True), ("1 == 1.0", True),
 ]
@@ -54,6 +56,8 @@ def test_condition_table(text: str, runs: bool) -> None:
 
 ERRORS = [
     ("params.nope", "'params.nope' is not set"),
+    ("params.nope && true", "'params.nope' is not set"),
+    ("false || params.nope", "'params.nope' is not set"),
     ("state.o.c", "'state.o.c' is not set"),
     ("tasks.other.outputs.x", "no outputs from task 'other'"),
     ("foo bar", "unexpected 'bar'"),

@@ -41,3 +41,14 @@ def test_invalid_example_gives_exactly_its_expected_errors(path: Path) -> None:
     report = validate_source(text, str(path))
     assert not report.ok
     assert [p.render() for p in report.problems] == expected
+
+
+def test_the_readme_language_example_is_valid_without_a_warning() -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## The workflow language"):]
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    report = validate_source(block.group(1), "README.md", strict=True, for_run=True)
+    assert report.ok and not report.warnings, [p.render() for p in report.problems]
