@@ -147,8 +147,11 @@ def test_positions_and_aliases_and_merge_keys() -> None:
 
 
 def test_yaml_scalars_keep_json_types() -> None:
-    doc = load_text("a: 2024-01-02\nb: 1.5\nc: yes\nd: null\ne: '007'\n1: x\n", "x.yaml")
-    assert doc.data == {"a": "2024-01-02", "b": 1.5, "c": True, "d": None, "e": "007", "1": "x"}
+    doc = load_text("a: 2024-01-02\nb: 1.5\nc: yes\nd: null\ne: '007'\n1: x\nf: off\ng: true\n"
+                    "h: False\n", "x.yaml")
+    # booleans as YAML 1.2 reads them (Butterflow's parser): yes/no/on/off are strings
+    assert doc.data == {"a": "2024-01-02", "b": 1.5, "c": "yes", "d": None, "e": "007", "1": "x",
+                        "f": "off", "g": True, "h": False}
 
 
 def test_duplicate_keys_are_errors_with_both_lines() -> None:
