@@ -75,12 +75,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Validate one workflow file and print Butterflow's ✓/✗ report."""
     from dataclasses import asdict
 
-    from runner.workflow.validate import validate_source
+    from runner.workflow.validate import bundle_files, validate_source
 
     raw = _read(args.workflow)
     if raw is None:
         return ExitCode.USAGE
-    report = validate_source(raw, args.workflow, strict=args.strict)
+    # js_file/config_file are looked for in the workflow's directory, as upstream does
+    report = validate_source(raw, args.workflow, strict=args.strict,
+                             files=bundle_files(Path(args.workflow).absolute().parent))
     if args.json:
         body = {"valid": report.ok, "source": args.workflow,
                 "problems": [asdict(p) for p in report.problems],

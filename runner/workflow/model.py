@@ -14,6 +14,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from runner.workflow.model_codemod import (
+    AstGrep,
+    CodemodStep,
+    Commit,
+    JsAstGrep,
+    PullRequest,
+    Shard,
+)
+
 # re-exported: these lived here first and other modules import them from here
 from runner.workflow.model_schema import BaseWorkflowModel
 from runner.workflow.model_schema import EnumVariant as EnumVariant
@@ -145,8 +154,9 @@ def _condition(value: Any) -> Any:
 
 
 class Step(_Model):
-    """One step: `run` a script, or `use` a template. Other Butterflow kinds are recognised only
-    so that validation can say they are not supported."""
+    """One step: `run` a script, `use` a template, a codemod kind run by the Codemod CLI
+    (`js-ast-grep`, `ast-grep`, `codemod`) or a `shard`. `ai` and `install-skill` are recognised
+    only so that validation can say they are not supported."""
 
     id: str | None = None
     name: str | None = None
@@ -157,13 +167,22 @@ class Step(_Model):
     use: UseTemplate | None = None
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     timeout: Duration | None = None
-    ast_grep: dict[str, Any] | None = Field(default=None, alias="ast-grep")
-    js_ast_grep: dict[str, Any] | None = Field(default=None, alias="js-ast-grep")
-    codemod: dict[str, Any] | None = None
+    ast_grep: AstGrep | None = Field(default=None, alias="ast-grep")
+    js_ast_grep: JsAstGrep | None = Field(default=None, alias="js-ast-grep")
+    codemod: CodemodStep | None = None
     ai: dict[str, Any] | None = None
     install_skill: dict[str, Any] | None = Field(default=None, alias="install-skill")
-    shard: dict[str, Any] | None = None
-    commit: dict[str, Any] | None = None
+    shard: Shard | None = None
+    commit: Commit | None = None
+
+    @property
+    def kind(self) -> str:
+        """The step's action as its YAML key: `run`, `use`, `js-ast-grep`, `ast-grep`,
+        `codemod`, `shard`, `ai` or `install-skill` (validation makes it exactly one)."""
+        for key, attr in _KINDS:
+            if getattr(self, attr) is not None:
+                return key
+        return "run"
 
     def display_name(self, index: int) -> str:
         """The step's name, else its id, else a default name (`default_name`)."""
@@ -178,7 +197,14 @@ class Step(_Model):
                     return line.strip()
         if self.use:
             return f"use {self.use.template}"
+        if self.kind != "run":
+            return self.kind
         return f"step {index + 1}"
+
+
+_KINDS = (("run", "run"), ("use", "use"), ("js-ast-grep", "js_ast_grep"),
+          ("ast-grep", "ast_grep"), ("codemod", "codemod"), ("shard", "shard"), ("ai", "ai"),
+          ("install-skill", "install_skill"))
 
 
 class TemplateInput(_Model):
@@ -228,7 +254,7 @@ class Node(_Model):
     timeout: Duration | None = None
     retry: Retry | None = None
     branch_name: str | None = None
-    pull_request: dict[str, Any] | None = None
+    pull_request: PullRequest | None = None
 
     @property
     def display_name(self) -> str:

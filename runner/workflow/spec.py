@@ -31,21 +31,17 @@ def parse_duration(value: str | int | float) -> float:
 # Butterflow step kinds that Ferry recognises only to say they are not supported
 # (YAML key -> Step field name).
 UNSUPPORTED_STEP_KINDS = {
-    "ast-grep": "ast_grep",
-    "js-ast-grep": "js_ast_grep",
-    "codemod": "codemod",
     "ai": "ai",
     "install-skill": "install_skill",
-    "shard": "shard",
 }
 
-# Butterflow keys of Campaign/cloud runs (git branches, commits, pull requests) that Ferry does
-# not act on: (owner kind, key) -> what they do upstream.
-UNSUPPORTED_OPTIONS = {
-    ("step", "commit"): "a git commit checkpoint after the step (Butterflow Campaign/cloud runs)",
-    ("node", "branch_name"): "the git branch of the node's task (Butterflow Campaign/cloud runs)",
-    ("node", "pull_request"): "a pull request for the node's task (Butterflow Campaign/cloud "
-                              "runs)",
+# Step kinds the Codemod CLI runs for Ferry, and the one Ferry computes itself (YAML key -> Step
+# field name).
+CODEMOD_STEP_KINDS = {
+    "js-ast-grep": "js_ast_grep",
+    "ast-grep": "ast_grep",
+    "codemod": "codemod",
+    "shard": "shard",
 }
 
 

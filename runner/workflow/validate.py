@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import Problem, WorkflowInvalid
 from runner.workflow.loader import LoadedDocument, load_text, read_source
 from runner.workflow.validate_checks import Facts, Path, check_structure
+from runner.workflow.validate_codemod import BundleFiles
 from runner.workflow.validate_keys import check_unknown_keys
 from runner.workflow.validate_refs import check_references
 from runner.workflow.yamlsource import format_path
@@ -108,25 +109,31 @@ class _Collector:
 
 
 def validate_source(text: str | bytes, source: str, *, strict: bool = False,
-                    for_run: bool = False) -> Report:
+                    for_run: bool = False, files: BundleFiles | None = None) -> Report:
     """Parse and validate `text` (named `source` in messages); never raises for bad input.
     `for_run`: the checks of a run about to be made (unknown keys that are not descriptive are
-    errors)."""
+    errors). `files(path)`: whether a file exists in the workflow's directory (the codemod
+    package: `js_file`, `config_file`...); None when that directory is not known."""
     try:
         doc = load_text(text, source)
     except WorkflowInvalid as exc:
         return Report(source, list(exc.problems))
-    return validate_document(doc, strict=strict, for_run=for_run)
+    return validate_document(doc, strict=strict, for_run=for_run, files=files)
+
+
+def bundle_files(directory: pathlib.Path) -> BundleFiles:
+    """`files` for a workflow file on disk: paths relative to its directory."""
+    return lambda rel: (directory / rel).is_file()
 
 
 def validate_document(doc: LoadedDocument, *, strict: bool = False,
-                      for_run: bool = False) -> Report:
+                      for_run: bool = False, files: BundleFiles | None = None) -> Report:
     """Validate an already parsed document."""
     out = _Collector(doc)
     data: dict[str, Any] = doc.data
     for problem in doc.problems:
         out.problems.append(problem)
-    facts = check_structure(data, out.add)
+    facts = check_structure(data, out.add, files)
     check_references(data, facts, out.add)
     check_unknown_keys(data, out.add, strict, for_run)
     model = _schema(data, out)
@@ -255,8 +262,9 @@ def load_workflow(path: pathlib.Path, *, strict: bool = False) -> Workflow:
 def load_report(path: pathlib.Path, *, strict: bool = False) -> Report:
     """Load and validate a workflow file for a run (`for_run`): the report, whose workflow is
     set; WorkflowInvalid lists every error."""
-    report = validate_source(read_source(pathlib.Path(path)), str(path), strict=strict,
-                             for_run=True)
+    path = pathlib.Path(path)
+    report = validate_source(read_source(path), str(path), strict=strict, for_run=True,
+                             files=bundle_files(path.absolute().parent))
     if report.workflow is None:
         raise WorkflowInvalid(str(path), report.errors)
     return report

@@ -49,3 +49,5 @@ class Facts:
     dependency_count: int = 0
     template_refs: int = 0
     matrix_nodes: int = 0
+    files: Callable[[str], bool] | None = None
+    """Whether a path relative to the workflow's directory is a file (None: not checked)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from runner.workflow.graph import find_cycles
 from runner.workflow.spec import (
-    UNSUPPORTED_OPTIONS,
+    CODEMOD_STEP_KINDS,
     UNSUPPORTED_STEP_KINDS,
     parse_duration,
     unsupported_kind_message,
@@ -27,9 +27,10 @@ from runner.workflow.validate_base import as_dict as as_dict
 from runner.workflow.validate_base import as_list as as_list
 from runner.workflow.validate_base import as_str as as_str
 from runner.workflow.validate_base import hint as hint
+from runner.workflow.validate_codemod import BundleFiles, check_codemod_step
 from runner.workflow.validate_schema import check_params, check_state
 
-STEP_KINDS = ("run", "use", *UNSUPPORTED_STEP_KINDS)
+STEP_KINDS = ("run", "use", *CODEMOD_STEP_KINDS, *UNSUPPORTED_STEP_KINDS)
 _LEGACY_STEP_KEYS = {
     "uses": "'uses' is not Butterflow v1 syntax; write 'use: {template: <id>, inputs: {...}}'",
     "commands": "'commands' is legacy Butterflow syntax; write 'run: |' followed by the commands",
@@ -39,9 +40,10 @@ _CONTAINER_ONLY = ("image", "user", "network", "options", "privileged", "mounts"
                    "cpus", "pids", "pull")
 
 
-def check_structure(data: dict[str, Any], add: Add) -> Facts:
-    """Run every structural check on the raw document, reporting through `add`."""
-    facts = Facts()
+def check_structure(data: dict[str, Any], add: Add, files: BundleFiles | None = None) -> Facts:
+    """Run every structural check on the raw document, reporting through `add`; `files` tells
+    whether a file exists in the workflow's directory (None: not checked)."""
+    facts = Facts(files=files)
     check_state(as_dict(data.get("state")), facts, add)
     check_params(as_dict(data.get("params")), facts, add)
     for t, tpl in enumerate(as_list(data.get("templates"))):
@@ -108,16 +110,8 @@ def _check_node(node: dict[str, Any], where: Path, facts: Facts, add: Add) -> No
                     allow_zero=True)
     if "run" in node and "steps" not in node:
         add((*where, "run"), "a node has no 'run'; put it in 'steps: [{run: ...}]'")
-    for key in ("branch_name", "pull_request"):
-        if node.get(key) is not None:
-            add((*where, key), _unsupported_option("node", key))
     _check_steps(node, where, facts, add, in_template=False)
     _check_template_runtimes(node, where, facts, add)
-
-
-def _unsupported_option(owner: str, key: str) -> str:
-    return (f"'{key}' is not supported by Ferry: it asks for "
-            f"{UNSUPPORTED_OPTIONS[(owner, key)]}; remove it, or do the git work in a 'run' step")
 
 
 def _check_runtime(runtime: Any, where: Path, add: Add) -> None:
@@ -224,8 +218,9 @@ def _check_steps(owner: dict[str, Any], where: Path, facts: Facts, add: Add,
         for kind in kinds:
             if kind in UNSUPPORTED_STEP_KINDS:
                 add((*at, kind), unsupported_kind_message(kind))
-        if step.get("commit") is not None:
-            add((*at, "commit"), _unsupported_option("step", "commit"))
+        names = (as_str(step.get("name")) or step_id or f"step {j + 1}",
+                 as_str(owner.get("name")) or as_str(owner.get("id")) or "?")
+        check_codemod_step(step, at, add, facts.files, names)
         if not kinds:
             legacy = [k for k in _LEGACY_STEP_KEYS if step.get(k) is not None]
             if legacy:
@@ -234,7 +229,8 @@ def _check_steps(owner: dict[str, Any], where: Path, facts: Facts, add: Add,
             else:
                 add(at, "a step needs 'run' or 'use'")
         elif len(kinds) > 1:
-            add(at, "a step has exactly one of 'run' or 'use' (found "
+            add(at, "a step has exactly one of 'run', 'use', 'js-ast-grep', 'ast-grep', "
+                "'codemod' or 'shard' (found "
                 + " and ".join(f"'{k}'" for k in kinds) + ")")
         _check_duration(step.get("timeout"), (*at, "timeout"), add)
         if step.get("use") is not None:

@@ -5,7 +5,10 @@ for `ferry validate`, an error under `--strict`, and an error when a run is made
 unless the key is purely descriptive (`description`, `title`, `notes`, `x-...`): Ferry does not
 run a workflow with a key whose effect it does not know (`continue-on-error`, `retry: {count}`,
 a node-level `if`...). Free-form mappings (env, template inputs given by `use`, matrix values,
-the configuration of unsupported step kinds) are not checked.
+the configuration of unsupported step kinds) are not checked. Inside the codemod kinds'
+mappings (`js-ast-grep`, `ast-grep`, `codemod`, `shard`, `commit`, `pull_request`) an unknown
+key is a warning even for a run: the Codemod CLI receives the step as written and ignores it,
+as upstream does (`--strict` still refuses it).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from runner.workflow import model as m
+from runner.workflow import model_codemod as mc
 from runner.workflow.validate_checks import Add, Path, hint
 
 
@@ -43,14 +47,25 @@ _SHAPES: dict[str, tuple[frozenset[str], dict[str, tuple[str, str]]]] = {
     "output": (_keys(m.TemplateOutput), {}),
     "node": (_keys(m.Node), {"trigger": ("one", "trigger"), "runtime": ("one", "runtime"),
                              "strategy": ("one", "strategy"), "steps": ("list", "step"),
-                             "retry": ("one", "retry")}),
+                             "retry": ("one", "retry"), "pull_request": ("one", "pr")}),
     "trigger": (_keys(m.Trigger), {}),
     "runtime": (_keys(m.Runtime), {}),
     "strategy": (_keys(m.Strategy), {}),
     "retry": (_keys(m.Retry), {}),
-    "step": (_keys(m.Step), {"use": ("one", "use")}),
+    "step": (_keys(m.Step), {"use": ("one", "use"), "js-ast-grep": ("one", "jssg"),
+                             "ast-grep": ("one", "astgrep"), "codemod": ("one", "codemod"),
+                             "shard": ("one", "shard"), "commit": ("one", "commit")}),
     "use": (_keys(m.UseTemplate), {}),
+    "jssg": (_keys(mc.JsAstGrep), {}),
+    "astgrep": (_keys(mc.AstGrep), {}),
+    "codemod": (_keys(mc.CodemodStep), {}),
+    "shard": (_keys(mc.Shard), {"method": ("one", "method"), "js-ast-grep": ("one", "jssg")}),
+    "method": (_keys(mc.ShardBuiltin) | _keys(mc.ShardFunction), {}),
+    "commit": (_keys(mc.Commit), {}),
+    "pr": (_keys(mc.PullRequest), {}),
 }
+_PASSED_ON = frozenset({"jssg", "astgrep", "codemod", "shard", "method", "commit", "pr"})
+"""Mappings whose unknown keys upstream ignores too: warnings, never a refused run."""
 # keys the structural checks already explain with a better message
 _EXPLAINED = {("step", "uses"), ("step", "commands"), ("node", "run")}
 _MAX_DEPTH = 40
@@ -78,12 +93,14 @@ def check_unknown_keys(data: dict[str, Any], add: Add, strict: bool, for_run: bo
             if key in known or (kind, key) in _EXPLAINED:
                 continue
             text = f"unknown key '{key}'{hint(str(key), known)}"
-            if strict or (for_run and not is_descriptive(str(key))):
+            if strict or (for_run and kind not in _PASSED_ON and not is_descriptive(str(key))):
                 if not strict:
                     text += ("; Ferry does not know what it does, so it does not run the "
                              "workflow (remove it or fix its name)")
                 add((*where, key), text, "error")
             else:
+                if kind in _PASSED_ON:
+                    text += " (the Codemod CLI ignores it too)"
                 add((*where, key), text, "warning")
         for key, (shape, child) in children.items():
             item = value.get(key)

@@ -26,10 +26,6 @@ DIFFERENT = {
         (False, True, "state-list-form"),
     "tests/fixtures/butterflow/derived/engine_create_matrix_from_state_workflow.yaml":
         (False, True, "state-list-form"),
-    "tests/fixtures/butterflow/doc-core-readme_basic-codemod-step.yaml":
-        (True, False, "unsupported-kinds"),
-    "tests/fixtures/butterflow/doc-core-readme_complex-codemod-deps.yaml":
-        (True, False, "unsupported-kinds"),
 }
 
 
@@ -51,7 +47,9 @@ def _ferry_valid(path: Path) -> bool:
         text = read_source(path)
     except WorkflowInvalid:
         return False
-    return validate_source(text, str(path)).ok
+    from runner.workflow.validate import bundle_files
+
+    return validate_source(text, str(path), files=bundle_files(path.parent)).ok
 
 
 @pytest.fixture(scope="module")

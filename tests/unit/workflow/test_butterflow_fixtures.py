@@ -1,6 +1,8 @@
 """Every Butterflow fixture against its INDEX.md row, with Ferry's documented decisions:
-unsupported step kinds (ast-grep, js-ast-grep, codemod) fail with one clear error each, legacy
-syntax (`uses:` lists, `commands:`) fails, non-workflows and empty files fail with the typed error.
+codemod steps (ast-grep, js-ast-grep, codemod) are valid when the files they name exist in the
+workflow's directory (as the Codemod CLI checks; the fixtures ship none of those files, so such
+files fail naming the missing file), legacy syntax (`uses:` lists, `commands:`) fails,
+non-workflows and empty files fail with the typed error.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import pytest
 
 from runner.errors import WorkflowInvalid
 from runner.workflow.loader import load_text
-from runner.workflow.validate import load_workflow, validate_source
+from runner.workflow.validate import bundle_files, load_workflow, validate_source
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "butterflow"
 SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "workflow.schema.json"
 
 VALID = "valid"
 INVALID = "invalid"
-UNSUPPORTED = "unsupported"
+MISSING = "missing"
+"""Invalid only because a file the codemod step names is not in the workflow's directory."""
 
 # file -> (outcome, substrings every one of which must appear in the errors)
 TABLE: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -36,12 +39,16 @@ TABLE: dict[str, tuple[str, tuple[str, ...]]] = {
     "examples__i18n-codemod.yaml": (
         INVALID, ("nodes[0].steps[1].use.template: Referenced template 'evaluate-codeowners' "
                   "does not exist",)),
-    "examples__ast-grep-workflow.yaml": (UNSUPPORTED, ("ast-grep",)),
+    "examples__ast-grep-workflow.yaml": (MISSING, ("AST file referenced in workflow not found: "
+                                                   "examples/ast-grep-config.yaml",)),
     "examples__ast-grep-config.yaml": (INVALID, ("more than one YAML document",)),
-    "examples__js-ast-grep-workflow.yaml": (UNSUPPORTED, ("js-ast-grep",)),
+    "examples__js-ast-grep-workflow.yaml": (MISSING, ("JS file referenced in workflow not "
+                                                      "found: codemods/var-to-const.js",)),
     "clitpl-shell__workflow.yaml": (VALID, ()),
-    "clitpl-astgrep-yaml__workflow.yaml": (UNSUPPORTED, ("ast-grep",)),
-    "clitpl-js-astgrep__workflow.yaml": (UNSUPPORTED, ("js-ast-grep",)),
+    "clitpl-astgrep-yaml__workflow.yaml": (MISSING, ("AST file referenced in workflow not "
+                                                     "found: rules/config.yml",)),
+    "clitpl-js-astgrep__workflow.yaml": (MISSING, ("JS file referenced in workflow not found: "
+                                                   "scripts/codemod.ts",)),
     "schemas__workflow.json": (INVALID, ("missing required property 'version'",
                                          "missing required property 'nodes'")),
     "coretest-utils_test_parse_workflow_file_yaml__workflow.yaml": (VALID, ()),
@@ -52,16 +59,17 @@ TABLE: dict[str, tuple[str, tuple[str, ...]]] = {
     "coretest-utils_test_parse_workflow_file_complex__complex.yaml": (VALID, ()),
     "doc-core-readme_yaml-format.yaml": (
         INVALID, ("nodes[0].steps[0].uses: 'uses' is not Butterflow v1 syntax",
-                  "step kind 'ast-grep' is not supported by Ferry")),
+                  "AST file referenced in workflow not found: rules/console-log.yaml")),
     "doc-core-readme_matrix-manual-trigger.yaml": (
         INVALID, ("missing required property 'version'",
                   "nodes[0]: missing required property 'steps'", "a node has no 'run'")),
-    "doc-core-readme_basic-codemod-step.yaml": (UNSUPPORTED, ("codemod",)),
-    "doc-core-readme_complex-codemod-deps.yaml": (UNSUPPORTED, ("codemod",)),
+    "doc-core-readme_basic-codemod-step.yaml": (VALID, ()),
+    "doc-core-readme_complex-codemod-deps.yaml": (VALID, ()),
     "doc-docs-workflows_orchestration-matrix-manual.yaml": (VALID, ()),
     "doc-docs-workflows_cyclic-fragment.yaml": (
         INVALID, ("missing required property 'version'", "Cyclic dependency detected: a → b → a")),
-    "hist-1d31b56f7_test-codemod__workflow.yaml": (UNSUPPORTED, ("ast-grep",)),
+    "hist-1d31b56f7_test-codemod__workflow.yaml": (MISSING, ("AST file referenced in workflow "
+                                                            "not found: rules/config.yml",)),
     "hist-0f9c88210_examples__matrix-workflow.yaml": (
         INVALID, ("nodes[0].steps[0].commands: 'commands' is legacy",)),
     # derived/ (translated from Rust test structs)
@@ -79,7 +87,8 @@ TABLE: dict[str, tuple[str, tuple[str, ...]]] = {
                                                         "node2 → node1",)),
     "derived/engine_invalid_template_reference.yaml": (
         INVALID, ("Referenced template 'non-existent-template' does not exist",)),
-    "derived/engine_js_ast_grep_workflow.yaml": (UNSUPPORTED, ("js-ast-grep",)),
+    "derived/engine_js_ast_grep_workflow.yaml": (MISSING, ("JS file referenced in workflow not "
+                                                          "found: codemod.js",)),
     "derived/utils_duplicate_node_id.yaml": (INVALID, ("Duplicate node ID",)),
     "derived/utils_nonexistent_dependency.yaml": (INVALID, ("Referenced node 'nonexistent' "
                                                             "does not exist",)),
@@ -92,7 +101,8 @@ TABLE: dict[str, tuple[str, tuple[str, ...]]] = {
         INVALID, ("Referenced template 'nonexistent' does not exist",)),
     "derived/utils_invalid_matrix_strategy.yaml": (
         INVALID, ("Matrix strategy requires 'values' or 'from_state' property",)),
-    "derived/utils_invalid_ast_grep_config_path.yaml": (UNSUPPORTED, ("ast-grep",)),
+    "derived/utils_invalid_ast_grep_config_path.yaml": (
+        MISSING, ("AST file referenced in workflow not found: config.yaml",)),
 }
 
 
@@ -106,7 +116,7 @@ def test_table_covers_every_fixture_file() -> None:
 def test_fixture_outcome(name: str) -> None:
     outcome, fragments = TABLE[name]
     path = FIXTURES / name
-    report = validate_source(path.read_bytes(), str(path))
+    report = validate_source(path.read_bytes(), str(path), files=bundle_files(path.parent))
     rendered = "\n".join(p.render() for p in report.errors)
     if outcome == VALID:
         assert report.ok, rendered
@@ -115,11 +125,11 @@ def test_fixture_outcome(name: str) -> None:
     assert not report.ok
     for fragment in fragments:
         assert fragment in rendered
-    if outcome == UNSUPPORTED:
-        kind = fragments[0]
-        assert f"step kind '{kind}' is not supported by Ferry" in rendered
-        # one error per unsupported step, nothing else wrong with these files
-        assert all("is not supported by Ferry" in p.message for p in report.errors)
+    if outcome == MISSING:
+        # one error per missing file, nothing else wrong with these files; without the
+        # directory to look in (a document on its own) they are valid
+        assert all("referenced in workflow not found" in p.message for p in report.errors)
+        assert validate_source(path.read_bytes(), str(path)).ok
     with pytest.raises(WorkflowInvalid) as info:
         load_workflow(path)
     # loading for a run reports the same errors, plus unknown keys that are not descriptive

@@ -154,22 +154,43 @@ nodes:
   - id: a
     steps:
       - shard: {method: {type: directory, max_files_per_shard: 5}, output_state: s}
-""", ["step kind 'shard' is not supported by Ferry"], []),
+""", ["built-in shard method requires a non-empty 'target' field",
+      "shard step requires either 'file_pattern' or 'js-ast-grep'"], []),
+    ("shard step complete", """\
+nodes:
+  - id: a
+    steps:
+      - shard: {method: {type: directory, max_files_per_shard: 5}, output_state: s,
+                target: src, file_pattern: "**/*.ts"}
+""", [], []),
     ("commit checkpoint", """\
 nodes:
   - id: a
     steps:
       - run: echo
         commit: {message: m}
-""", ["'commit' is not supported by Ferry"], []),
+""", [], []),
+    ("commit checkpoint without a message", """\
+nodes:
+  - id: a
+    steps:
+      - run: echo
+        commit: {add: [src]}
+""", ["missing required property 'message'"], []),
     ("branch and pull request", """\
 nodes:
   - id: a
     branch_name: b
     pull_request: {title: t}
     steps: [{run: echo}]
-""", ["'branch_name' is not supported by Ferry", "'pull_request' is not supported by Ferry"],
-     []),
+""", [], []),
+    ("js-ast-grep path leaving the package", """\
+nodes:
+  - id: a
+    steps:
+      - js-ast-grep: {js_file: ../x.ts, include: ["/abs/**"]}
+""", ["`js-ast-grep.js_file` must stay within the workspace root",
+      "`js-ast-grep.include` must be relative"], []),
     ("runtime keys of containers on the host", """\
 nodes:
   - id: a

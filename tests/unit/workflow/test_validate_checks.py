@@ -180,17 +180,17 @@ def test_unsupported_step_kinds_one_error_each() -> None:
         nodes:
           - id: n
             steps:
-              - {name: a, ast-grep: {config_file: x.yml}}
-              - {name: b, js-ast-grep: {js_file: x.js}}
+              - {name: a, ai: {prompt: x}}
+              - {name: b, install-skill: {package: x}}
               - {name: c, codemod: {source: x}}
+              - {name: d, js-ast-grep: {js_file: x.js}}
         """
     errors = _errors(text)
     assert [p.message.split(" is not")[0] for p in errors] == [
-        "step kind 'ast-grep'", "step kind 'js-ast-grep'", "step kind 'codemod'"]
+        "step kind 'ai'", "step kind 'install-skill'"]
     assert all("not supported by Ferry" in p.message for p in errors)
-    assert [p.path for p in errors] == ["nodes[0].steps[0].ast-grep",
-                                        "nodes[0].steps[1].js-ast-grep",
-                                        "nodes[0].steps[2].codemod"]
+    assert [p.path for p in errors] == ["nodes[0].steps[0].ai",
+                                        "nodes[0].steps[1].install-skill"]
 
 
 def test_step_needs_exactly_one_action_and_legacy_keys_explained() -> None:
