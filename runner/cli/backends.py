@@ -74,3 +74,17 @@ def resolve_task(doc: dict[str, Any], ref: str) -> dict[str, Any]:
     short = (" (a task id prefix needs at least 4 characters)"
              if len(ref) < 4 and not any(t["node_id"] == ref for t in tasks.values()) else "")
     raise UsageError(f"unknown task '{ref}' in run {doc['id']}{short}")
+
+
+def codemod_binary(workflow: dict[str, Any], config: FerryConfig,
+                   env: Mapping[str, str]) -> Path | None:
+    """The Codemod CLI for a run of `workflow` (FERRY_CODEMOD_BIN, `runner.tools.codemod`,
+    PATH): None when the workflow has no codemod step or none is installed (its codemod steps
+    then fail saying how to install it). A named one that is not executable: ConfigError."""
+    from runner.codemod_cli import find_codemod
+    from runner.workflow.validate_codemod import needs_codemod
+
+    if not needs_codemod(workflow):
+        return None
+    found = find_codemod(env, config.runner.tools.codemod)
+    return found.path if found is not None else None

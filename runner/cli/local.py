@@ -34,6 +34,9 @@ def register(sub: Any) -> None:
                    help="refuse the workflow on any warning of 'ferry validate' (unknown keys)")
     p.add_argument("--workdir", metavar="DIR",
                    help="working directory of the steps (default: the current directory)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="codemod steps (js-ast-grep, ast-grep, codemod) report what they would "
+                        "change and write nothing (the Codemod CLI's --dry-run); run steps run")
     add_secret_options(p)
     p.set_defaults(func=cmd_run)
 

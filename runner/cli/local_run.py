@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.cli.args import parse_params
-from runner.cli.backends import build_backend, read_config, resolve_task
+from runner.cli.backends import build_backend, codemod_binary, read_config, resolve_task
 from runner.cli.live import LinePrinter, make_printer
 from runner.cli.render import render_finished, render_paused, stamp
 from runner.config import FerryConfig
@@ -107,7 +107,8 @@ class _Session:
             max_parallel=getattr(args, "max_parallel", None) or os.cpu_count() or 2,
             workspace=_workdir(getattr(args, "workdir", None)),
             control_root=self.paths.work_dir, env=env, secrets=_secrets(args),
-            secret_params=secret_params or {}, masked=known_tokens(config, os.environ))
+            secret_params=secret_params or {}, masked=known_tokens(config, os.environ),
+            codemod_bin=codemod_binary(workflow_dict, config, os.environ))
         self.executor = Executor(self.backend, self.runtimes, settings, events=self.printer,
                                  clock=utc_now)
         self.lock: RunLock | None = None
@@ -267,7 +268,8 @@ def run_workflow(args: argparse.Namespace) -> int:
                                              name=workflow.name or path.stem,
                                              workflow_path=str(path),
                                              bundle_path=str(path.parent.absolute()),
-                                             warnings=warnings)
+                                             warnings=warnings,
+                                             dry_run=bool(getattr(args, "dry_run", False)))
         session.take_lock(run_id)
         return session.execute(run_id)
     finally:

@@ -90,6 +90,8 @@ class ExecutorSettings:
     step_traverse: bool = False
     """Task control dirs are made 0711 so that an unprivileged step user (a root runner's)
     can reach its files without listing or adding any."""
+    codemod_bin: Path | None = None
+    """The Codemod CLI that runs codemod steps (None: they fail saying how to install it)."""
 
 
 class Executor:
@@ -124,10 +126,12 @@ class Executor:
 
     def create_run(self, workflow: Workflow, *, params: Mapping[str, Any] | None = None,
                    name: str | None = None, workflow_path: str | None = None,
-                   bundle_path: str | None = None, warnings: list[str] | None = None) -> str:
+                   bundle_path: str | None = None, warnings: list[str] | None = None,
+                   dry_run: bool = False) -> str:
         """Store a new Pending run of `workflow` and return its id (tasks appear on execute).
         `bundle_path`: the workflow file's directory, the steps' CODEMOD_PATH; `warnings`: what
-        validation warned about (kept with the run, shown by `status`)."""
+        validation warned about (kept with the run, shown by `status`); `dry_run`: codemod
+        steps report what they would change and write nothing (the CLI's `--dry-run`)."""
         # Without the unset optional fields (None), as the control plane stores it: the same
         # document shape local and remote, and a quarter of the bytes for every snapshot.
         raw = workflow.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -138,6 +142,8 @@ class Executor:
             doc["bundle_path"] = bundle_path
         if warnings:
             doc["warnings"] = list(warnings)
+        if dry_run:
+            doc["dry_run"] = True
         self.backend.create_run(doc)
         return str(doc["id"])
 
@@ -166,7 +172,8 @@ class Executor:
                               bundle_path=str(self.settings.bundle_dir
                                               or store.doc.get("bundle_path")
                                               or self.workspace),
-                              state_schema=state_schema(workflow))
+                              state_schema=state_schema(workflow),
+                              codemod_bin=self.settings.codemod_bin)
             loop = RunLoop(setup, max_parallel=self.max_parallel,
                            external_cancel=cancel or threading.Event())
             return loop.run()

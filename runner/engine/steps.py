@@ -30,7 +30,11 @@ from runner.errors import ExpressionError, FerryError
 from runner.workflow.expressions import Context, contains, resolve, resolve_value
 from runner.workflow.model import Node, Step, Template, Workflow
 from runner.workflow.model import Runtime as RuntimeOptions
-from runner.workflow.spec import UNSUPPORTED_STEP_KINDS, unsupported_kind_message
+from runner.workflow.spec import (
+    CODEMOD_STEP_KINDS,
+    UNSUPPORTED_STEP_KINDS,
+    unsupported_kind_message,
+)
 
 
 class StepError(FerryError):
@@ -131,12 +135,26 @@ def expand(workflow: Workflow, node_index: int, ctx_for: Callable[[], Context],
 
 def check_kind(step: Step, where: str) -> None:
     """StepError for a step Ferry cannot run (validation refuses these already)."""
-    if step.run is not None:
+    if step.run is not None or step.kind in CODEMOD_STEP_KINDS:
         return
     for label, attr in UNSUPPORTED_STEP_KINDS.items():
         if getattr(step, attr) is not None:
             raise StepError(f"{where}: {unsupported_kind_message(label)}")
-    raise StepError(f"{where}: a step needs 'run' or 'use'")
+    raise StepError(f"{where}: a step needs 'run', 'use' or a codemod kind")
+
+
+def kind_config(planned: Planned, ctx_for: Callable[[], Context]) -> dict[str, Any]:
+    """A codemod step's configuration (`js-ast-grep: {...}`...) with its `${{ }}` resolved in
+    the step's context, as written otherwise (unset fields left out)."""
+    step = planned.step
+    kind = step.kind
+    model = getattr(step, CODEMOD_STEP_KINDS[kind])
+    raw: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if not contains(json.dumps(raw)):
+        return raw
+    resolved: dict[str, Any] = resolve_value(raw, with_inputs(ctx_for(), planned.inputs),
+                                             f"{planned.where}.{kind}")
+    return resolved
 
 
 def template_outputs(planned: Planned, ctx: Context) -> dict[str, Any]:
@@ -263,5 +281,6 @@ def inline_argv(script: str, shebang: bool) -> list[str] | None:
 
 
 __all__ = ["INLINE_LIMIT", "STEP_FILE_VARS", "ExpressionError", "Planned", "Rendered",
-           "StepError", "argv_for", "check_kind", "expand", "inline_argv", "plain", "render",
+           "StepError", "argv_for", "check_kind", "expand", "inline_argv", "kind_config",
+           "plain", "render",
            "task_env", "task_runtime", "template_inputs", "template_outputs", "with_inputs"]

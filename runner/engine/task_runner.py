@@ -25,6 +25,13 @@ from typing import Any
 
 from runner.document import Op, TaskStatus, pointer_escape, task_field_op, task_label
 from runner.engine import events as ev
+from runner.engine.codemod_step import (
+    CodemodContext,
+    node_needs_engine,
+    run_codemod_step,
+    run_shard_step,
+    task_mounts,
+)
 from runner.engine.outputs import (
     OutputsError,
     OutputsFile,
@@ -42,6 +49,7 @@ from runner.engine.steps import (
     argv_for,
     expand,
     inline_argv,
+    kind_config,
     render,
     task_env,
     task_runtime,
@@ -99,6 +107,8 @@ class TaskSetup:
     """The declared state keys (`engine.state_schema`); empty: writes are not checked."""
     step_traverse: bool = False
     """Control dirs 0711: a step user other than ours reaches its files, cannot add any."""
+    codemod_bin: Path | None = None
+    """The Codemod CLI on this machine (None: codemod steps fail saying how to install it)."""
 
 
 class TaskRunner:
@@ -122,6 +132,10 @@ class TaskRunner:
         """Env names of the task no step env may set (matrix values, ids, files)."""
         self.skipped: list[dict[str, Any]] = []
         """The steps of this attempt whose `if:` was false."""
+        self.bundle = Path(setup.bundle_path or setup.workspace)
+        """The workflow file's directory: the codemod package of codemod steps."""
+        self.changed: list[str] = []
+        """Files this attempt's codemod steps changed (relative to the workspace)."""
 
     # -- the task ----------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -212,11 +226,14 @@ class TaskRunner:
         if self.s.step_traverse:
             for path in (control.parent.parent, control.parent, control):
                 os.chmod(path, 0o711)
+        mounts = (task_mounts(self.s.codemod_bin, self.bundle, self.s.workspace)
+                  if node_needs_engine(self.s.workflow, self.node) else [])
         spec = TaskSpec(run_id=self.store.run_id, task_id=self.task_id, node_id=self.node_id,
                         options=options, workspace=self.s.workspace, control_dir=control,
                         env=env, runner_id=self.s.runner_id,
                         ledger=ledger_file_under(self.s.control_root, self.store.run_id,
-                                                 self.task_id))
+                                                 self.task_id),
+                        mounts=mounts)
         deadline = None
         if self.node.timeout is not None:
             deadline = (parse_duration(self.node.timeout), time.monotonic())
@@ -298,6 +315,8 @@ class TaskRunner:
                     continue
                 rendered = render(planned, index + len(self.skipped), self.context,
                                   self.protected)
+                config = (kind_config(planned, self.context)
+                          if planned.step.kind != "run" else None)
                 state_input.refresh(self.store)
             step_no = index + len(self.skipped)
             timeout = parse_duration(planned.step.timeout) if planned.step.timeout else None
@@ -309,6 +328,24 @@ class TaskRunner:
                                    step_no)
                 if timeout is None or remaining < timeout:
                     timeout, node_cut = remaining, True
+            if config is not None:
+                spec = StepSpec(step_no, self.s.masker.text(rendered.name), [],
+                                {**rendered.env, **files_env}, timeout)
+                if planned.step.kind == "shard":
+                    result, wrote = self.shard_step(handle, control, planned, config, spec,
+                                                    output)
+                    state_changed = state_changed or wrote
+                else:
+                    result = self.codemod_step(handle, control, planned, config, spec, output)
+                if not result.ok:
+                    name = self.s.masker.text(rendered.name)
+                    if result.reason == _CANCELED:
+                        return Outcome(False, f"stopped during step '{name}'", step_no,
+                                       canceled=True, state_changed=state_changed)
+                    return Outcome(False, f"step '{name}' failed: {result.describe()}", step_no,
+                                   state_changed=state_changed)
+                index += 1
+                continue
             # A script holding a secret never goes in argv (`ps` and `docker inspect` show it)
             # nor, for a shell script, on disk: see `secret_shell`.
             secret = self.s.masker.found_in(rendered.script)
@@ -362,12 +399,66 @@ class TaskRunner:
         for text in texts:
             emit(ev.OutputLine(run_id, ts, task_id, label, text))
 
-    def run_step(self, handle: TaskHandle, spec: StepSpec, output: StepOutput) -> StepResult:
-        """Run one step, streaming its output to the log and to line events."""
+    def _codemod_context(self, handle: TaskHandle, control: Path, planned: Planned,
+                         output: StepOutput, announce: bool) -> CodemodContext:
+        with self.store.lock:
+            params = dict(self.context().params)
+            dry_run = bool(self.store.doc.get("dry_run"))
+
+        def run(step: StepSpec, sink: Callable[[bytes], None],
+                cancel: threading.Event) -> StepResult:
+            if announce:
+                return self.run_step(handle, step, output, cancel, sink)
+            return handle.run_step(step, sink, cancel)
+
+        return CodemodContext(
+            binary=self.s.codemod_bin, handle=handle, control=control,
+            workspace=self.s.workspace, bundle=self.bundle, node=self.node, matrix=self.matrix,
+            params={**params, **planned.inputs}, dry_run=dry_run, cancel=self.s.cancel,
+            run_step=run)
+
+    def codemod_step(self, handle: TaskHandle, control: Path, planned: Planned,
+                     config: dict[str, Any], spec: StepSpec, output: StepOutput) -> StepResult:
+        """Run a `js-ast-grep`, `ast-grep` or `codemod` step through the Codemod CLI."""
+        ctx = self._codemod_context(handle, control, planned, output, announce=True)
+        done = run_codemod_step(ctx, planned.step, config, spec, output)
+        self.changed += [p for p in done.changed if p not in self.changed]
+        return done.result
+
+    def shard_step(self, handle: TaskHandle, control: Path, planned: Planned,
+                   config: dict[str, Any], spec: StepSpec,
+                   output: StepOutput) -> tuple[StepResult, bool]:
+        """Run a `shard` step and write its shards to state; (result, state written)."""
+        ctx = self._codemod_context(handle, control, planned, output, announce=False)
+        key = str(config.get("output_state"))
+        with self.store.lock:
+            previous = (self.store.doc.get("state") or {}).get(key)
         run_id = self.store.run_id
         self.s.emit(ev.StepStarted(run_id, self.s.clock(), self.task_id, self.label,
                                    spec.index, spec.name))
-        result = handle.run_step(spec, output, self.s.cancel)
+        done = run_shard_step(ctx, planned.step, config, spec, output,
+                              previous if isinstance(previous, list) else [])
+        output.flush()
+        result = done.result
+        self.s.emit(ev.StepFinished(run_id, self.s.clock(), self.task_id, self.label,
+                                    spec.index, spec.name, result.ok, result.describe(),
+                                    result.duration))
+        if not result.ok or done.shards is None:
+            return result, False
+        with self.store.lock:
+            self.store.commit([{"op": "add", "path": f"/state/{pointer_escape(key)}",
+                                "value": done.shards}])
+        return result, True
+
+    def run_step(self, handle: TaskHandle, spec: StepSpec, output: StepOutput,
+                 cancel: threading.Event | None = None,
+                 sink: Callable[[bytes], None] | None = None) -> StepResult:
+        """Run one step, streaming its output to the log and to line events (through `sink`
+        when given: a parser in front of the log, e.g. the Codemod CLI's events)."""
+        run_id = self.store.run_id
+        self.s.emit(ev.StepStarted(run_id, self.s.clock(), self.task_id, self.label,
+                                   spec.index, spec.name))
+        result = handle.run_step(spec, sink or output, cancel or self.s.cancel)
         output.flush()
         self.s.emit(ev.StepFinished(run_id, self.s.clock(), self.task_id, self.label, spec.index,
                                     spec.name, result.ok, result.describe(), result.duration))

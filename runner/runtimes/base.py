@@ -21,6 +21,15 @@ OutputSink = Callable[[bytes], None]
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A host file or directory a container task sees read-only at `target` (the Codemod CLI,
+    a workflow directory outside the workspace); the host runtime sees it where it is."""
+
+    source: Path
+    target: str
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """What a runtime needs to open a task."""
 
@@ -40,6 +49,8 @@ class TaskSpec:
     """Where the runtime writes down what the task starts on this host (processes, cgroup,
     container) as it starts; `open` first ends what an earlier attempt of the task wrote
     there, so the task never runs twice at once here. None: nothing is recorded."""
+    mounts: Sequence[Mount] = ()
+    """Read-only tools and files the task's container needs (`path_for` maps them)."""
 
 
 @dataclass(frozen=True)

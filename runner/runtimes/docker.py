@@ -105,6 +105,8 @@ class DockerRuntime:
         for mount in settings.mounts:
             binds[mount.source] = {"bind": mount.target, "mode": "ro" if mount.read_only
                                    else "rw"}
+        for tool in spec.mounts:  # Ferry's own (the Codemod CLI...), never the workflow's
+            binds[str(tool.source)] = {"bind": tool.target, "mode": "ro"}
         host_config = api.create_host_config(
             binds=binds, init=True, network_mode=settings.network,
             mem_limit=settings.memory, nano_cpus=settings.nano_cpus,
@@ -124,7 +126,7 @@ class DockerRuntime:
         return ContainerTask(api, container_id, workspace=spec.workspace,
                              control_dir=spec.control_dir, grace_seconds=self._grace,
                              finder=self._finder, chown_to=chown_to, engine_name=self.name,
-                             env=spec.env, ledger=ledger)
+                             env=spec.env, ledger=ledger, mounts=spec.mounts)
 
     @staticmethod
     def _create(api: Any, settings: ContainerSettings, spec: TaskSpec, labels: dict[str, str],

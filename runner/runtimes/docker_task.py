@@ -16,11 +16,11 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner.runtimes.base import OutputSink, StepResult, StepSpec
+from runner.runtimes.base import Mount, OutputSink, StepResult, StepSpec
 from runner.runtimes.ledger import Ledger
 from runner.runtimes.proctree import MARKER_VAR, ProcessFinder, TreeKiller
 
@@ -52,7 +52,8 @@ class ContainerTask:
     def __init__(self, api: Any, container_id: str, *, workspace: Path, control_dir: Path,
                  grace_seconds: float, finder: ProcessFinder, chown_to: str | None,
                  engine_name: str, env: Mapping[str, str] | None = None,
-                 ledger: Ledger | None = None) -> None:
+                 ledger: Ledger | None = None,
+                 mounts: Sequence[Mount] = ()) -> None:
         self._api = api
         self._env = dict(env or {})
         """The task's variables, given to every exec (never to the container's config)."""
@@ -64,19 +65,24 @@ class ContainerTask:
         self._chown_to = chown_to
         self._engine = engine_name
         self._ledger = ledger
+        self._mounts = tuple(mounts)
         self._closed = False
         self._broken: str | None = None
         self._lock = threading.Lock()
 
     def path_for(self, host_path: Path) -> str:
-        """Host paths under the workspace or control dir, as the container sees them."""
-        for root, mount in ((self._workspace, WORKSPACE_MOUNT), (self._control, CONTROL_MOUNT)):
+        """Host paths under the workspace, the control dir or a read-only mount, as the
+        container sees them."""
+        roots = [(self._workspace, WORKSPACE_MOUNT), (self._control, CONTROL_MOUNT),
+                 *((m.source, m.target) for m in self._mounts)]
+        for root, mount in roots:
             try:
                 rel = host_path.relative_to(root)
             except ValueError:
                 continue
             return mount if str(rel) == "." else f"{mount}/{rel.as_posix()}"
-        raise ValueError(f"{host_path} is neither under the workspace nor the control dir")
+        raise ValueError(f"{host_path} is neither under the workspace, the control dir nor a "
+                         "mount")
 
     def run_step(self, step: StepSpec, sink: OutputSink, cancel: threading.Event) -> StepResult:
         """Exec one step; on timeout or cancel terminate its processes (SIGTERM, grace, KILL)."""
