@@ -93,6 +93,16 @@ class Repos:
                     self._blobs.popitem(last=False)
         return data
 
+    def is_file(self, name: str, commit: str, path: str) -> bool:
+        """Whether `path` names a file (a blob) in `commit`; False for anything odd."""
+        sha = self.resolve(name, commit)
+        if len(path) > 1000 or not _PATH.fullmatch(path):
+            return False
+        proc = subprocess.run(["git", "--git-dir", str(self.locate(name)), "cat-file", "-t",
+                               f"{sha}:{path}"], capture_output=True, timeout=GIT_TIMEOUT,
+                              check=False)
+        return proc.returncode == 0 and proc.stdout.strip() == b"blob"
+
     def archive(self, name: str, commit: str) -> bytes:
         """The tree of `commit` as a tar.gz."""
         sha = self.resolve(name, commit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 import sqlite3
 import time
 from pathlib import PurePosixPath
@@ -16,7 +17,7 @@ from server_stub import runs
 from server_stub.auth import ADMIN, Caller
 from server_stub.core import Core
 from server_stub.errors import ApiError, not_found
-from server_stub.validation import raw_workflow, validated_workflow
+from server_stub.validation import raw_workflow, required_labels, validated_workflow
 
 MAX_WORKFLOW_BYTES = 4 * 1024 * 1024
 
@@ -28,7 +29,15 @@ def create_run(core: Core, req: CreateRunRequest) -> RunInfo:
     if len(text) > MAX_WORKFLOW_BYTES:
         raise ApiError(422, "invalid_workflow", f"{req.workflow_path}: the file is larger than "
                        f"{MAX_WORKFLOW_BYTES} bytes")
-    workflow = validated_workflow(text, req.workflow_path)
+    folder = posixpath.dirname(req.workflow_path)
+
+    def exists(rel: str) -> bool:  # in the workflow's directory, at the run's commit
+        return core.repos.is_file(req.repo, commit, posixpath.normpath(
+            posixpath.join(folder, rel)))
+
+    workflow = validated_workflow(text, req.workflow_path, exists)
+    # a run with codemod steps goes only to runners that have the Codemod CLI
+    labels = [*req.labels, *(x for x in required_labels(workflow) if x not in req.labels)]
     # as `ferry run` names it: the workflow's name, else the file name without its extension
     name = str(workflow.get("name") or PurePosixPath(req.workflow_path).stem)
     # Params the workflow declares secret are kept encrypted, never in the document.
@@ -42,7 +51,7 @@ def create_run(core: Core, req: CreateRunRequest) -> RunInfo:
                   workflow_path=req.workflow_path)
     with core.tx() as conn:
         runs.insert(conn, doc, repo=req.repo, commit=commit, workflow_path=req.workflow_path,
-                    labels=req.labels, queue="queued")
+                    labels=labels, queue="queued")
         core.secrets.put_run(conn, doc["id"], hidden)
         return runs.to_info(runs.get_row(conn, doc["id"]))
 

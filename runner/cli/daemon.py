@@ -281,6 +281,8 @@ class RunnerConfig:
     container_policy: ContainerPolicy
     podman_socket: str | None = None
     retention: RetentionSection | None = None
+    codemod: str | None = None
+    """`runner.tools.codemod`: the Codemod CLI (else FERRY_CODEMOD_BIN, PATH)."""
     max_parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
     grace_seconds: float = 5.0
     log_level: str = "info"
@@ -303,7 +305,8 @@ class RunnerConfig:
                    retention=section.retention,
                    step_env_allow=(tuple(section.step_env_allow)
                                    if section.step_env_allow is not None else None),
-                   step_user=section.step_user, process_tracking=section.process_tracking)
+                   step_user=section.step_user, process_tracking=section.process_tracking,
+                   codemod=section.tools.codemod)
 
 
 def container_policy(containers: ContainerDefaults) -> ContainerPolicy:
@@ -334,10 +337,26 @@ def _read_config(path: Path) -> RunnerConfig:
     return RunnerConfig.from_section(load_config(path, environ=os.environ).runner, path)
 
 
+CODEMOD_LABEL = "codemod"
+"""The label a runner with the Codemod CLI serves: runs with codemod steps require it."""
+
+
+def _codemod(cfg: RunnerConfig) -> Path | None:
+    """The Codemod CLI this daemon runs codemod steps with (None: not installed)."""
+    from runner.codemod_cli import find_codemod
+
+    found = find_codemod(os.environ, cfg.codemod)
+    return found.path if found is not None else None
+
+
 def _settings(cfg: RunnerConfig, args: argparse.Namespace) -> DaemonSettings:
     from runner.control.daemon import DaemonSettings
 
-    return DaemonSettings(labels=tuple(args.labels if args.labels is not None else cfg.labels),
+    labels = tuple(args.labels if args.labels is not None else cfg.labels)
+    # the engine is a capability: only runners that have it claim runs with codemod steps
+    if _codemod(cfg) is not None and CODEMOD_LABEL not in labels:
+        labels = (*labels, CODEMOD_LABEL)
+    return DaemonSettings(labels=labels,
                           concurrency=args.concurrency or cfg.concurrency or 1,
                           once=bool(args.once), idle_timeout=args.idle_timeout,
                           claim_wait=cfg.claim_wait)
@@ -364,7 +383,8 @@ def _job(cfg: RunnerConfig, client: ControlClient, paths: Paths, metrics: Daemon
     settings = JobSettings(runner_id=cfg.runner_id, max_parallel=cfg.max_parallel,
                            env=env, heartbeat_interval=cfg.heartbeat_interval,
                            masked=tuple(tokens),
-                           step_owner=(user.uid, user.gid) if user else None)
+                           step_owner=(user.uid, user.gid) if user else None,
+                           codemod_bin=_codemod(cfg))
     return RunJob(settings, client=client, paths=paths, runtimes=runtimes,
                   metrics=metrics, stop_delivery=stop, redactor=redactor)
 

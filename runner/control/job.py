@@ -67,6 +67,8 @@ class JobSettings:
     """The runner's tokens: masked in all step output like secrets."""
     step_owner: tuple[int, int] | None = None
     """(uid, gid) of a root daemon's step user: each workspace is handed to it."""
+    codemod_bin: Path | None = None
+    """The Codemod CLI for codemod steps (None: such steps fail saying how to install it)."""
 
 
 ExecutorFactory = Callable[[ApiBackend, Mapping[str, Runtime], ExecutorSettings, EventSink],
@@ -257,7 +259,8 @@ class RunJob:
                                     bundle_dir=bundle_dir,
                                     secrets=secrets, secret_params=secret_params,
                                     masked=self.settings.masked,
-                                    step_traverse=self.settings.step_owner is not None)
+                                    step_traverse=self.settings.step_owner is not None,
+                                    codemod_bin=self.settings.codemod_bin)
         factory = self._executor_factory or _default_executor
         return factory(backend, self._runtimes, settings, LogEvents(claim.run.id))
 
