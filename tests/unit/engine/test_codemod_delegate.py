@@ -56,7 +56,8 @@ def test_prepare_writes_a_private_package_and_keeps_secrets_out_of_argv(tmp_path
     assert "--dry-run" in done.argv and "--allow-dirty" in done.argv
     assert (package / "pkg").resolve() == bundle.resolve()
     written = package / "workflow.json"
-    assert written.stat().st_mode & 0o777 == 0o600
+    assert written.stat().st_mode & 0o777 == 0o644  # as the task's outputs files
+    assert package.stat().st_mode & 0o777 == 0o711
     assert json.loads(written.read_text())["params"]["schema"]["token"]["default"] == \
         "s3cret-value"
     assert done.env["XDG_DATA_HOME"].startswith(str(package))
