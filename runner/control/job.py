@@ -28,7 +28,7 @@ from runner.control.lease import LeaseKeeper
 from runner.control.logs import RedactingFilter, fields
 from runner.control.metrics import DaemonMetrics
 from runner.control.outcome import JobOutcome
-from runner.control.workspace import WorkflowCache, extract_archive, hand_over
+from runner.control.workspace import WorkflowCache, extract_archive, make_git_repository, hand_over
 from runner.diff import Diff
 from runner.document import TERMINAL_TASK, RunStatus, run_field_op
 from runner.engine.events import Event, EventSink, RunFinished, RunPaused, TaskStatusChanged
@@ -186,7 +186,8 @@ class RunJob:
             # copy. Checking again here catches a runner older than the workflow's features;
             # a commit never changes, so once per cached file is enough.
             if workspace.workflow_file not in self._validated:
-                self._load(workspace.workflow_file)
+                self._load(workspace.workflow_file, workspace.root
+                           / PurePosixPath(run.workflow_path).parent)
                 with self._lock:
                     self._validated.add(workspace.workflow_file)
         except WorkflowInvalid as exc:
@@ -221,14 +222,17 @@ class RunJob:
         workspace = root / "workspace"
         shutil.rmtree(workspace, ignore_errors=True)
         extract_archive(archive.read_bytes(), workspace)
+        if b"commit:" in wf.read_bytes():  # checkpoints need a repository to commit in
+            make_git_repository(workspace, f"{run.repo} at {run.commit}")
         if self.settings.step_owner is not None:
             hand_over(root, workspace, self.settings.step_owner)
         return _Workspace(root=workspace, workflow_file=wf)
 
-    def _load(self, path: Path) -> Any:
+    def _load(self, path: Path, bundle: Path) -> Any:
         from runner.workflow.validate import load_workflow
 
-        return load_workflow(path)
+        # the codemod package is the workflow's directory in the checkout
+        return load_workflow(path, bundle=bundle)
 
     def _log_offsets(self, run_id: str, doc: dict[str, Any]) -> dict[str, int]:
         """The server's log length of every task that may write more output: unfinished tasks

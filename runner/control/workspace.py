@@ -118,3 +118,22 @@ def hand_over(run_dir: Path, workspace: Path, owner: tuple[int, int]) -> None:
     for top, dirs, files in os.walk(workspace):
         for name in dirs + files:
             os.chown(os.path.join(top, name), uid, gid, follow_symlinks=False)
+
+
+def make_git_repository(dest: Path, label: str) -> None:
+    """Make a fetched workspace a git repository whose one commit is the tree as fetched (for
+    `commit:` checkpoints and diffs); PermanentError naming git's complaint."""
+    import subprocess
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(dest),
+           "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "Ferry",
+           "GIT_AUTHOR_EMAIL": "ferry@localhost", "GIT_COMMITTER_NAME": "Ferry",
+           "GIT_COMMITTER_EMAIL": "ferry@localhost"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "--no-verify",
+                                                 "--allow-empty", "-m", label]):
+        done = subprocess.run(["git", *args], cwd=dest, env=env, capture_output=True,
+                              text=True, timeout=600, check=False)
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines()
+            raise PermanentError(f"cannot make the workspace a git repository: "
+                                 f"{lines[-1] if lines else 'git ' + args[0] + ' failed'}")

@@ -129,6 +129,11 @@ def run_codemod_step(ctx: CodemodContext, step: Step, config: Mapping[str, Any],
         return CodemodRun(StepResult(exit_code=0, duration=result.duration), parser.changed)
     if parser.completed is False:
         reason = parser.error or "the Codemod CLI's run failed"
+        if kind == "codemod" and "resolve package" in reason:
+            source = str(config.get("source"))
+            if not (ctx.workspace / source).exists():
+                reason = (f"codemod source '{source}' is a registry package and the Codemod "
+                          f"CLI could not fetch it (offline, or no such package): {reason}")
         return CodemodRun(StepResult(exit_code=1, reason=reason, duration=result.duration),
                           parser.changed)
     if result.ok:  # exited 0 without logging its end: an older or newer CLI

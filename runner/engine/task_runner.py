@@ -32,6 +32,7 @@ from runner.engine.codemod_step import (
     run_shard_step,
     task_mounts,
 )
+from runner.engine.commit import checkpoint
 from runner.engine.outputs import (
     OutputsError,
     OutputsFile,
@@ -62,7 +63,7 @@ from runner.runtimes.base import Runtime, StepResult, StepSpec, TaskHandle, Task
 from runner.secrets.masker import Masker
 from runner.workflow.conditions import evaluate as evaluate_condition
 from runner.workflow.conditions import parse as parse_condition
-from runner.workflow.expressions import Context
+from runner.workflow.expressions import Context, resolve
 from runner.workflow.model import Node, Workflow, parse_duration
 from runner.workflow.params import secret_names
 
@@ -344,6 +345,9 @@ class TaskRunner:
                                        canceled=True, state_changed=state_changed)
                     return Outcome(False, f"step '{name}' failed: {result.describe()}", step_no,
                                    state_changed=state_changed)
+                failed = self.commit_checkpoint(planned, output, step_no, rendered.name)
+                if failed is not None:
+                    return failed
                 index += 1
                 continue
             # A script holding a secret never goes in argv (`ps` and `docker inspect` show it)
@@ -377,7 +381,27 @@ class TaskRunner:
                 return Outcome(False, f"step '{name}' failed: {what}", step_no,
                                state_changed=state_changed)
             state_changed = self.apply_outputs(state_file, task_file, step_no) or state_changed
+            failed = self.commit_checkpoint(planned, output, step_no, rendered.name)
+            if failed is not None:
+                return replace(failed, state_changed=state_changed)
             index += 1
+
+    def commit_checkpoint(self, planned: Planned, output: _StepOutput, step_no: int,
+                          name: str) -> Outcome | None:
+        """The step's `commit:` checkpoint, if it has one; a failed Outcome when it fails."""
+        spec = planned.step.commit
+        if spec is None:
+            return None
+        with self.store.lock:
+            message = resolve(spec.message, with_inputs(self.context(), planned.inputs),
+                              f"{planned.where}.commit.message")
+        done = checkpoint(self.s.workspace, message, spec.add, spec.allow_empty,
+                          self.s.host_env)
+        output(done.line.encode("utf-8", "replace") + b"\n")
+        output.flush()
+        if done.ok:
+            return None
+        return Outcome(False, f"step '{self.s.masker.text(name)}' failed: {done.line}", step_no)
 
     def _template_outputs(self, planned: Planned) -> None:
         """Evaluate a template's `outputs:` into the task's outputs (store lock held)."""

@@ -136,9 +136,22 @@ def validate_document(doc: LoadedDocument, *, strict: bool = False,
     facts = check_structure(data, out.add, files)
     check_references(data, facts, out.add)
     check_unknown_keys(data, out.add, strict, for_run)
+    if for_run:
+        _refuse_pull_requests(data, out)
     model = _schema(data, out)
     problems = sorted(out.problems, key=lambda p: (p.severity != "error", p.line or 0))
     return Report(doc.source, problems, _summary(facts, data), data, model)
+
+
+def _refuse_pull_requests(data: dict[str, Any], out: _Collector) -> None:
+    """`pull_request`/`branch_name` would change what a run does (a branch pushed): refused
+    until Ferry does it, never ignored (upstream acts on them in its cloud mode only)."""
+    nodes = data.get("nodes")
+    for i, node in enumerate(nodes if isinstance(nodes, list) else []):
+        for key in ("pull_request", "branch_name"):
+            if isinstance(node, dict) and node.get(key) is not None:
+                out.add(("nodes", i, key), f"'{key}' is not run by Ferry yet (it would push "
+                        "a branch); remove it to run the workflow")
 
 
 def _summary(facts: Facts, data: dict[str, Any]) -> Summary:
@@ -251,20 +264,23 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path, tuple[Any, ...]]:
     return tuple(path), ()
 
 
-def load_workflow(path: pathlib.Path, *, strict: bool = False) -> Workflow:
+def load_workflow(path: pathlib.Path, *, strict: bool = False,
+                  bundle: pathlib.Path | None = None) -> Workflow:
     """Load and validate a workflow file for a run; WorkflowInvalid lists every error (warnings
-    pass; `load_report` also gives them)."""
-    workflow = load_report(path, strict=strict).workflow
+    pass; `load_report` also gives them). `bundle`: the directory its codemod steps' files are
+    in (default: the file's own)."""
+    workflow = load_report(path, strict=strict, bundle=bundle).workflow
     assert workflow is not None
     return workflow
 
 
-def load_report(path: pathlib.Path, *, strict: bool = False) -> Report:
+def load_report(path: pathlib.Path, *, strict: bool = False,
+                bundle: pathlib.Path | None = None) -> Report:
     """Load and validate a workflow file for a run (`for_run`): the report, whose workflow is
     set; WorkflowInvalid lists every error."""
     path = pathlib.Path(path)
     report = validate_source(read_source(path), str(path), strict=strict, for_run=True,
-                             files=bundle_files(path.absolute().parent))
+                             files=bundle_files(bundle or path.absolute().parent))
     if report.workflow is None:
         raise WorkflowInvalid(str(path), report.errors)
     return report

@@ -26,6 +26,7 @@ DIFFERENT = {
         (False, True, "state-list-form"),
     "tests/fixtures/butterflow/derived/engine_create_matrix_from_state_workflow.yaml":
         (False, True, "state-list-form"),
+    "examples/invalid/unsupported-steps.yaml": (True, False, "unsupported-kinds"),
 }
 
 
