@@ -28,7 +28,7 @@ from runner.control.lease import LeaseKeeper
 from runner.control.logs import RedactingFilter, fields
 from runner.control.metrics import DaemonMetrics
 from runner.control.outcome import JobOutcome
-from runner.control.workspace import WorkflowCache, extract_archive, make_git_repository, hand_over
+from runner.control.workspace import WorkflowCache, extract_archive, hand_over, make_git_repository
 from runner.diff import Diff
 from runner.document import TERMINAL_TASK, RunStatus, run_field_op
 from runner.engine.events import Event, EventSink, RunFinished, RunPaused, TaskStatusChanged

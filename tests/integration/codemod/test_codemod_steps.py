@@ -5,13 +5,18 @@ the engine missing, shards feeding a matrix, and `commit:` checkpoints."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.differential.codemod_support import (
+    CLEAN_ENV,
     PACKAGES,
     PROJECT,
+    REPO,
     changes,
     ferry_run,
     git,
@@ -89,7 +94,7 @@ nodes:
     show = ("export default async function (root: any, options: any) {\n"
             "  console.log('PARAMS ' + JSON.stringify(options.params) + ' MATRIX ' +\n"
             "              JSON.stringify(options.matrixValues));\n  return null;\n}\n")
-    code, diff, out, _ = _run(tmp_path, workflow, scripts={"show.ts": show},
+    code, _diff, out, _ = _run(tmp_path, workflow, scripts={"show.ts": show},
                               params={"who": "me"})
     assert code == 0, out
     line = next(x for x in out.splitlines() if "PARAMS" in x)
@@ -113,10 +118,6 @@ def test_missing_engine_fails_with_one_line_saying_how_to_install(tmp_path: Path
     # none named and none on PATH: the step fails saying how to install it
     wf = _package(tmp_path / "again", JSSG)
     project = make_project(tmp_path / "again" / "project", PROJECT)
-    import subprocess
-    import sys
-
-    from tests.differential.codemod_support import CLEAN_ENV, REPO
     home = tmp_path / "again" / "home"
     done = subprocess.run([sys.executable, "-m", "runner", "run", "-w", str(wf), "--workdir",
                            str(project)], cwd=REPO, capture_output=True, text=True,
@@ -188,7 +189,7 @@ nodes:
       - name: transform
         js-ast-grep: {js_file: scripts/codemod.ts}
 """
-    code, diff, out, project = _run(tmp_path, workflow, params={"size": "5"})
+    code, diff, out, _project = _run(tmp_path, workflow, params={"size": "5"})
     assert code == 0, out
     assert "[plan] Evaluated 4 files into 3 shards" in out
     # each shard's task changed its own files only (b/three.tsx is in no shard)
@@ -226,12 +227,7 @@ def test_pull_request_is_refused_at_run_time(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["js-astgrep-template"])
 def test_validate_checks_the_package_files(name: str, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.differential.codemod_support import CLEAN_ENV, REPO
     pkg = tmp_path / "pkg"
-    import shutil
     shutil.copytree(PACKAGES / name, pkg)
     argv = [sys.executable, "-m", "runner", "validate", "-w", str(pkg / "workflow.yaml")]
     ok = subprocess.run(argv, cwd=REPO, env=CLEAN_ENV, capture_output=True, text=True)
