@@ -186,3 +186,18 @@ def task_label(doc: dict[str, Any], task: dict[str, Any]) -> str:
 
 def _plain(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def patch_order(doc: dict[str, Any], task_id: str | None = None) -> list[str]:
+    """The tasks whose `<task>.patch` logs make the run's patch, in the order to apply them:
+    by the time each ended (a task's patch is taken when it ends), then by id; only `task_id`
+    when given. Matrix masters run nothing and have none."""
+    tasks = [t for t in (doc.get("tasks") or {}).values()
+             if not t.get("master") and (task_id is None or t.get("id") == task_id)]
+    tasks.sort(key=lambda t: (str(t.get("ended_at") or "~"), str(t.get("id"))))
+    return [str(t["id"]) for t in tasks]
+
+
+def patch_log_id(task_id: str) -> str:
+    """The log a task's patch is kept in (next to the task's own log)."""
+    return f"{task_id}.patch"

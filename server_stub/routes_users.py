@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from runner.api.protocol import CreateRunRequest, RunInfo, RunList
+from runner.api.protocol import TASK_ID_PATTERN, CreateRunRequest, RunInfo, RunList
 from server_stub import users
 from server_stub.deps import AdminDep, CoreDep, NotifierDep, ReaderDep, errors
 from server_stub.params import LogOffset, RunId, TaskId
@@ -80,6 +80,19 @@ async def trigger_all(run_id: RunId, core: CoreDep, notifier: NotifierDep,
     if requeued:
         await notifier.notify()
     return info
+
+
+@router.get("/runs/{run_id:run_id}/patch",
+            responses={200: {"content": {"text/x-diff": {}},
+                             "description": "the change as a patch for git apply"},
+                       **errors(403, 404)})
+async def read_patch(run_id: RunId, core: CoreDep, who: ReaderDep,
+                     task: Annotated[str | None, Query(pattern=TASK_ID_PATTERN)] = None
+                     ) -> Response:
+    """The change the run made to its workspace: its tasks' patches in the order they ended
+    (`task`: one task's); empty when it changed nothing."""
+    data = await run_in_threadpool(users.read_patch, core, who, run_id, task)
+    return Response(data, media_type="text/x-diff; charset=utf-8")
 
 
 @router.get("/runs/{run_id:run_id}/logs/{task_id:task_id}",

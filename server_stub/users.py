@@ -10,7 +10,15 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from runner.api.protocol import CreateRunRequest, RunInfo
-from runner.document import RunStatus, TaskStatus, new_run, pointer_escape, run_field_op
+from runner.document import (
+    RunStatus,
+    TaskStatus,
+    new_run,
+    patch_log_id,
+    patch_order,
+    pointer_escape,
+    run_field_op,
+)
 from runner.secrets.params import secret_param_names, split_params
 from runner.secrets.values import MIN_SECRET_LENGTH
 from server_stub import runs
@@ -160,3 +168,16 @@ def read_log(core: Core, caller: Caller, run_id: str, task: str, offset: int) ->
     with core.tx() as conn:
         may_read(conn, runs.get_row(conn, run_id), caller)
     return core.logs.read(run_id, task, offset)
+
+
+def read_patch(core: Core, caller: Caller, run_id: str, task_id: str | None) -> bytes:
+    """The run's change as one patch: its tasks' patches in the order they ended (one task's
+    with `task_id`; 404 for a task the run does not have)."""
+    with core.tx() as conn:
+        row = runs.get_row(conn, run_id)
+        may_read(conn, row, caller)
+        doc = core.docs.get(conn, run_id)
+    if task_id is not None and task_id not in (doc.get("tasks") or {}):
+        raise not_found("task", task_id)
+    return b"".join(core.logs.read(run_id, patch_log_id(tid), 0)
+                    for tid in patch_order(doc, task_id))

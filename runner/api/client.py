@@ -162,6 +162,11 @@ class ControlClient:
                           params={"offset": offset})
         return resp.content
 
+    def get_patch(self, run_id: str, task_id: str | None = None) -> bytes:
+        """The change the run (or one task of it) made to its workspace, as a patch."""
+        params = {"task": task_id} if task_id else None
+        return self._send("GET", f"/runs/{_seg(run_id)}/patch", params=params).content
+
     def get_blob(self, repo: str, commit: str, path: str) -> bytes:
         """A file of a repository at a commit."""
         url = f"/repos/{_seg(repo)}/blob/{_seg(commit)}/{quote(path.lstrip('/'), safe='/')}"

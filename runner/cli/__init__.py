@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "runner.cli.local",      # run, resume, status, list, cancel, logs
     "runner.cli.remote",     # submit (and --server variants of the local commands)
     "runner.cli.daemon",     # register, daemon
+    "runner.cli.patch_cmd",  # patch
     "runner.cli.sync_cmd",   # sync
     "runner.cli.prune_cmd",  # prune
     "runner.cli.doctor",     # doctor

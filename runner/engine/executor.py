@@ -36,12 +36,14 @@ from runner.document import (
     utc_now,
 )
 from runner.engine import events as ev
+from runner.engine.patches import PatchKeeper
 from runner.engine.run_loop import RunLoop
 from runner.engine.runstore import RunStore
 from runner.engine.scheduler import plan
 from runner.engine.state_schema import state_schema
 from runner.engine.task_runner import TaskSetup
 from runner.errors import UsageError
+from runner.paths import control_dir_under
 from runner.runtimes.base import Runtime
 from runner.secrets.masker import Masker
 from runner.state.backend import StateBackend
@@ -162,6 +164,7 @@ class Executor:
             self._active[run_id] = store
         try:
             workflow = Workflow.model_validate(store.doc["workflow"])
+            patches = self._patches(run_id, workflow)
             setup = TaskSetup(workflow=workflow, store=store, runtimes=self.runtimes,
                               workspace=self.workspace, control_root=self.control_root,
                               host_env=self.env, ancestors=ancestors_of(workflow),
@@ -173,13 +176,25 @@ class Executor:
                                               or store.doc.get("bundle_path")
                                               or self.workspace),
                               state_schema=state_schema(workflow),
-                              codemod_bin=self.settings.codemod_bin)
+                              codemod_bin=self.settings.codemod_bin, patches=patches)
             loop = RunLoop(setup, max_parallel=self.max_parallel,
                            external_cancel=cancel or threading.Event())
             return loop.run()
         finally:
             with self._active_lock:
                 self._active.pop(run_id, None)
+
+    def _patches(self, run_id: str, workflow: Workflow) -> PatchKeeper | None:
+        """The keeper of the run's patches when it has codemod steps (its base taken now, or
+        at the run's first start)."""
+        kinds = {s.kind for n in workflow.nodes for s in n.steps}
+        kinds |= {s.kind for t in workflow.templates for s in t.steps}
+        if kinds.isdisjoint({"js-ast-grep", "ast-grep", "codemod", "shard"}):
+            return None
+        run_dir = control_dir_under(self.control_root, run_id, "snapshot").parent.parent
+        keeper = PatchKeeper(run_dir / "snapshot.git", self.workspace, self.env)
+        keeper.begin()
+        return keeper
 
     def trigger(self, run_id: str, task_ids: list[str] | None = None) -> list[str]:
         """Let AwaitingTrigger tasks run (None: all of them); returns the ids triggered. A

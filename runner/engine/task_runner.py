@@ -40,6 +40,7 @@ from runner.engine.outputs import (
     entries_to_ops,
     parse_outputs,
 )
+from runner.engine.patches import PatchKeeper, patch_log_id
 from runner.engine.runstore import RunStore, UpstreamOutputs
 from runner.engine.state_schema import check_entries
 from runner.engine.step_output import StepOutput
@@ -57,7 +58,7 @@ from runner.engine.steps import (
     template_outputs,
     with_inputs,
 )
-from runner.errors import ConditionError, ExpressionError, RuntimeUnavailable
+from runner.errors import ConditionError, ExpressionError, RuntimeUnavailable, StateError
 from runner.paths import control_dir_under, ensure_dir, ledger_file_under
 from runner.runtimes.base import Runtime, StepResult, StepSpec, TaskHandle, TaskSpec
 from runner.secrets.masker import Masker
@@ -110,6 +111,8 @@ class TaskSetup:
     """Control dirs 0711: a step user other than ours reaches its files, cannot add any."""
     codemod_bin: Path | None = None
     """The Codemod CLI on this machine (None: codemod steps fail saying how to install it)."""
+    patches: PatchKeeper | None = None
+    """Keeps each task's change to the workspace as a patch (runs with codemod steps)."""
 
 
 class TaskRunner:
@@ -136,7 +139,9 @@ class TaskRunner:
         self.bundle = Path(setup.bundle_path or setup.workspace)
         """The workflow file's directory: the codemod package of codemod steps."""
         self.changed: list[str] = []
-        """Files this attempt's codemod steps changed (relative to the workspace)."""
+        """Files this task's codemod steps changed (relative to the workspace)."""
+        self.shell = False
+        """A shell step or a commit checkpoint ran: any file may have changed."""
 
     # -- the task ----------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -171,8 +176,24 @@ class TaskRunner:
             self.attempt += 1
             self.store.commit([task_field_op(self.task_id, "attempt", self.attempt),
                                task_field_op(self.task_id, "error", outcome.error)])
+        self.keep_patch()
         self.finish(outcome)
         return Outcome(outcome.ok, outcome.error, outcome.step, outcome.canceled, state_changed)
+
+    def keep_patch(self) -> None:
+        """The task's change to the workspace, to its `<task>.patch` log (secrets masked)."""
+        keeper = self.s.patches
+        if keeper is None or (not self.shell and not self.changed):
+            return
+        try:
+            text = keeper.take(None if self.shell else self.changed)
+        except (StateError, OSError) as exc:  # the run goes on; the task's log says so
+            note = f"ferry: the change of this task could not be kept as a patch: {exc}\n"
+            self.store.backend.append_log(self.store.run_id, self.task_id, note.encode())
+            return
+        if text:
+            data = self.s.masker.text(text).encode("utf-8", "surrogateescape")
+            self.store.backend.append_log(self.store.run_id, patch_log_id(self.task_id), data)
 
     def finish(self, outcome: Outcome) -> None:
         """Record the task's end and announce it."""
@@ -363,6 +384,7 @@ class TaskRunner:
                 script.write_text(rendered.script)
                 os.chmod(script, 0o755)
                 argv = argv_for(handle.path_for(script), rendered.shebang)
+            self.shell = True
             env = {**rendered.env, **files_env, **extra}
             name = self.s.masker.text(rendered.name)
             try:

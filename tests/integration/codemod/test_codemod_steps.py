@@ -236,3 +236,56 @@ def test_validate_checks_the_package_files(name: str, tmp_path: Path) -> None:
     bad = subprocess.run(argv, cwd=REPO, env=CLEAN_ENV, capture_output=True, text=True)
     assert bad.returncode == 2
     assert "JS file referenced in workflow not found: scripts/codemod.ts" in bad.stdout
+
+
+def _ferry(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=REPO, timeout=120,
+                          env={**CLEAN_ENV, "HOME": str(home), "FERRY_HOME": str(home / "ferry"),
+                               "FERRY_LIVE": "0"}, capture_output=True, text=True)
+
+
+def test_patch_of_a_sharded_run_applies_and_each_task_has_its_own(tmp_path: Path) -> None:
+    workflow = """\
+version: "1"
+nodes:
+  - id: plan
+    name: Plan
+    steps:
+      - name: shard
+        shard: {method: {type: directory, max_files_per_shard: 1}, target: src,
+                output_state: shards, file_pattern: "{a,b}/*.ts"}
+  - id: apply
+    name: Apply
+    depends_on: [plan]
+    strategy: {type: matrix, from_state: shards}
+    steps:
+      - name: transform
+        js-ast-grep: {js_file: scripts/codemod.ts}
+  - id: after
+    name: After
+    depends_on: [apply]
+    steps:
+      - name: note
+        run: echo done > NOTES.txt
+"""
+    code, diff, out, project = _run(tmp_path, workflow)
+    assert code == 0, out
+    home = tmp_path / "home"
+    run_id = json.loads(_ferry(home, "list", "--json").stdout)[0]["id"]
+    combined = _ferry(home, "patch", "-i", run_id, "-o", str(tmp_path / "run.patch"))
+    assert combined.returncode == 0, combined.stderr
+    # applied to the project as it was, the patch gives what the run left
+    fresh = make_project(tmp_path / "fresh", PROJECT)
+    git(fresh, "apply", str(tmp_path / "run.patch"))
+    assert changes(fresh) == diff and "NOTES.txt" in diff
+    doc = json.loads(_ferry(home, "status", "-i", run_id, "--json").stdout)
+    shard_tasks = [t for t in doc["tasks"].values()
+                   if t["node_id"] == "apply" and not t.get("master")]
+    assert len(shard_tasks) == 2
+    for task in shard_tasks:
+        one = _ferry(home, "patch", "-i", run_id, "-t", task["id"]).stdout
+        touched = [line.split(" b/")[1] for line in one.splitlines()
+                   if line.startswith("diff --git")]
+        assert touched == task["matrix"]["_meta_files"], one  # its shard's file, only
+    after = next(t for t in doc["tasks"].values() if t["node_id"] == "after")
+    assert "NOTES.txt" in _ferry(home, "patch", "-i", run_id, "-t", after["id"]).stdout

@@ -1,0 +1,91 @@
+"""What a run changed in its workspace, kept as patches: one per task (and attempt), in the
+order the tasks ended, so that applying them in that order (`git apply`) replays the run.
+
+A private git directory (`<control root>/<run>/snapshot.git`, never the user's repository)
+tracks the workspace: its `base` is the workspace when the run first started (kept across
+resumes), `current` is `base` plus every patch taken so far. When a task ends, the files it
+changed are staged in that private index and diffed against `current`:
+- a task that ran only codemod steps: exactly the files the Codemod CLI reported (git-ignored
+  ones too: a codemod may change them);
+- a task that ran a shell step (or a commit checkpoint): every change in the workspace not yet
+  in a patch (`git add -A`, honouring `.gitignore`). With several such tasks running at once,
+  a change may land in the patch of the task that ended first; the patches still add up to the
+  whole change.
+The patch goes to the task's `<task>.patch` log (journaled and delivered like any log; secrets
+masked): `ferry patch` joins them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from runner.document import patch_log_id as patch_log_id
+from runner.errors import StateError
+
+_ENV = {"GIT_AUTHOR_NAME": "Ferry", "GIT_AUTHOR_EMAIL": "ferry@localhost",
+        "GIT_COMMITTER_NAME": "Ferry", "GIT_COMMITTER_EMAIL": "ferry@localhost",
+        "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
+BASE = "refs/ferry/base"
+CURRENT = "refs/ferry/current"
+
+
+class PatchKeeper:
+    """One run's snapshot of its workspace and the patches taken from it (thread-safe)."""
+
+    def __init__(self, git_dir: Path, workspace: Path, env: Mapping[str, str]) -> None:
+        self.git_dir = git_dir
+        self.workspace = workspace
+        self._env = {"PATH": env.get("PATH", "/usr/bin:/bin"), **_ENV,
+                     "GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(workspace),
+                     "HOME": str(git_dir)}
+        self._lock = threading.Lock()
+
+    def _git(self, *args: str, data: bytes | None = None) -> bytes:
+        done = subprocess.run(["git", *args], cwd=self.workspace, env=self._env, input=data,
+                              capture_output=True, timeout=600, check=False)
+        if done.returncode != 0:
+            lines = done.stderr.decode(errors="replace").strip().splitlines()
+            raise StateError(f"cannot keep the run's patch (git {args[0]}): "
+                             f"{lines[-1] if lines else 'failed'}")
+        return done.stdout
+
+    def begin(self) -> None:
+        """Snapshot the workspace as the run's base, unless an earlier start did."""
+        with self._lock:
+            if (self.git_dir / "HEAD").is_file():
+                probe = subprocess.run(["git", "rev-parse", "--verify", "-q", CURRENT],
+                                       env=self._env, capture_output=True, check=False)
+                if probe.returncode == 0:
+                    return
+            self.git_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._git("init", "-q")
+            self._git("add", "-A")
+            tree = self._git("write-tree").decode().strip()
+            commit = self._git("commit-tree", tree, "-m", "base", data=b"").decode().strip()
+            self._git("update-ref", BASE, commit)
+            self._git("update-ref", CURRENT, commit)
+
+    def take(self, paths: Sequence[str] | None) -> str:
+        """The patch of what changed since the last patch: in `paths` (files reported by the
+        Codemod CLI, relative to the workspace), or anywhere when None."""
+        with self._lock:
+            if paths is not None and not paths:
+                return ""
+            if paths is None:
+                self._git("add", "-A")
+            else:
+                self._git("add", "-A", "-f", "--", *paths)
+            tree = self._git("write-tree").decode().strip()
+            current = self._git("rev-parse", CURRENT).decode().strip()
+            before = self._git("rev-parse", f"{current}^{{tree}}").decode().strip()
+            if tree == before:
+                return ""
+            text = self._git("diff-tree", "-p", "--binary", "--full-index", "--no-color",
+                             before, tree).decode("utf-8", "surrogateescape")
+            commit = self._git("commit-tree", tree, "-p", current, "-m", "task",
+                               data=b"").decode().strip()
+            self._git("update-ref", CURRENT, commit)
+            return text
