@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from tests.differential.codemod_support import PACKAGES
+from tests.differential.codemod_support import PACKAGES, changes, git, make_project
 from tests.helpers import wait_until
 from tests.helpers.codemod import codemod_cli
 from tests.integration.daemon.conftest import Server
@@ -66,3 +66,12 @@ def test_only_a_runner_with_the_engine_claims_codemod_runs(server: Server,
     task = next(t for t in doc["tasks"].values() if t["node_id"] == "apply")
     log = server.task_log(run_id, task["id"]).decode()
     assert log.splitlines() == ["Modified file: src/a.ts"]
+    # the run's change, from the control plane, applies to the tree of the run's commit
+    patch = server.admin_call("GET", f"/runs/{run_id}/patch").content
+    assert server.admin_call("GET", f"/runs/{run_id}/patch",
+                             params={"task": task["id"]}).content == patch
+    work = make_project(tmp_path / "checkout", {k: v for k, v in FILES.items()})
+    (tmp_path / "run.patch").write_bytes(patch)
+    git(work, "apply", str(tmp_path / "run.patch"))
+    assert (work / "src" / "a.ts").read_text() == "const a = 1\n"
+    assert changes(work).count("diff --git") == 1
