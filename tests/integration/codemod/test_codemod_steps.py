@@ -289,3 +289,37 @@ nodes:
         assert touched == task["matrix"]["_meta_files"], one  # its shard's file, only
     after = next(t for t in doc["tasks"].values() if t["node_id"] == "after")
     assert "NOTES.txt" in _ferry(home, "patch", "-i", run_id, "-t", after["id"]).stdout
+
+
+CONTAINER = """\
+version: "1"
+nodes:
+  - id: apply
+    name: Apply
+    runtime: {type: docker, image: IMAGE}
+    steps:
+      - name: transform
+        js-ast-grep: {js_file: scripts/codemod.ts, include: ["src/**/*.ts"]}
+      - name: where
+        run: test -f /ferry-tools/codemod && echo "in the container"
+"""
+
+
+def test_codemod_step_runs_inside_the_task_container(tmp_path: Path) -> None:
+    """The gnu build mounted read-only into a Debian 12 userland image (glibc 2.36): the same
+    change as on the host, the log's paths relative to the workspace."""
+    host_code, host_diff, host_out, _ = _run(tmp_path / "host", JSSG.replace(
+        '"${{ params.dir }}/**/*.ts"', '"src/**/*.ts"'))
+    assert host_code == 0, host_out
+    code, diff, out, _ = _run(tmp_path / "box", CONTAINER.replace(
+        "IMAGE", "ferry-test/debian-glibc:1"))
+    assert code == 0, out
+    assert diff == host_diff
+    assert "[apply] Modified file: src/a/one.ts" in out and "in the container" in out
+
+
+def test_an_image_without_glibc_fails_the_step_clearly(tmp_path: Path) -> None:
+    code, diff, out, _ = _run(tmp_path, CONTAINER.replace("IMAGE", "ferry-test/busybox:1"))
+    assert code == 1, out
+    assert "step 'transform' failed:" in out
+    assert diff == ""
