@@ -408,7 +408,7 @@ class TaskRunner:
                 return replace(failed, state_changed=state_changed)
             index += 1
 
-    def commit_checkpoint(self, planned: Planned, output: _StepOutput, step_no: int,
+    def commit_checkpoint(self, planned: Planned, output: StepOutput, step_no: int,
                           name: str) -> Outcome | None:
         """The step's `commit:` checkpoint, if it has one; a failed Outcome when it fails."""
         spec = planned.step.commit

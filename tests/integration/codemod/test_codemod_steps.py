@@ -268,7 +268,7 @@ nodes:
       - name: note
         run: echo done > NOTES.txt
 """
-    code, diff, out, project = _run(tmp_path, workflow)
+    code, diff, out, _ = _run(tmp_path, workflow)
     assert code == 0, out
     home = tmp_path / "home"
     run_id = json.loads(_ferry(home, "list", "--json").stdout)[0]["id"]
