@@ -40,6 +40,7 @@ RUN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/runs/{run}/tasks/t/trigger", None),
     ("POST", "/runs/{run}/trigger-all", None),
     ("GET", "/runs/{run}/logs/t", None),
+    ("GET", "/runs/{run}/patch", None),
 ]
 
 
@@ -72,6 +73,8 @@ def test_bad_task_ids_are_refused_on_every_route(server: Server, repo: dict[str,
         seg = quote(bad, safe="").replace(".", "%2E")  # a raw '..' would be folded client-side
         resp = server.admin.call("GET", f"/runs/{run.id}/logs/{seg}")
         assert resp.status_code == 404 and resp.json()["error"] == "not_found", (bad, resp.text)
+        resp = server.admin.call("GET", f"/runs/{run.id}/patch", params={"task": bad})
+        assert resp.status_code == 422, (bad, resp.text)  # a query field: named, not routed
         resp = server.admin.call("POST", f"/runs/{run.id}/tasks/{seg}/trigger")
         assert resp.status_code == 404 and resp.json()["error"] == "not_found", (bad, resp.text)
         resp = run.runner.log(run.id, run.lease, bad, 0, b"x")
