@@ -15,6 +15,7 @@ from runner import __version__
 from runner.api.protocol import API_PREFIX
 from server_stub import (
     errors,
+    routes_admin,
     routes_repos,
     routes_runners,
     routes_secrets,
@@ -30,7 +31,7 @@ from server_stub.notifier import Notifier
 log = logging.getLogger("ferry.server")
 
 
-async def _reap(core: Core, notifier: Notifier) -> None:
+async def _reap(core: Core, notifier: Notifier, changes: Notifier) -> None:
     """Re-queue runs whose lease deadline passed and wake the claimers."""
     while True:
         await asyncio.sleep(core.config.reaper_period)
@@ -42,6 +43,7 @@ async def _reap(core: Core, notifier: Notifier) -> None:
         if expired:
             log.info("re-queued %d run(s) whose lease expired", expired)
             await notifier.notify()
+            await changes.notify()
 
 
 def _prune_once(core: Core, older_than: float) -> None:
@@ -84,7 +86,7 @@ def create_app(config: ServerConfig, *, admin: Secret | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(_reap(core, app.state.notifier))]
+        tasks = [asyncio.create_task(_reap(core, app.state.notifier, app.state.changes))]
         if config.log_retention is not None:
             tasks.append(asyncio.create_task(_retain(core, config.log_retention)))
         try:
@@ -101,8 +103,9 @@ def create_app(config: ServerConfig, *, admin: Secret | None = None,
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None, redoc_url=None)
     app.state.core = core
     app.state.notifier = Notifier()
+    app.state.changes = Notifier()  # the dashboard's live pages: any run or runner changed
     errors.install(app)
-    for module in (routes_runners, routes_users, routes_repos, routes_secrets):
+    for module in (routes_runners, routes_users, routes_repos, routes_secrets, routes_admin):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(BodyLimit, limit=config.max_body)
     return app

@@ -15,6 +15,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server_stub import admin_store
 from server_stub.errors import ApiError
 
 ADMIN = "admin"
@@ -70,6 +71,7 @@ class Caller:
     kind: str
     runner_id: str | None = None
     labels: frozenset[str] = field(default_factory=frozenset)
+    last_seen: float | None = field(default=None, compare=False)
 
     def require(self, *kinds: str) -> Caller:
         """Refuse (403) a caller of another kind."""
@@ -98,7 +100,12 @@ def identify(conn: sqlite3.Connection, token: str, admin: Secret, registration: 
         return Caller(ADMIN)
     if hmac.compare_digest(digest, registration.hash):
         return Caller(REGISTRATION)
-    row = conn.execute("SELECT id, labels FROM runners WHERE token_hash = ?", (digest,)).fetchone()
+    row = conn.execute("SELECT id, labels, last_seen FROM runners WHERE token_hash = ?",
+                       (digest,)).fetchone()
     if row is None:
+        gone = admin_store.revoked(conn, digest)
+        if gone is not None:
+            raise ApiError(401, "unauthorized", f"the token of runner '{gone['name']}' was "
+                           f"revoked at {gone['revoked_at']}; register the runner again")
         raise ApiError(401, "unauthorized", "unknown token")
-    return Caller(RUNNER, row["id"], frozenset(json.loads(row["labels"])))
+    return Caller(RUNNER, row["id"], frozenset(json.loads(row["labels"])), row["last_seen"])

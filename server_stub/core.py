@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from server_stub.auth import Caller, Secret, identify
+from server_stub import admin_store
+from server_stub.auth import RUNNER, Caller, Secret, identify
 from server_stub.bounds import Limits
 from server_stub.config import ServerConfig
 from server_stub.db import Database
@@ -52,6 +53,7 @@ class Core:
             for statement in SECRETS_SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            admin_store.create_schema(conn)
         return cls(config=config, db=db, docs=Documents(),
                    logs=LogStore(config.data_dir / "logs"), repos=Repos(config.repos_dir),
                    admin=admin, registration=registration,
@@ -81,7 +83,20 @@ class Core:
                 self.docs.drop(run_id)
             raise
 
-    def caller(self, token: str) -> Caller:
-        """Who owns this bearer token (401 if nobody)."""
+    def caller(self, token: str, user_agent: str | None = None) -> Caller:
+        """Who owns this bearer token (401 if nobody); a runner's request is its last contact,
+        and its `User-Agent` (`ferry/VERSION`) says which version it runs."""
         with self.db.transaction() as conn:
-            return identify(conn, token, self.admin, self.registration)
+            who = identify(conn, token, self.admin, self.registration)
+            if who.kind == RUNNER and who.runner_id is not None:
+                admin_store.touch_runner(conn, who.runner_id, runner_version(user_agent),
+                                         who.last_seen)
+            return who
+
+
+def runner_version(user_agent: str | None) -> str | None:
+    """`1.2.3` from a `ferry/1.2.3 ...` User-Agent (None for other clients)."""
+    if not user_agent or not user_agent.startswith("ferry/"):
+        return None
+    version = user_agent.split()[0].removeprefix("ferry/")
+    return version[:40] or None

@@ -28,11 +28,18 @@ def notifier_of(request: Request) -> Notifier:
     return notifier
 
 
+def changes_of(request: Request) -> Notifier:
+    """Wakes the dashboard's live pages whenever a run or a runner changed."""
+    changes: Notifier = request.app.state.changes
+    return changes
+
+
 async def caller(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None,
                                                     Depends(_scheme)]) -> Caller:
     """Who is calling; 401 without a valid bearer token."""
     token = creds.credentials if creds else bearer(request.headers.get("authorization"))
-    return await run_in_threadpool(core_of(request).caller, token)
+    return await run_in_threadpool(core_of(request).caller, token,
+                                   request.headers.get("user-agent"))
 
 
 async def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
@@ -64,6 +71,7 @@ def errors(*codes: int, body: bool = False) -> dict[int | str, dict[str, Any]]:
 
 CoreDep = Annotated[Core, Depends(core_of)]
 NotifierDep = Annotated[Notifier, Depends(notifier_of)]
+ChangesDep = Annotated[Notifier, Depends(changes_of)]
 AdminDep = Annotated[Caller, Depends(admin)]
 RunnerDep = Annotated[Caller, Depends(runner)]
 ReaderDep = Annotated[Caller, Depends(reader)]

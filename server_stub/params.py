@@ -37,9 +37,17 @@ class TaskIdSegment(_Pattern):
     regex = TASK_ID_PATTERN.removeprefix("^").removesuffix("$")
 
 
+class RunnerIdSegment(_Pattern):
+    """`{runner_id:runner_id}` (runner ids are UUIDs too)."""
+
+    regex = RUN_ID_PATTERN.removeprefix("^").removesuffix("$")
+
+
 register_url_convertor("run_id", RunIdSegment())
+register_url_convertor("runner_id", RunnerIdSegment())
 register_url_convertor("task_id", TaskIdSegment())
 
 RunId = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="a run id (UUID)")]
+RunnerId = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="a runner id (UUID)")]
 TaskId = Annotated[str, Path(pattern=TASK_ID_PATTERN, description="a task id")]
 LogOffset = Annotated[int, Query(ge=0, le=MAX_LOG_OFFSET, description="byte offset")]

@@ -24,7 +24,7 @@ from runner.api.protocol import (
     RunInfo,
 )
 from server_stub import runners
-from server_stub.deps import CoreDep, NotifierDep, RegistrarDep, RunnerDep, errors
+from server_stub.deps import ChangesDep, CoreDep, NotifierDep, RegistrarDep, RunnerDep, errors
 from server_stub.params import RunId
 
 router = APIRouter()
@@ -33,23 +33,28 @@ router = APIRouter()
 
 @router.post("/runners/register", response_model=RegisterResponse,
              responses=errors(403, body=True))
-async def register(req: RegisterRequest, core: CoreDep, _: RegistrarDep) -> RegisterResponse:
+async def register(req: RegisterRequest, core: CoreDep, changes: ChangesDep,
+                   _: RegistrarDep) -> RegisterResponse:
     """Register a runner (registration token); the answer holds its token, shown once."""
-    return await run_in_threadpool(runners.register, core, req)
+    answer = await run_in_threadpool(runners.register, core, req)
+    await changes.notify()
+    return answer
 
 
 @router.post("/runs/claim", response_model=ClaimResponse,
              responses={204: {"description": "nothing matched before the hold ended"},
-                        **errors(403, body=True)})
+                        **errors(403, 409, body=True)})
 async def claim(req: ClaimRequest, request: Request, core: CoreDep, notifier: NotifierDep,
-                who: RunnerDep) -> ClaimResponse | Response:
-    """Long poll: held up to `wait` seconds and answered as soon as a matching run is queued."""
+                changes: ChangesDep, who: RunnerDep) -> ClaimResponse | Response:
+    """Long poll: held up to `wait` seconds and answered as soon as a matching run is queued;
+    409 `runner_draining` once the admin drains this runner, 401 once its token is revoked."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(req.wait, core.config.max_claim_wait)
     while True:
         seen = notifier.version
         got = await run_in_threadpool(runners.claim_once, core, who, req.labels)
         if got is not None:
+            await changes.notify()
             return got
         if not await notifier.wait(seen, deadline - loop.time()):
             return Response(status_code=204)
@@ -60,10 +65,11 @@ async def claim(req: ClaimRequest, request: Request, core: CoreDep, notifier: No
 @router.post("/runs/report", response_model=RunInfo, status_code=201,
              responses={200: {"model": RunInfo, "description": "already reported"},
                         **errors(403, 409, body=True)})
-async def report(req: ReportRunRequest, response: Response, core: CoreDep,
+async def report(req: ReportRunRequest, response: Response, core: CoreDep, changes: ChangesDep,
                  who: RunnerDep) -> RunInfo:
     """Create a run this runner executes outside the queue (idempotent by id and digest)."""
     info, created = await run_in_threadpool(runners.report, core, who, req.run)
+    await changes.notify()
     if not created:
         response.status_code = 200
     return info
@@ -89,26 +95,33 @@ async def heartbeat(run_id: RunId, req: LeaseRequest, core: CoreDep,
 
 @router.post("/runs/{run_id:run_id}/diffs", response_model=DiffAck,
              responses=errors(403, 404, 409, body=True))
-async def post_diffs(run_id: RunId, batch: DiffBatch, core: CoreDep,
+async def post_diffs(run_id: RunId, batch: DiffBatch, core: CoreDep, changes: ChangesDep,
                      who: RunnerDep) -> DiffAck:
     """Apply diffs in order: duplicates acknowledged, a gap refused (409 `seq_gap`), a diff that
     does not apply refused (422) with the accepted prefix kept."""
-    return await run_in_threadpool(runners.post_diffs, core, who, run_id, batch)
+    try:
+        return await run_in_threadpool(runners.post_diffs, core, who, run_id, batch)
+    finally:  # a refused batch may have committed its accepted prefix
+        await changes.notify()
 
 
 @router.post("/runs/{run_id:run_id}/logs", response_model=LogAck,
              responses=errors(403, 404, 409, body=True))
-async def post_log(run_id: RunId, chunk: LogChunk, core: CoreDep, who: RunnerDep) -> LogAck:
+async def post_log(run_id: RunId, chunk: LogChunk, core: CoreDep, changes: ChangesDep,
+                   who: RunnerDep) -> LogAck:
     """Append log bytes at `offset` (409 `offset_mismatch` with the server's length)."""
-    return await run_in_threadpool(runners.post_log, core, who, run_id, chunk)
+    ack = await run_in_threadpool(runners.post_log, core, who, run_id, chunk)
+    await changes.notify()
+    return ack
 
 
 @router.post("/runs/{run_id:run_id}/finish", response_model=RunInfo,
              responses=errors(403, 404, 409, body=True))
 async def finish(run_id: RunId, req: FinishRequest, core: CoreDep, notifier: NotifierDep,
-                 who: RunnerDep) -> RunInfo:
+                 changes: ChangesDep, who: RunnerDep) -> RunInfo:
     """Hand the run back: its final status, or AwaitingTrigger to release it until a trigger."""
     info, requeued = await run_in_threadpool(runners.finish, core, who, run_id, req)
     if requeued:
         await notifier.notify()
+    await changes.notify()
     return info

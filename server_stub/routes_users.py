@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from runner.api.protocol import TASK_ID_PATTERN, CreateRunRequest, RunInfo, RunList
 from server_stub import users
-from server_stub.deps import AdminDep, CoreDep, NotifierDep, ReaderDep, errors
+from server_stub.deps import AdminDep, ChangesDep, CoreDep, NotifierDep, ReaderDep, errors
 from server_stub.params import LogOffset, RunId, TaskId
 
 router = APIRouter()
@@ -20,10 +20,11 @@ Queue = Query(pattern="^(queued|leased|paused|done|external)$")
 @router.post("/runs", status_code=201, response_model=RunInfo,
              responses=errors(403, 404, body=True))
 async def create_run(req: CreateRunRequest, core: CoreDep, notifier: NotifierDep,
-                     _: AdminDep) -> RunInfo:
+                     changes: ChangesDep, _: AdminDep) -> RunInfo:
     """Queue a run: the ref is resolved to a commit and the workflow validated there."""
     info = await run_in_threadpool(users.create_run, core, req)
     await notifier.notify()
+    await changes.notify()
     return info
 
 
@@ -52,10 +53,11 @@ async def get_run(run_id: RunId, core: CoreDep, who: ReaderDep,
 
 @router.post("/runs/{run_id:run_id}/cancel", response_model=RunInfo,
              responses=errors(403, 404, 409))
-async def cancel_run(run_id: RunId, core: CoreDep, _: AdminDep) -> RunInfo:
+async def cancel_run(run_id: RunId, core: CoreDep, changes: ChangesDep, _: AdminDep) -> RunInfo:
     """Request cancellation: a queued or paused run ends Canceled at once; a running one sees
     `cancel_requested` in its next heartbeat."""
     info, _changed = await run_in_threadpool(users.cancel, core, run_id)
+    await changes.notify()
     return info
 
 
@@ -63,22 +65,24 @@ async def cancel_run(run_id: RunId, core: CoreDep, _: AdminDep) -> RunInfo:
              response_model=RunInfo,
              responses=errors(403, 404, 409))
 async def trigger_task(run_id: RunId, task_id: TaskId, core: CoreDep, notifier: NotifierDep,
-                       _: AdminDep) -> RunInfo:
+                       changes: ChangesDep, _: AdminDep) -> RunInfo:
     """Trigger one AwaitingTrigger task; a paused run goes back to the queue."""
     info, requeued = await run_in_threadpool(users.trigger, core, run_id, [task_id])
     if requeued:
         await notifier.notify()
+    await changes.notify()
     return info
 
 
 @router.post("/runs/{run_id:run_id}/trigger-all", response_model=RunInfo,
              responses=errors(403, 404, 409))
 async def trigger_all(run_id: RunId, core: CoreDep, notifier: NotifierDep,
-                      _: AdminDep) -> RunInfo:
+                      changes: ChangesDep, _: AdminDep) -> RunInfo:
     """Trigger every AwaitingTrigger task of the run."""
     info, requeued = await run_in_threadpool(users.trigger, core, run_id, None)
     if requeued:
         await notifier.notify()
+    await changes.notify()
     return info
 
 

@@ -26,7 +26,7 @@ from runner.api.protocol import (
     RunInfo,
 )
 from runner.document import TERMINAL_RUN, RunStatus, TaskStatus, new_id, run_field_op
-from server_stub import leases, runs
+from server_stub import admin_store, leases, runs
 from server_stub.auth import Caller, hash_token, new_token
 from server_stub.bounds import check_document
 from server_stub.core import Core
@@ -55,6 +55,7 @@ def claim_once(core: Core, caller: Caller, labels: list[str]) -> ClaimResponse |
         extra = ", ".join(sorted(offered - caller.labels))
         raise ApiError(403, "forbidden", f"labels not registered for this runner: {extra}")
     with core.tx() as conn:
+        admin_store.gate(conn, caller.runner_id)  # revoked or drained since the poll began
         try:
             got = leases.claim(conn, core.docs, Caller(caller.kind, caller.runner_id, offered),
                                core.times)

@@ -21,7 +21,8 @@ from runner.document import (
 )
 from runner.secrets.params import secret_param_names, split_params
 from runner.secrets.values import MIN_SECRET_LENGTH
-from server_stub import runs
+from server_stub import admin_store, runs
+from server_stub.admin_store import API_ACTOR
 from server_stub.auth import ADMIN, Caller
 from server_stub.core import Core
 from server_stub.errors import ApiError, not_found
@@ -30,7 +31,7 @@ from server_stub.validation import raw_workflow, required_labels, validated_work
 MAX_WORKFLOW_BYTES = 4 * 1024 * 1024
 
 
-def create_run(core: Core, req: CreateRunRequest) -> RunInfo:
+def create_run(core: Core, req: CreateRunRequest, who: str = API_ACTOR) -> RunInfo:
     """Resolve the ref, validate the workflow at that commit, queue the run."""
     commit = core.repos.resolve(req.repo, req.ref)
     text = core.repos.blob(req.repo, commit, req.workflow_path)
@@ -61,6 +62,8 @@ def create_run(core: Core, req: CreateRunRequest) -> RunInfo:
         runs.insert(conn, doc, repo=req.repo, commit=commit, workflow_path=req.workflow_path,
                     labels=labels, queue="queued")
         core.secrets.put_run(conn, doc["id"], hidden)
+        admin_store.audit(conn, who, "create", run_id=doc["id"], at=doc["created_at"],
+                          detail=f"{req.repo}@{req.ref} ({commit[:12]}) {req.workflow_path}")
         return runs.to_info(runs.get_row(conn, doc["id"]))
 
 
@@ -103,7 +106,7 @@ def nobody_runs(row: sqlite3.Row, now: float) -> bool:
     return row["queue"] == "leased" and (not row["confirmed"] or row["lease_expires"] < now)
 
 
-def cancel(core: Core, run_id: str) -> tuple[RunInfo, bool]:
+def cancel(core: Core, run_id: str, who: str = API_ACTOR) -> tuple[RunInfo, bool]:
     """Request cancellation; a run nobody executes now is Canceled at once (and never handed
     out again: its holder's next start or heartbeat gets `lease_lost`). Returns the run and
     whether the queue changed."""
@@ -121,10 +124,14 @@ def cancel(core: Core, run_id: str) -> tuple[RunInfo, bool]:
         if idle:
             conn.execute("UPDATE runs SET queue = 'done', lease_expires = NULL, revivable = 0,"
                          " final = 1 WHERE id = ?", (run_id,))
+        admin_store.audit(conn, who, "cancel", run_id=run_id, at=runs.now_iso(),
+                          detail="canceled at once (nobody ran it)" if idle
+                          else "cancel requested from its runner")
         return runs.to_info(runs.get_row(conn, run_id)), idle
 
 
-def trigger(core: Core, run_id: str, task_ids: list[str] | None) -> tuple[RunInfo, bool]:
+def trigger(core: Core, run_id: str, task_ids: list[str] | None,
+            who: str = API_ACTOR) -> tuple[RunInfo, bool]:
     """Mark AwaitingTrigger tasks Pending + triggered (None = all of them); a paused run goes
     back to the queue. Returns the run and whether it was re-queued."""
     with core.tx(run_id) as conn:
@@ -136,6 +143,7 @@ def trigger(core: Core, run_id: str, task_ids: list[str] | None) -> tuple[RunInf
         tasks: dict[str, Any] = doc.get("tasks") or {}
         waiting = [t for t, v in tasks.items()
                    if v.get("status") == TaskStatus.AWAITING_TRIGGER.value]
+        everything = task_ids is None
         if task_ids is None:
             if not waiting:
                 raise ApiError(409, "nothing_to_trigger",
@@ -160,6 +168,9 @@ def trigger(core: Core, run_id: str, task_ids: list[str] | None) -> tuple[RunInf
         if requeue:
             conn.execute("UPDATE runs SET queue = 'queued', revivable = 0, lease_expires = NULL"
                          " WHERE id = ?", (run_id,))
+        names = ", ".join(f"{tasks[t].get('node_id')} ({t})" for t in task_ids)
+        admin_store.audit(conn, who, "trigger-all" if everything else "trigger", run_id=run_id,
+                          at=runs.now_iso(), detail=names)
         return runs.to_info(runs.get_row(conn, run_id)), requeue
 
 

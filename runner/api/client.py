@@ -16,9 +16,12 @@ from urllib.parse import quote
 import requests
 from pydantic import BaseModel, ValidationError
 
+from runner import __version__
 from runner.api.protocol import (
     API_PREFIX,
     MAX_CLAIM_WAIT,
+    AuditEntry,
+    AuditList,
     ClaimRequest,
     ClaimResponse,
     CreateRunRequest,
@@ -35,6 +38,8 @@ from runner.api.protocol import (
     ReportRunRequest,
     RunInfo,
     RunList,
+    RunnerInfo,
+    RunnerList,
     SecretInfo,
     SecretList,
     SecretValue,
@@ -51,6 +56,8 @@ from runner.errors import (
 M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_TIMEOUT = 30.0
+USER_AGENT = f"ferry/{__version__}"
+"""What every request says it is: the server shows runners' versions from it."""
 _CLAIM_MARGIN = 10.0  # the server holds a claim up to `wait` seconds; allow for the answer
 
 
@@ -65,7 +72,7 @@ class ControlClient:
         self.base_url = base
         self.timeout = timeout
         self._session = session or requests.Session()
-        self._auth = {"Authorization": f"Bearer {token}"}
+        self._auth = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}
 
     def __repr__(self) -> str:
         return f"ControlClient({self.base_url!r})"
@@ -188,7 +195,24 @@ class ControlClient:
             resp.close()
         return total
 
-    # -- plumbing ----------------------------------------------------------------------------
+    # -- runners and the audit trail (admin token) -------------------------------------------
+
+    def list_runners(self) -> list[RunnerInfo]:
+        """Every registered runner."""
+        return self._model("GET", "/runners", RunnerList).runners
+
+    def revoke_runner(self, runner_id: str) -> RunnerInfo:
+        """Revoke a runner's token (its next request answers 401)."""
+        return self._model("POST", f"/runners/{_seg(runner_id)}/revoke", RunnerInfo)
+
+    def drain_runner(self, runner_id: str, drain: bool = True) -> RunnerInfo:
+        """Drain a runner (it claims no more), or with `drain=False` let it claim again."""
+        return self._model("POST" if drain else "DELETE", f"/runners/{_seg(runner_id)}/drain",
+                           RunnerInfo)
+
+    def run_audit(self, run_id: str) -> list[AuditEntry]:
+        """Who did what to a run, and when."""
+        return self._model("GET", f"/runs/{_seg(run_id)}/audit", AuditList).entries
 
     # -- secrets (admin token) ---------------------------------------------------------------
 

@@ -23,6 +23,11 @@ All endpoints live under `/api/v1` and take `Authorization: Bearer <token>`:
     PUT  /secrets/{name}?repo=        SecretValue -> SecretInfo              (admin token)
     GET  /secrets?repo=               -> SecretList (names only, never values)
     DELETE /secrets/{name}?repo=      -> 204
+    GET  /runners                     -> RunnerList                          (admin token)
+    POST /runners/{id}/revoke         -> RunnerInfo   its token answers 401 from now on
+    POST /runners/{id}/drain          -> RunnerInfo   its claims answer 409 runner_draining
+    DELETE /runners/{id}/drain        -> RunnerInfo   it may claim again
+    GET  /runs/{id}/audit, /runners/{id}/audit  -> AuditList   who did what, when
 
 `POST /runs/report` creates a run that a runner executes outside the queue (`ferry run` with the
 `api` backend): queue `external`, owned by that runner; its diffs, logs and finish need that
@@ -35,7 +40,8 @@ every body; sizes are bounded by `runner.limits` (413 naming the limit).
 
 Errors are JSON `ErrorBody` with a 4xx/5xx status. 409 bodies say how to continue:
 `lease_lost` (stop the run's work, keep the journal), `seq_gap` (`expected_seq`),
-`offset_mismatch` (`offset`).
+`offset_mismatch` (`offset`), `runner_draining` (stop claiming: finish the running runs, then
+exit).
 """
 
 from __future__ import annotations
@@ -283,3 +289,42 @@ class SecretList(BaseModel):
     """Answer of GET /secrets."""
 
     secrets: list[SecretInfo]
+
+
+class RunnerInfo(BaseModel):
+    """A registered runner as the admin sees it (never its token)."""
+
+    id: str
+    name: str
+    labels: list[str]
+    created_at: str
+    last_seen: str | None = Field(default=None, description="its last request to the server")
+    online: bool = Field(description="it made a request within the server's online window")
+    version: str | None = Field(default=None, description="from its User-Agent (ferry/VERSION)")
+    draining: bool = Field(default=False, description="the admin drains it: it claims no more")
+    revoked_at: str | None = Field(default=None, description="its token was revoked then")
+    current_runs: list[str] = Field(default_factory=list, description="runs leased to it now")
+
+
+class RunnerList(BaseModel):
+    """Answer of GET /runners."""
+
+    runners: list[RunnerInfo]
+
+
+class AuditEntry(BaseModel):
+    """One operator action: who did what, when."""
+
+    at: str
+    who: str
+    action: str = Field(description="create, cancel, trigger, trigger-all, retry-failed, "
+                                    "revoke, drain, undrain")
+    run_id: str | None = None
+    runner_id: str | None = None
+    detail: str = ""
+
+
+class AuditList(BaseModel):
+    """Answer of GET /runs/{id}/audit and GET /runners/{id}/audit."""
+
+    entries: list[AuditEntry]

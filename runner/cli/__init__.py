@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "runner.cli.doctor",     # doctor
     "runner.cli.completion", # completion
     "runner.cli.secret_cmd",  # secret set|list|rm
+    "runner.cli.runners_cmd",  # runners list|revoke|drain
 )
 
 

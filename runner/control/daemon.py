@@ -8,6 +8,10 @@ helper thread so the loop keeps beating (health, watchdog) while the server hold
     SIGTERM       drain: claim no more; running runs finish (heartbeats go on); exit 0
     SIGTERM again / SIGINT   cancel: terminate running tasks (grace, kill); exit 130
     SIGHUP        reload: labels, concurrency, log level from the config file
+
+The control plane can ask the same: a claim answered 409 `runner_draining` (the admin drains
+this runner) drains like SIGTERM (exit 0); a claim answered 401 (its token was revoked) logs
+why and exits 6 once running work is over.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from runner.control.logs import fields
 from runner.control.metrics import DaemonMetrics
 from runner.control.notify import Notifier
 from runner.control.outcome import JobOutcome
-from runner.errors import AuthError, ControlPlaneError, FerryError
+from runner.errors import AuthError, Conflict, ControlPlaneError, FerryError
 from runner.exitcodes import ExitCode
 
 log = logging.getLogger("ferry.daemon")
@@ -218,6 +222,12 @@ class Daemon:
             log.error("the control plane refused the runner token (%s); re-register with "
                       "'ferry register'", result)
             self._exit = ExitCode.CONTROL
+            self.drain()
+            return
+        if isinstance(result, Conflict) and result.code == "runner_draining":
+            self.metrics.contact_ok()
+            log.info("the control plane drains this runner: no new claims; finishing %d "
+                     "running run(s), then exiting", len(self._jobs))
             self.drain()
             return
         if isinstance(result, ControlPlaneError | FerryError):

@@ -54,7 +54,8 @@ def _request(method: str, template: str, world: World, run: LeasedRun
     """The concrete path and a body of the right shape for one endpoint on `run`."""
     path = (template.replace("{id}", run.id).replace("{task}", "t")
             .replace("{repo}", world.repo).replace("{commit}", "main")
-            .replace("{path}", "ok.yaml").replace("{name}", "ROLES_TEST"))
+            .replace("{path}", "ok.yaml").replace("{name}", "ROLES_TEST")
+            .replace("{runner}", run.runner.id))
     lease = run.lease
     bodies: dict[str, dict[str, Any]] = {
         "/runners/register": {"name": "roles"},
@@ -120,6 +121,7 @@ def test_no_token_is_401_except_the_openapi_document(server: Server) -> None:
         path = template.replace("{id}", "00000000-0000-4000-8000-000000000000")
         path = path.replace("{task}", "t").replace("{repo}", "r").replace("{commit}", "main")
         path = path.replace("{path}", "x").replace("{name}", "X")
+        path = path.replace("{runner}", "00000000-0000-4000-8000-000000000000")
         resp = anonymous.call(method, path, json={})
         want = 200 if template == "/openapi.json" else 401
         assert resp.status_code == want, (method, template, resp.status_code)
@@ -135,7 +137,7 @@ def test_the_table_covers_every_route_of_the_openapi_document() -> None:
     for path, item in paths.items():
         for method in item:
             plain = re.sub(r"\{run_id\}", "{id}", path.removeprefix("/api/v1"))
-            plain = plain.replace("{task_id}", "{task}")
+            plain = plain.replace("{task_id}", "{task}").replace("{runner_id}", "{runner}")
             documented.add((method.upper(), plain))
     in_table = {(m, p) for m, p, _ in TABLE}
     assert documented - in_table == set(), "routes missing from README's role table"
