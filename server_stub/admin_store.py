@@ -294,3 +294,9 @@ def diff_rows(conn: Conn, run_id: str, limit: int) -> list[dict[str, Any]]:
     rows = conn.execute("SELECT cursor, writer, seq, ops, ts, ignored FROM diffs WHERE run_id = ?"
                         " ORDER BY cursor DESC LIMIT ?", (run_id, limit)).fetchall()
     return [{**_row(r), "ops": json.loads(r["ops"])} for r in reversed(rows)]
+
+
+def run_state(conn: Conn, run_id: str) -> dict[str, Any]:
+    """A run's status and queue (cheap: the live log asks after every chunk)."""
+    row = conn.execute("SELECT status, queue FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return _row(row)

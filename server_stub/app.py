@@ -107,6 +107,9 @@ def create_app(config: ServerConfig, *, admin: Secret | None = None,
     errors.install(app)
     for module in (routes_runners, routes_users, routes_repos, routes_secrets, routes_admin):
         app.include_router(module.router, prefix=API_PREFIX)
+    from server_stub import web
+
+    web.install(app)
     app.add_middleware(BodyLimit, limit=config.max_body)
     return app
 

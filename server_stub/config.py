@@ -20,6 +20,7 @@ DEFAULT_MAX_LOST_LEASES = 3
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_KEEPALIVE_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_SESSION_TTL = 12 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class ServerConfig:
     max_ops: int = MAX_OPS_PER_BATCH
     max_lost_leases: int = DEFAULT_MAX_LOST_LEASES
     max_claim_wait: float = MAX_CLAIM_WAIT
+    session_ttl: float = DEFAULT_SESSION_TTL
+    """Seconds a dashboard sign-in lasts."""
 
     @property
     def lease_deadline(self) -> float:

@@ -41,6 +41,7 @@ RUN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/runs/{run}/trigger-all", None),
     ("GET", "/runs/{run}/logs/t", None),
     ("GET", "/runs/{run}/patch", None),
+    ("GET", "/runs/{run}/audit", None),
 ]
 
 
