@@ -38,7 +38,9 @@ COALESCE = 0.2
 """Seconds to let a burst of changes settle before rendering (a run's diffs come in bursts)."""
 LOG_CHUNK = 256 * 1024
 
-Frags = dict[str, str]
+Frags = dict[str, str | tuple[str, str]]
+"""Fragment id -> its HTML, or (HTML, key): the page swaps a keyed fragment only when its key
+changed (the log panel: only when the followed task changed, not at every re-render)."""
 
 
 def _event(name: str, payload: object) -> str:
@@ -51,7 +53,7 @@ async def _stream(request: Request, marks: Callable[[], Awaitable[object]],
     """Wait for changes; when `marks()` moved, send the fragments that changed."""
     changes: Notifier = request.app.state.changes
     seen_marks: object = await marks()
-    sent: Frags = {}
+    sent: dict[str, str] = {}
     yield "retry: 2000\n\n"
     while True:
         version = changes.version
@@ -68,10 +70,12 @@ async def _stream(request: Request, marks: Callable[[], Awaitable[object]],
             yield ": keep-alive\n\n"
             continue
         frags = await render_frags()
-        for frag_id, html in frags.items():
+        for frag_id, value in frags.items():
+            html, key = value if isinstance(value, tuple) else (value, None)
             if sent.get(frag_id) != html:
                 sent[frag_id] = html
-                yield _event("frag", {"id": frag_id, "html": html})
+                yield _event("frag", {"id": frag_id, "html": html,
+                                      **({"key": key} if key is not None else {})})
         if not woke:
             yield ": keep-alive\n\n"
 
@@ -114,9 +118,16 @@ async def run_events(request: Request, run_id: RunId) -> StreamingResponse:
     async def frags() -> Frags:
         view = await run_in_threadpool(data.run_view, core, run_id)
         tree = views.task_tree(view.doc)
+        chosen = request.query_params.get("task", "")
         context = {"view": view, "tree": tree, "views": views, "session": session,
-                   "task": request.query_params.get("task", "")}
-        return {"run-head": render.fragment("_run_head.html", **context),
+                   "task": chosen}
+        out: Frags = {}
+        if not chosen:  # the page follows the running task: a new one gets its log panel
+            followed = views.auto_task(tree)
+            out["run-log"] = (render.fragment("_run_log.html", **{
+                **context, "task": followed, "log_html": "", "log_offset": 0, "log_cut": 0}),
+                followed)
+        return {**out, "run-head": render.fragment("_run_head.html", **context),
                 "run-actions": render.fragment("_run_actions.html", **context),
                 "run-graph": views.graph(view.doc, f"/runs/{run_id}"),
                 "run-tree": render.fragment("_run_tree.html", **context),

@@ -77,10 +77,8 @@ async def run_response(request: Request, session: Session, run_id: str, task: st
     view = await run_in_threadpool(data.run_view, core, run_id)
     tree = views.task_tree(view.doc)
     ids = {row.id for row in tree if not row.master}
-    if task not in ids:  # default: the running task, else the last one that ran
-        running = [r.id for r in tree if r.status == "Running" and not r.master]
-        ran = [r.id for r in tree if r.started_at and not r.master]
-        task = running[0] if running else (ran[-1] if ran else "")
+    chosen = task if task in ids else ""
+    task = chosen or views.auto_task(tree)  # none chosen: follow the running task
     log_html, offset, cut = "", 0, 0
     if task:
         size = await run_in_threadpool(core.logs.size, run_id, task)
@@ -90,7 +88,8 @@ async def run_response(request: Request, session: Session, run_id: str, task: st
 
         log_html, offset, cut = AnsiHtml().feed(raw), start + len(raw), start
     return render.page("run.html", status=status, session=session, view=view, tree=tree,
-                       views=views, task=task, log_html=log_html, log_offset=offset,
+                       views=views, task=task, chosen=chosen, log_html=log_html,
+                       log_offset=offset,
                        log_cut=cut, error=error,
                        graph=views.graph(view.doc, f"/runs/{run_id}"))
 

@@ -101,6 +101,14 @@ def _row(doc: dict[str, Any], task: dict[str, Any], names: dict[str, str],
         error=str(task.get("error") or ""), triggered=bool(task.get("triggered")))
 
 
+def auto_task(tree: list[TaskRow]) -> str:
+    """The task whose log the page follows when none was chosen: the first running one, else
+    the last one that started ('' before any did)."""
+    running = [r.id for r in tree if r.status == "Running" and not r.master]
+    ran = [r.id for r in tree if r.started_at and not r.master]
+    return running[0] if running else (ran[-1] if ran else "")
+
+
 def node_statuses(doc: dict[str, Any]) -> dict[str, str]:
     """Each node's status for the graph: its task's, or its matrix master's."""
     out: dict[str, str] = {}

@@ -35,6 +35,14 @@
   function swap(frag) {
     var target = document.getElementById(frag.id);
     if (!target) return;
+    if (frag.key !== undefined) {  // the log panel: only when it follows another task
+      if (target.getAttribute("data-key") === frag.key) return;
+      if (logSource) { logSource.close(); logSource = null; }
+      target.setAttribute("data-key", frag.key);
+      target.innerHTML = frag.html;
+      attachLog();
+      return;
+    }
     var focused = document.activeElement && target.contains(document.activeElement)
       ? document.activeElement.getAttribute("aria-label") : null;
     target.innerHTML = frag.html;
@@ -55,20 +63,28 @@
     if (message && !window.confirm(message)) event.preventDefault();
   });
 
+  var logSource = null;
+
+  function attachLog() {
+    var log = document.querySelector("[data-log]");
+    if (!log) return;
+    follow(log);
+    logSource = listen(log.getAttribute("data-log"), {
+      log: function (data) { log.insertAdjacentHTML("beforeend", data.html); follow(log); },
+      end: function (data, source) { source.close(); log.setAttribute("data-ended", data.status); }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-live]").forEach(function (el) {
       listen(el.getAttribute("data-live"), { frag: swap });
     });
-    var log = document.querySelector("[data-log]");
-    if (log) {
-      follow(log);
-      listen(log.getAttribute("data-log"), {
-        log: function (data) { log.insertAdjacentHTML("beforeend", data.html); follow(log); },
-        end: function (data, source) { source.close(); log.setAttribute("data-ended", data.status); }
-      });
-      var box = document.getElementById("follow");
-      if (box) box.addEventListener("change", function () { follow(log); });
-    }
+    attachLog();
+    var box = document.getElementById("follow");
+    if (box) box.addEventListener("change", function () {
+      var log = document.querySelector("[data-log]");
+      if (log) follow(log);
+    });
     tick();
     setInterval(tick, 1000);
   });
