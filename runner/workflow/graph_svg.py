@@ -73,18 +73,17 @@ def layout(workflow: Workflow) -> list[Placed]:
     return out
 
 
-def _short(text: str) -> str:
-    return text if len(text) <= _MAX_CHARS else text[:_MAX_CHARS - 1] + "…"
+def _short(text: str, limit: int = _MAX_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _subtitle(node: Node, status: str | None) -> str:
     bits = []
     if node.strategy is not None:
         if node.strategy.from_state:
-            bits.append(f"matrix: state.{node.strategy.from_state}")
+            bits.append(f"× state.{node.strategy.from_state}")
         else:
-            count = len(node.strategy.values or [])
-            bits.append(f"matrix: {count} item{'' if count == 1 else 's'}")
+            bits.append(f"× {len(node.strategy.values or [])}")
     if node.is_manual:
         bits.append("manual")
     if status:
@@ -139,7 +138,7 @@ def to_svg(workflow: Workflow, statuses: Mapping[str, str] | None = None,
                 f'<text class="label" x="{p.x + 12}" y="{p.y + 22}">'
                 f"{esc(_short(node.display_name))}</text>",
                 f'<text class="sub" x="{p.x + 12}" y="{p.y + 41}">'
-                f"{esc(_short(_subtitle(node, status)))}</text>", "</g>"]
+                f"{esc(_short(_subtitle(node, status), _MAX_CHARS + 4))}</text>", "</g>"]
         link = links.get(node.id)
         if link:
             out.append(f'<a href="{esc(link)}" aria-label="{esc(node.display_name)}'

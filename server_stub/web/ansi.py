@@ -112,8 +112,10 @@ class AnsiHtml:
         """The HTML of the next bytes of the stream (`final`: nothing follows)."""
         text = self._pending + self._decoder.decode(data, final)
         self._pending = ""
+        if not final and text.endswith("\r"):  # a CR LF cut in two is one line end
+            self._pending, text = "\r", text[:-1]
         last = text.rfind("\x1b")
-        if not final and last != -1 and len(text) - last <= _MAX_PENDING:
+        if not final and not self._pending and last != -1 and len(text) - last <= _MAX_PENDING:
             tail = text[last:]
             if _SEQUENCE.match(tail) is None and _OPEN.fullmatch(tail):
                 self._pending = tail
@@ -131,7 +133,9 @@ class AnsiHtml:
     def _text(self, text: str) -> str:
         if not text:
             return ""
-        text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\x1b", ""))
+        # a lone CR (progress bars) starts a new line: nothing is drawn over
+        text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")
+                            .replace("\x1b", ""))
         escaped = html.escape(text, quote=True)
         classes = self.style.classes()
         return f'<span class="{classes}">{escaped}</span>' if classes and escaped else escaped
