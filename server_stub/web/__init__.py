@@ -9,10 +9,12 @@ and a missing CSRF token into 403.
 from __future__ import annotations
 
 import inspect
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.api.protocol import API_PREFIX
 from server_stub.errors import ApiError
@@ -50,8 +52,35 @@ def _html_errors(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, handler)
 
 
+class ServerTiming:
+    """`Server-Timing: app;dur=MS` on the dashboard's pages: the time the server spent making
+    the answer, what `bench/dashboard.py` measures (event streams and the API are left alone)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point."""
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or path.startswith(("/api/", "/static/")) \
+                or path.endswith("/events"):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                took = (time.perf_counter() - started) * 1000
+                message = {**message, "headers": [*message.get("headers", []), (
+                    b"server-timing", f"app;dur={took:.2f}".encode())]}
+            await send(message)
+
+        await self.app(scope, receive, timed)
+
+
 def install(app: FastAPI) -> None:
     """Add the dashboard to the control plane's app."""
+    app.add_middleware(ServerTiming)
     app.add_exception_handler(SignInRequired, _sign_in)
     app.add_exception_handler(CsrfRefused, _csrf)
     _html_errors(app)

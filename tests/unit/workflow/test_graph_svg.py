@@ -14,6 +14,7 @@ from runner.workflow.validate import validate_source
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples").glob("*.yaml"))
 NS = {"s": "http://www.w3.org/2000/svg"}
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def _workflow(nodes: list[dict]) -> Workflow:
@@ -43,13 +44,13 @@ def test_statuses_links_and_escaping() -> None:
     svg = to_svg(wf, {"build": "Completed", "gate": "AwaitingTrigger"},
                  {"build": "/runs/r?task=t&x=<y>"})
     root = ET.fromstring(svg)  # well-formed XML
-    groups = {g.get("data-node"): g.get("class") for g in root.iter("{%s}g" % NS["s"])}
+    groups = {g.get("data-node"): g.get("class") for g in root.iter(SVG + "g")}
     assert groups == {"build": "node st-Completed", "gate": "node st-AwaitingTrigger manual",
                       "fan": "node st-none matrix"}
     assert "&lt;Build &amp; &quot;ship&quot;&gt;" in svg and "<Build" not in svg
-    links = [a.get("href") for a in root.iter("{%s}a" % NS["s"])]
+    links = [a.get("href") for a in root.iter(SVG + "a")]
     assert links == ["/runs/r?task=t&x=<y>"]  # escaped in the text, intact once parsed
-    assert len(list(root.iter("{%s}path" % NS["s"]))) == 3  # two edges and the arrowhead
+    assert len(list(root.iter(SVG + "path"))) == 3  # two edges and the arrowhead
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
