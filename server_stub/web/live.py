@@ -47,14 +47,29 @@ def _event(name: str, payload: object) -> str:
     return f"event: {name}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
+def _changed(frags: Frags, sent: dict[str, str]) -> list[str]:
+    """The events of the fragments whose HTML differs from what was sent (and remember it)."""
+    out = []
+    for frag_id, value in frags.items():
+        html, key = value if isinstance(value, tuple) else (value, None)
+        if sent.get(frag_id) != html:
+            sent[frag_id] = html
+            out.append(_event("frag", {"id": frag_id, "html": html,
+                                       **({"key": key} if key is not None else {})}))
+    return out
+
+
 async def _stream(request: Request, marks: Callable[[], Awaitable[object]],
                   render_frags: Callable[[], Awaitable[Frags]],
                   refresh_on_keepalive: bool = False) -> AsyncIterator[str]:
-    """Wait for changes; when `marks()` moved, send the fragments that changed."""
+    """Send every fragment once (whatever changed between the page and this stream's start is
+    not missed), then wait for changes; when `marks()` moved, send the fragments that changed."""
     changes: Notifier = request.app.state.changes
     seen_marks: object = await marks()
     sent: dict[str, str] = {}
     yield "retry: 2000\n\n"
+    for event in _changed(await render_frags(), sent):
+        yield event
     while True:
         version = changes.version
         woke = await changes.wait(version, KEEPALIVE)
@@ -69,13 +84,8 @@ async def _stream(request: Request, marks: Callable[[], Awaitable[object]],
         elif not refresh_on_keepalive:
             yield ": keep-alive\n\n"
             continue
-        frags = await render_frags()
-        for frag_id, value in frags.items():
-            html, key = value if isinstance(value, tuple) else (value, None)
-            if sent.get(frag_id) != html:
-                sent[frag_id] = html
-                yield _event("frag", {"id": frag_id, "html": html,
-                                      **({"key": key} if key is not None else {})})
+        for event in _changed(await render_frags(), sent):
+            yield event
         if not woke:
             yield ": keep-alive\n\n"
 

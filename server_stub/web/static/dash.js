@@ -24,11 +24,13 @@
     Object.keys(handlers).forEach(function (name) {
       source.addEventListener(name, function (event) { handlers[name](JSON.parse(event.data), source); });
     });
+    source.addEventListener("open", function () {
+      document.documentElement.setAttribute("data-live-ready", "1");
+    });
     source.onerror = function () {
       // closed for good (401: the session ended): the page itself redirects to sign-in
       if (source.readyState === EventSource.CLOSED) setTimeout(function () { location.reload(); }, 3000);
     };
-    document.documentElement.setAttribute("data-live-ready", "1");
     return source;
   }
 

@@ -249,3 +249,34 @@ def test_unknown_ids_are_an_html_404(stub: StubProcess, path: str) -> None:
     api = requests.get(stub.url + "/api/v1/runs/" + NOBODY, headers=stub.admin_headers,
                        timeout=30)
     assert api.status_code == 404 and api.json()["error"] == "not_found"
+
+
+def test_filters_and_paging(stub: StubProcess, tmp_path_factory: pytest.TempPathFactory
+                            ) -> None:
+    from tests.helpers.gitrepo import commit, init_bare
+
+    repo = f"paging{uuid.uuid4().hex[:6]}"
+    commit(init_bare(stub.repos_dir, repo), {"gate.yaml": "version: '1'\nnodes:\n  - id: a\n"
+                                                          "    steps: [{run: 'true'}]\n"})
+    ids = []
+    for _ in range(55):
+        resp = requests.post(stub.url + "/api/v1/runs", headers=stub.admin_headers, timeout=30,
+                             json={"repo": repo, "ref": "main", "workflow_path": "gate.yaml",
+                                   "labels": ["nobody"]})
+        ids.append(resp.json()["id"])
+    for run_id in ids[:3]:
+        requests.post(f"{stub.url}/api/v1/runs/{run_id}/cancel", headers=stub.admin_headers,
+                      timeout=30).raise_for_status()
+    session = sign_in(stub.url, stub.admin_token)
+
+    def listed(query: str) -> list[str]:
+        html = session.get(f"{stub.url}/runs?{query}", timeout=30).text
+        return [part.split('"', 1)[0] for part in html.split('<tr data-run="')[1:]]
+
+    first, second = listed(f"repo={repo}"), listed(f"repo={repo}&page=2")
+    assert first == ids[::-1][:50] and second == ids[::-1][50:]
+    assert listed(f"repo={repo}&status=Canceled") == ids[:3][::-1]
+    assert listed(f"repo={repo}&status=Completed") == []
+    assert listed(f"repo={repo}&page=99") == second  # past the end: the last page
+    page = session.get(f"{stub.url}/runs?repo={repo}", timeout=30).text
+    assert "Page 1 of 2" in page and "page=2" in page and "55 runs matching" in page
