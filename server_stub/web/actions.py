@@ -144,7 +144,7 @@ async def retry_failed(request: Request, run_id: RunId) -> Response:
 
     def action(session: Session) -> Any:
         if operation is None:
-            raise ApiError(501, "not_implemented", "this server cannot re-run failed tasks")
+            raise ApiError(409, "not_available", "this server cannot re-run failed tasks")
         return operation(core, run_id, session.actor)
 
     return await _run_action(request, run_id, action, queue=True)

@@ -8,6 +8,7 @@ import json
 import sqlite3
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -280,3 +281,44 @@ def test_filters_and_paging(stub: StubProcess, tmp_path_factory: pytest.TempPath
     assert listed(f"repo={repo}&page=99") == second  # past the end: the last page
     page = session.get(f"{stub.url}/runs?repo={repo}", timeout=30).text
     assert "Page 1 of 2" in page and "page=2" in page and "55 runs matching" in page
+
+
+def test_an_untrusted_proxy_header_does_not_make_the_cookie_secure(tmp_path: Path) -> None:
+    # 127.0.0.1 is not among the trusted proxies here: its X-Forwarded-Proto is not believed
+    with StubProcess.start(tmp_path / "data", tmp_path / "repos", "--forwarded-allow-ips",
+                           "192.0.2.1") as other:
+        session = requests.Session()
+        nonce = session.get(other.url + "/sign-in", timeout=30).text.split(
+            'name="nonce" value="')[1].split('"')[0]
+        resp = session.post(other.url + "/sign-in", allow_redirects=False, timeout=30,
+                            data={"nonce": nonce, "token": other.admin_token},
+                            headers={"X-Forwarded-Proto": "https"})
+        assert resp.status_code == 303
+        cookie = resp.headers["set-cookie"]
+        assert "ferry_session=" in cookie and "secure" not in cookie.lower(), cookie
+
+
+def test_a_late_diff_the_server_kept_without_applying_is_marked(stub: StubProcess) -> None:
+    run = _create(stub)
+    label = run["labels"][0]
+    runner = requests.post(stub.url + "/api/v1/runners/register", timeout=30,
+                           json={"name": "late", "labels": [label]},
+                           headers={"Authorization": f"Bearer {stub.registration_token}"}
+                           ).json()
+    auth = {"Authorization": f"Bearer {runner['token']}"}
+    claimed = requests.post(stub.url + "/api/v1/runs/claim", headers=auth, timeout=30,
+                            json={"labels": [label], "wait": 0}).json()
+    lease = claimed["lease"]["token"]
+    writer = f"{runner['runner_id']}/a1"
+    requests.post(f"{stub.url}/api/v1/runs/{run['id']}/finish", headers=auth, timeout=30,
+                  json={"lease": lease, "status": "Completed"}).raise_for_status()
+    late = requests.post(f"{stub.url}/api/v1/runs/{run['id']}/diffs", headers=auth, timeout=30,
+                         json={"lease": lease, "diffs": [{"writer": writer, "seq": 1, "ops": [
+                             {"op": "replace", "path": "/status", "value": "Failed"}]}]})
+    assert late.status_code == 200, late.text
+    session = sign_in(stub.url, stub.admin_token)
+    html = session.get(f"{stub.url}/runs/{run['id']}", timeout=30).text
+    history = html.split('id="run-history"')[1]
+    assert '<tr class="ignored">' in history and "ignored (late)" in history
+    assert "run status = Failed" in history
+    assert 'id="run-status"><span class="badge st-Completed">' in html
