@@ -8,7 +8,7 @@ Each round also runs Ferry with `DirectRuntime(fast_spawn=False)`: steps started
 figure on interpreters where the direct path is not used.
 
 A second table does the same with `/bin/true`, a step that starts a program: there the host
-runtime cannot prove that nothing was left behind and searches for leftovers after each step,
+runtime cannot prove that nothing was left behind and looks for leftovers after each step,
 so it shows what a real step pays. Prints the tables and writes bench/results/engine_steps.md.
 Target (issue 3, first table): ratio <= 1.3.
 """
@@ -139,11 +139,15 @@ def main() -> int:
     machine = f"{platform.system()} {platform.release()}, {os.cpu_count()} cores, " \
               f"Python {platform.python_version()}, load average at the end {load}"
     lines = ["# engine_steps: step overhead of the executor + host runtime", "",
-             f"Machine: {machine}. Target: ratio <= 1.3 for `true` steps.", ""]
+             f"Machine: {machine}. Target: ratio <= 1.3 for `true` steps.", "",
+             f"Host steps tracked by {DirectRuntime(os.environ).cgroups.describe()}; on a "
+             "loaded machine the CPU ratio is the figure to read (wall times include waiting "
+             "for a core).", ""]
     lines += table(rows, args.steps, "true", target=True)
     if fork_rows:
-        lines += ["`/bin/true` starts a program, so the runtime searches for leftovers "
-                  "(process group and marker scan of /proc) after each step:", ""]
+        lines += ["`/bin/true` starts a program, so the runtime looks for leftovers after each "
+                  "step (with a cgroup per task: one read of its cgroup.events; without: a "
+                  "process group and marker scan of /proc):", ""]
         lines += table(fork_rows, args.steps, "/bin/true", target=False)
     text = "\n".join(lines).rstrip("\n") + "\n"
     publish(text, RESULTS)
