@@ -16,11 +16,13 @@ UNIT = ROOT / "systemd" / "ferry-server.service"
 RUNNER_UNIT = ROOT / "systemd" / "ferry-runner.service"
 HARDENING = ("NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices",
              "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs",
-             "ProtectControlGroups", "ProtectClock", "ProtectHostname", "RestrictSUIDSGID",
+             "ProtectClock", "ProtectHostname", "RestrictSUIDSGID",
              "RestrictRealtime", "LockPersonality", "RestrictAddressFamilies",
              "SystemCallArchitectures", "AmbientCapabilities", "UMask")
 # CapabilityBoundingSet differs on purpose: the server needs none; the runner runs as root with
 # the few it needs to run host steps as its step user (test_daemon_systemd_unit checks them).
+# ProtectControlGroups too: the runner's cgroup is delegated to it (Delegate=yes) to give each
+# host task a cgroup of its own; the server's stays read-only (checked below).
 
 
 def _directives(unit: Path) -> dict[str, list[str]]:
@@ -67,6 +69,8 @@ def test_server_unit_is_hardened_like_the_runner_unit() -> None:
     print("\n".join(f"{k:26} server={s} runner={r}" for k, s, r in rows))
     assert all(s == r and s for _, s, r in rows), rows
     assert server["CapabilityBoundingSet"] == [""]
+    assert server["ProtectControlGroups"] == ["yes"] and "Delegate" not in server
+    assert runner["ProtectControlGroups"] == ["no"] and runner["Delegate"] == ["yes"]
     assert server["User"] == ["ferry-server"] and server["StateDirectory"] == ["ferry-server"]
     assert server["RestartPreventExitStatus"] == ["2"]
 
