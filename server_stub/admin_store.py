@@ -9,11 +9,10 @@ in one piece. Each function runs inside the caller's transaction (`Core.tx`).
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from server_stub.errors import ApiError
 
@@ -40,7 +39,19 @@ CREATE INDEX IF NOT EXISTS runs_runner ON runs (runner_id, queue);
 CREATE INDEX IF NOT EXISTS runs_seq ON runs (seq)
 """
 
-Conn = sqlite3.Connection
+SCHEMA_POSTGRESQL = SCHEMA.replace("INTEGER PRIMARY KEY AUTOINCREMENT",
+                                   "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY").replace(
+    " REAL", " DOUBLE PRECISION")
+"""The same tables for PostgreSQL (for the store's migrations)."""
+
+
+class Conn(Protocol):
+    """What the functions below need of a transaction's connection (SQLite's, or any with
+    `?` placeholders and rows readable by column name)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any:
+        """Run one statement."""
+
 API_ACTOR = "admin (API)"
 """Who the audit trail names for an action taken with the admin token over the API."""
 TOUCH_EVERY = 2.0

@@ -82,12 +82,23 @@ def shown_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def json_list(text: str | None) -> list[str]:
+    """A JSON array column (a run's labels) as a list."""
+    import json
+
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(
         ["html"], default_for_string=True, default=True), undefined=StrictUndefined,
         trim_blocks=True, lstrip_blocks=True)
     env.filters.update(time=shown_time, duration=duration, short=lambda s: str(s or "")[:8],
-                       value=shown_value, ago=ago)
+                       value=shown_value, ago=ago, json_list=json_list)
     env.globals.update(version=__version__, seconds_between=seconds_between)
     return env
 
