@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -208,3 +209,39 @@ class TaskCgroup:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._procs = self._events = None
+
+
+_STALE = re.compile(r"^ferry-.+-(\d+)-[0-9a-f]{8}$")
+
+
+def remove_stale(parent: Path) -> int:
+    """Remove the empty task cgroups under `parent` whose creator (the pid in their name) is
+    dead: a runner killed with SIGKILL cannot remove its own. A populated one is left alone:
+    its processes are ended by whoever runs the task again (the task's ledger). How many went."""
+    removed = 0
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return 0
+    for name in names:
+        match = _STALE.match(name)
+        if match is None or _alive(int(match.group(1))):
+            continue  # not ours, or its creator (or a process reusing its pid) runs
+        try:
+            os.rmdir(parent / name)  # fails (EBUSY) when populated or holding a child cgroup
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if not 0 < pid < 1 << 22:  # beyond any pid_max: a name that only looks like ours
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

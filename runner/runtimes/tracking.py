@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runner.errors import RuntimeUnavailable
-from runner.runtimes.cgroup import CgroupError, TaskCgroup, own_cgroup
+from runner.runtimes.cgroup import CgroupError, TaskCgroup, own_cgroup, remove_stale
 from runner.runtimes.ledger import Ledger
 from runner.runtimes.proctree import ProcessFinder, TreeKiller
 
@@ -70,6 +70,8 @@ class CgroupHome:
                 self._decided = True
                 if self.mode != Tracking.SESSION:
                     self._parent, self._why = _probe()
+                    if self._parent is not None:
+                        remove_stale(self._parent)
         if self._parent is None and self.mode == Tracking.CGROUP:
             raise RuntimeUnavailable(f"process tracking 'cgroup' is required but {self._why}")
         return self._parent
@@ -110,7 +112,10 @@ class TaskProcesses:
         self.cgroup: TaskCgroup | None = None
         parent = home.parent()
         if parent is not None:
-            name = _UNSAFE.sub("-", f"ferry-{task_id}"[:96]) + f"-{os.urandom(4).hex()}"
+            # The creator's pid in the name: an empty cgroup of a dead creator is removed by the
+            # next Ferry process that tracks steps here (`remove_stale`).
+            name = (_UNSAFE.sub("-", f"ferry-{task_id}"[:96])
+                    + f"-{os.getpid()}-{os.urandom(4).hex()}")
             try:
                 self.cgroup = TaskCgroup.create(parent, name)
             except CgroupError as exc:

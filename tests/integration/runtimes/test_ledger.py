@@ -15,6 +15,7 @@ import pytest
 
 from runner.cli.leftovers import TRACKING_VAR, end_leftover_processes, tracking_from
 from runner.errors import ConfigError
+from runner.runtimes.cgroup import TaskCgroup, remove_stale
 from runner.runtimes.ledger import Ledger, boot_id, boottime, read, sweep
 from runner.runtimes.tracking import CgroupHome, Tracking
 from tests.helpers import IN_CI, wait_until
@@ -137,3 +138,31 @@ def test_ferry_run_leaves_no_ledger_or_cgroup(tmp_path: Path) -> None:
     if parent is not None:
         for task_id in doc["tasks"]:
             assert list(parent.glob(f"ferry-{task_id}-*")) == [], "the task's cgroup was left"
+
+
+def test_empty_cgroups_of_dead_runners_are_removed() -> None:
+    """A runner killed with SIGKILL leaves its task cgroups; the next one removes the empty
+    ones, never a live runner's and never one that still holds processes."""
+    parent = CgroupHome(Tracking.AUTO).parent()
+    if parent is None:
+        if IN_CI:
+            pytest.fail("CI runs as root: it must have cgroups")
+        pytest.skip("no writable cgroup v2 here")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    tag = uuid.uuid4().hex[:8]
+    stale = TaskCgroup.create(parent, f"ferry-t{tag}-{dead.pid}-{tag}")
+    live = TaskCgroup.create(parent, f"ferry-t{tag}-{os.getpid()}-{tag}")
+    busy = TaskCgroup.create(parent, f"ferry-u{tag}-{dead.pid}-{tag}")
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        busy.add(sleeper.pid)
+        remove_stale(parent)
+        assert not stale.path.exists()
+        assert live.path.exists() and busy.path.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        wait_until(lambda: not busy.populated(), message="the sleeper to leave its cgroup")
+        for cgroup in (live, busy):
+            cgroup.remove()
