@@ -188,8 +188,7 @@ class TaskRunner:
         try:
             text = keeper.take(None if self.shell else self.changed)
         except (StateError, OSError) as exc:  # the run goes on; the task's log says so
-            note = f"ferry: the change of this task could not be kept as a patch: {exc}\n"
-            self.store.backend.append_log(self.store.run_id, self.task_id, note.encode())
+            self.note(f"the change of this task could not be kept as a patch: {exc}")
             return
         if text:
             data = self.s.masker.text(text).encode("utf-8", "surrogateescape")
@@ -262,6 +261,8 @@ class TaskRunner:
         try:
             handle = runtime.open(spec)
             try:
+                for text in handle.notes:
+                    self.note(text)
                 return self.steps(handle, control, deadline)
             finally:
                 handle.close()
@@ -437,6 +438,12 @@ class TaskRunner:
                                                f"{pointer_escape(k)}", "value": v}
                          for k, v in values.items()]
         self.store.commit(ops)
+
+    def note(self, text: str) -> None:
+        """A line of Ferry's own in the task's log and output (`ferry: ...`), masked."""
+        line = "ferry: " + self.s.masker.text(text)
+        self.store.backend.append_log(self.store.run_id, self.task_id, (line + "\n").encode())
+        self._output_lines([line])
 
     def _output_lines(self, texts: list[str]) -> None:
         # Lines of one chunk arrived together: one timestamp for them all.

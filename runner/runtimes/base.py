@@ -97,6 +97,10 @@ class StepResult:
 class TaskHandle(Protocol):
     """An open task: a process context on the host, or one running container."""
 
+    notes: list[str]
+    """What opening the task did that its log must say (an earlier attempt's processes or
+    container ended before this attempt), one line each."""
+
     def path_for(self, host_path: Path) -> str:
         """The path a step process sees for a host path under the workspace or control dir."""
         ...

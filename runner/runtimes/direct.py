@@ -52,6 +52,7 @@ class DirectTask:
                  procs: TaskProcesses, fast_spawn: bool = True,
                  creds: Credentials | None = None) -> None:
         self._spec = spec
+        self.notes: list[str] = []
         self._creds = creds
         self._cwd = str(spec.workspace)
         self._fast = fast_spawn
@@ -249,8 +250,7 @@ class DirectRuntime:
     def open(self, spec: TaskSpec) -> DirectTask:
         """End what an earlier attempt of the task left running (its ledger), check the
         workspace exists, and return a handle for the task's steps."""
-        if spec.ledger is not None:
-            end_earlier_attempt(spec.ledger, self._grace)
+        notes = end_earlier_attempt(spec.ledger, self._grace) if spec.ledger is not None else []
         if not spec.workspace.is_dir():
             raise RuntimeUnavailable(f"workspace {spec.workspace} is not a directory")
         ledger = Ledger(spec.ledger, self.name) if spec.ledger is not None else None
@@ -260,8 +260,10 @@ class DirectRuntime:
             if ledger is not None:
                 ledger.close()
             raise
-        return DirectTask(spec, self._base_env, self._grace, procs, self._fast_spawn,
+        task = DirectTask(spec, self._base_env, self._grace, procs, self._fast_spawn,
                           self._creds)
+        task.notes = notes
+        return task
 
     def reap(self, active_run_ids: set[str]) -> int:
         """Host steps leave nothing behind once they return: nothing to reap."""

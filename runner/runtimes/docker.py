@@ -92,8 +92,8 @@ class DockerRuntime:
         """Check the policy, make sure the image is there, create and start the container."""
         settings = self._policy.resolve(spec.options, where=f"node '{spec.node_id}' runtime")
         client = self.client()
-        if spec.ledger is not None:
-            self._end_earlier_attempt(client.api, spec.ledger)
+        notes = (self._end_earlier_attempt(client.api, spec.ledger)
+                 if spec.ledger is not None else [])
         self._ensure_image(client, settings)
         api = client.api
         owner = self._default_user or host_user()
@@ -123,10 +123,12 @@ class DockerRuntime:
                 ledger.close()
             raise
         chown_to = owner if settings.user and settings.user != owner else None
-        return ContainerTask(api, container_id, workspace=spec.workspace,
+        task = ContainerTask(api, container_id, workspace=spec.workspace,
                              control_dir=spec.control_dir, grace_seconds=self._grace,
                              finder=self._finder, chown_to=chown_to, engine_name=self.name,
                              env=spec.env, ledger=ledger, mounts=spec.mounts)
+        task.notes = notes
+        return task
 
     @staticmethod
     def _create(api: Any, settings: ContainerSettings, spec: TaskSpec, labels: dict[str, str],
@@ -152,13 +154,14 @@ class DockerRuntime:
                                      f"{one_line(exc)}") from exc
         return container_id
 
-    def _end_earlier_attempt(self, api: Any, path: Path) -> None:
+    def _end_earlier_attempt(self, api: Any, path: Path) -> list[str]:
         """Remove the container an earlier attempt of the task recorded (killing what runs in
         it) and end its other recorded processes; RuntimeUnavailable when that fails, so the
-        task never runs while an earlier attempt of it still runs."""
+        task never runs while an earlier attempt of it still runs. Returns the log lines."""
         recorded = read_ledger(path)
         if recorded is None:
-            return
+            return []
+        notes = []
         for engine, name in recorded.containers:
             if engine != self.name:
                 continue
@@ -169,7 +172,10 @@ class DockerRuntime:
                     raise RuntimeUnavailable(
                         f"the container {name} of an earlier attempt of this task cannot be "
                         f"removed: {one_line(exc)}") from exc
-        end_earlier_attempt(path, self._grace)
+                continue
+            notes.append(f"removed the container {name} of an earlier attempt of this task, "
+                         "before running it again")
+        return notes + end_earlier_attempt(path, self._grace)
 
     def _ensure_image(self, client: Any, settings: ContainerSettings) -> None:
         """Apply the pull policy; RuntimeUnavailable names the image and the reason."""

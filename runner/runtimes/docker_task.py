@@ -55,6 +55,7 @@ class ContainerTask:
                  ledger: Ledger | None = None,
                  mounts: Sequence[Mount] = ()) -> None:
         self._api = api
+        self.notes: list[str] = []
         self._env = dict(env or {})
         """The task's variables, given to every exec (never to the container's config)."""
         self.container_id = container_id

@@ -252,18 +252,24 @@ def describe(ended: Ended) -> str:
     return "; ".join(parts + ended.problems)
 
 
-def end_earlier_attempt(path: Path, grace: float) -> None:
+def end_earlier_attempt(path: Path, grace: float) -> list[str]:
     """End every process an earlier attempt of this task recorded in its ledger at `path`
     (SIGTERM, `grace`, SIGKILL); RuntimeUnavailable when one survives: the task must not run
-    while an earlier attempt of it still runs."""
+    while an earlier attempt of it still runs. Returns what it did, one line each, for the
+    task's log (nothing when the earlier attempt left nothing running)."""
     recorded = read(path)
     if recorded is None:
-        return
+        return []
     ended = end_processes(recorded, grace)
     if not ended.clean:
         raise RuntimeUnavailable("processes of an earlier attempt of this task are still "
                                  f"running and cannot be stopped: {describe(ended)}")
     path.unlink(missing_ok=True)
+    if not ended.stopped:
+        return []
+    plural = "es" if ended.stopped != 1 else ""
+    return [f"ended {ended.stopped} process{plural} an earlier attempt of this task left "
+            "running, before running it again"]
 
 
 def sweep(paths: Iterable[Path], grace: float) -> list[Ended]:

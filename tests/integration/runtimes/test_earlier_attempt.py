@@ -127,6 +127,10 @@ def test_open_ends_the_earlier_attempt_first(tmp_path: Path, kind: str, tracking
             assert live == [], "the earlier attempt's container still exists"
         for path in recorded.cgroups:
             assert not Path(path).exists(), "the earlier attempt's cgroup was not removed"
+        # ... and what it ended is said (the engine writes these lines into the task's log)
+        expected = ("removed the container" if kind == "docker"
+                    else "an earlier attempt of this task left running")
+        assert any(expected in note for note in handle.notes), handle.notes
         result = handle.run_step(StepSpec(0, "s", ["/bin/sh", "-e", "-c", "true"], {}),
                                  lambda chunk: None, threading.Event())
         assert result.ok

@@ -258,3 +258,37 @@ def test_a_task_that_cannot_record_its_cancel_fails_the_execute_loudly(
     assert any("another task's thread failed too" in note
                for note in getattr(info.value, "__notes__", []))
     assert all(gone(pid) for pid in pids)
+
+
+class _NotingRuntime:
+    """The host runtime, but `open` reports that it ended an earlier attempt's processes."""
+
+    name = "direct"
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def open(self, spec: TaskSpec) -> Any:
+        handle = self.inner.open(spec)
+        handle.notes = ["ended 2 processes an earlier attempt of this task left running, "
+                        "before running it again"]
+        return handle
+
+    def reap(self, active_run_ids: set[str]) -> int:
+        return 0
+
+
+def test_what_opening_a_task_ended_is_in_its_log_and_output(tmp_path: Path) -> None:
+    executor, backend, sink = make_executor(tmp_path)
+    executor.runtimes["direct"] = _NotingRuntime(executor.runtimes["direct"])
+    run_id = executor.create_run(workflow("""
+version: "1"
+nodes:
+  - {id: again, steps: [{run: "echo step"}]}
+"""))
+    assert executor.execute(run_id) == RunStatus.COMPLETED
+    tid = one(backend.load(run_id), "again")["id"]
+    log = backend.read_log(run_id, tid).decode()
+    assert log.startswith("ferry: ended 2 processes an earlier attempt of this task left")
+    assert "step" in log
+    assert any(getattr(e, "line", "").startswith("ferry: ended 2 processes") for e in sink.events)
