@@ -140,6 +140,11 @@ def finish(core: Core, caller: Caller, run_id: str, req: FinishRequest) -> tuple
             ops.append(run_field_op("status", req.status))
         if RunStatus(req.status) in TERMINAL_RUN and not doc.get("ended_at"):
             ops.append(run_field_op("ended_at", runs.now_iso()))
+        if not external:  # pull_request nodes: their tasks' branches, recorded on the run
+            made = _branches(core, row, doc, run_id)
+            if made:
+                ops.append({"op": "add", "path": "/pull_requests",
+                            "value": [*(doc.get("pull_requests") or []), *made]})
         if ops:
             runs.server_diff(conn, core.docs, run_id, ops)
         if RunStatus(req.status) in TERMINAL_RUN:
@@ -153,6 +158,18 @@ def finish(core: Core, caller: Caller, run_id: str, req: FinishRequest) -> tuple
                 queue = "queued" if requeue else "paused"
             leases.release(conn, run_id, queue)
         return runs.to_info(runs.get_row(conn, run_id)), requeue
+
+
+def _branches(core: Core, row: Any, doc: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
+    """New branches of the run's `pull_request` tasks (`server_stub.branches`)."""
+    from server_stub.branches import new_branches
+
+    if not any(isinstance(n, dict) and n.get("pull_request")
+               for n in (doc.get("workflow") or {}).get("nodes") or []):
+        return []
+    repo = core.repos.locate(row["repo"])
+    return new_branches(repo, row["commit_sha"], doc,
+                        lambda log_id: core.logs.read(run_id, log_id, 0))
 
 
 def report(core: Core, caller: Caller, doc: dict[str, Any]) -> tuple[RunInfo, bool]:

@@ -232,7 +232,7 @@ class RunJob:
         from runner.workflow.validate import load_workflow
 
         # the codemod package is the workflow's directory in the checkout
-        return load_workflow(path, bundle=bundle)
+        return load_workflow(path, bundle=bundle, claimed=True)
 
     def _log_offsets(self, run_id: str, doc: dict[str, Any]) -> dict[str, int]:
         """The server's log length of every task that may write more output: unfinished tasks

@@ -109,7 +109,8 @@ class _Collector:
 
 
 def validate_source(text: str | bytes, source: str, *, strict: bool = False,
-                    for_run: bool = False, files: BundleFiles | None = None) -> Report:
+                    for_run: bool = False, files: BundleFiles | None = None,
+                    claimed: bool = False) -> Report:
     """Parse and validate `text` (named `source` in messages); never raises for bad input.
     `for_run`: the checks of a run about to be made (unknown keys that are not descriptive are
     errors). `files(path)`: whether a file exists in the workflow's directory (the codemod
@@ -118,7 +119,7 @@ def validate_source(text: str | bytes, source: str, *, strict: bool = False,
         doc = load_text(text, source)
     except WorkflowInvalid as exc:
         return Report(source, list(exc.problems))
-    return validate_document(doc, strict=strict, for_run=for_run, files=files)
+    return validate_document(doc, strict=strict, for_run=for_run, files=files, claimed=claimed)
 
 
 def bundle_files(directory: pathlib.Path) -> BundleFiles:
@@ -127,8 +128,10 @@ def bundle_files(directory: pathlib.Path) -> BundleFiles:
 
 
 def validate_document(doc: LoadedDocument, *, strict: bool = False,
-                      for_run: bool = False, files: BundleFiles | None = None) -> Report:
-    """Validate an already parsed document."""
+                      for_run: bool = False, files: BundleFiles | None = None,
+                      claimed: bool = False) -> Report:
+    """Validate an already parsed document (`claimed`: a run from a control plane, which
+    pushes `pull_request` branches)."""
     out = _Collector(doc)
     data: dict[str, Any] = doc.data
     for problem in doc.problems:
@@ -136,7 +139,7 @@ def validate_document(doc: LoadedDocument, *, strict: bool = False,
     facts = check_structure(data, out.add, files)
     check_references(data, facts, out.add)
     check_unknown_keys(data, out.add, strict, for_run)
-    if for_run:
+    if for_run and not claimed:
         _refuse_pull_requests(data, out)
     model = _schema(data, out)
     problems = sorted(out.problems, key=lambda p: (p.severity != "error", p.line or 0))
@@ -144,14 +147,14 @@ def validate_document(doc: LoadedDocument, *, strict: bool = False,
 
 
 def _refuse_pull_requests(data: dict[str, Any], out: _Collector) -> None:
-    """`pull_request`/`branch_name` would change what a run does (a branch pushed): refused
-    until Ferry does it, never ignored (upstream acts on them in its cloud mode only)."""
+    """`pull_request`/`branch_name` push a branch to the control plane's repository: a local
+    run has none, so it refuses them rather than ignore them."""
     nodes = data.get("nodes")
     for i, node in enumerate(nodes if isinstance(nodes, list) else []):
         for key in ("pull_request", "branch_name"):
             if isinstance(node, dict) and node.get(key) is not None:
-                out.add(("nodes", i, key), f"'{key}' is not run by Ferry yet (it would push "
-                        "a branch); remove it to run the workflow")
+                out.add(("nodes", i, key), f"'{key}' pushes a branch to a control plane's "
+                        "repository: submit the run with 'ferry submit' (or remove it)")
 
 
 def _summary(facts: Facts, data: dict[str, Any]) -> Summary:
@@ -265,22 +268,23 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path, tuple[Any, ...]]:
 
 
 def load_workflow(path: pathlib.Path, *, strict: bool = False,
-                  bundle: pathlib.Path | None = None) -> Workflow:
+                  bundle: pathlib.Path | None = None, claimed: bool = False) -> Workflow:
     """Load and validate a workflow file for a run; WorkflowInvalid lists every error (warnings
     pass; `load_report` also gives them). `bundle`: the directory its codemod steps' files are
     in (default: the file's own)."""
-    workflow = load_report(path, strict=strict, bundle=bundle).workflow
+    workflow = load_report(path, strict=strict, bundle=bundle, claimed=claimed).workflow
     assert workflow is not None
     return workflow
 
 
 def load_report(path: pathlib.Path, *, strict: bool = False,
-                bundle: pathlib.Path | None = None) -> Report:
+                bundle: pathlib.Path | None = None, claimed: bool = False) -> Report:
     """Load and validate a workflow file for a run (`for_run`): the report, whose workflow is
     set; WorkflowInvalid lists every error."""
     path = pathlib.Path(path)
     report = validate_source(read_source(path), str(path), strict=strict, for_run=True,
-                             files=bundle_files(bundle or path.absolute().parent))
+                             files=bundle_files(bundle or path.absolute().parent),
+                             claimed=claimed)
     if report.workflow is None:
         raise WorkflowInvalid(str(path), report.errors)
     return report

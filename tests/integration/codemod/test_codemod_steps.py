@@ -216,12 +216,13 @@ def test_commit_checkpoints(tmp_path: Path) -> None:
     assert git(project, "log", "--format=%s").splitlines() == ["codemod src/a", "base"]
 
 
-def test_pull_request_is_refused_at_run_time(tmp_path: Path) -> None:
+def test_pull_request_needs_a_control_plane(tmp_path: Path) -> None:
     workflow = JSSG.replace("    name: Apply\n", "    name: Apply\n    pull_request: "
                                                   "{title: t}\n")
     code, diff, out, _ = _run(tmp_path, workflow)
     assert code == 2, out
-    assert "'pull_request' is not run by Ferry yet" in out
+    assert ("'pull_request' pushes a branch to a control plane's repository: submit the run "
+            "with 'ferry submit'") in out
     assert diff == ""
 
 

@@ -5,6 +5,8 @@ directory as the codemod package."""
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +77,63 @@ def test_only_a_runner_with_the_engine_claims_codemod_runs(server: Server,
     git(work, "apply", str(tmp_path / "run.patch"))
     assert (work / "src" / "a.ts").read_text() == "const a = 1\n"
     assert changes(work).count("diff --git") == 1
+
+
+PR_WORKFLOW = """\
+version: "1"
+nodes:
+  - id: plan
+    name: Plan
+    steps:
+      - name: shard
+        shard: {method: {type: directory, max_files_per_shard: 5}, target: src,
+                output_state: shards, file_pattern: "**/*.ts"}
+  - id: apply
+    name: Apply
+    depends_on: [plan]
+    strategy: {type: matrix, from_state: shards}
+    branch_name: "cm-${{ matrix.name }}-${{ task.signature }}"
+    pull_request: {title: "var to const (${{ matrix.name }})", body: "by Ferry"}
+    steps:
+      - name: transform
+        js-ast-grep: {js_file: scripts/codemod.ts}
+"""
+
+
+def test_pull_request_nodes_push_one_branch_per_task(server: Server, make_daemon: Any) -> None:
+    binary = codemod_cli().path
+    files = {"cm/workflow.yaml": PR_WORKFLOW, "cm/scripts/codemod.ts": SCRIPT,
+             "src/api/a.ts": "var a = 1;\n", "src/web/w.ts": "var w = 2;\n",
+             "src/web/x.ts": "let x = 3;\n"}
+    base = server.repo("cm", files)
+    run_id = server.submit("cm", "cm/workflow.yaml")
+    daemon = make_daemon(server, "codemod")
+    daemon.register()
+    daemon.start("--once", env={"FERRY_CODEMOD_BIN": str(binary)})
+    assert daemon.wait(120) == 0, daemon.log()[-3000:]
+    doc = server.run(run_id)
+    assert doc["status"] == "Completed"
+    prs = sorted(doc["pull_requests"], key=lambda p: p["branch"])
+    assert [p.get("error") for p in prs] == [None, None], prs
+    names = [p["branch"].rsplit("-", 1)[0] for p in prs]
+    assert names == ["cm-api-0", "cm-web-0"]
+    for pr in prs:
+        sig = hashlib.sha256(pr["task"].encode()).hexdigest()[:8]
+        assert pr["branch"].endswith(sig) and pr["body"] == "by Ferry"
+    repo = server.repos / "cm.git"
+
+    def show(ref: str, path: str) -> str:
+        return subprocess.run(["git", "--git-dir", str(repo), "show", f"{ref}:{path}"],
+                              capture_output=True, text=True, check=True).stdout
+
+    api, web = prs
+    # each branch: the run's commit plus that task's change only
+    assert show(api["branch"], "src/api/a.ts") == "const a = 1\n"
+    assert show(api["branch"], "src/web/w.ts") == "var w = 2;\n"
+    assert show(web["branch"], "src/web/w.ts") == "const w = 2\n"
+    assert show(web["branch"], "src/api/a.ts") == "var a = 1;\n"
+    parent = subprocess.run(["git", "--git-dir", str(repo), "rev-parse", f"{web['branch']}^"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert parent == base
+    assert show(web["commit"], "src/web/x.ts") == "let x = 3;\n"
+    assert [p["title"] for p in prs] == ["var to const (api-0)", "var to const (web-0)"]
