@@ -194,7 +194,7 @@ every Ferry run's diff equal to the reference's. Speed-up = reference median / m
 - `ferry run --max-parallel 2`, and a run submitted to `ferry-server` and executed by 1 and by
   2 daemons (`--concurrency 1`), submit -> Completed.
 - 2 daemons: a run is claimed by one runner and all its tasks run there; spreading one run's
-  tasks over several runners is issue 16 (task-level distribution), not built yet, so the
+  tasks over several runners (task-level distribution) is not built yet, so the
   second daemon stays idle and the figure is the 1-daemon one. Near-linear scaling with
   daemons waits for it.
 
