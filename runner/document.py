@@ -177,10 +177,12 @@ def state_set_op(key: str, value: Any) -> Op:
 
 
 def task_label(doc: dict[str, Any], task: dict[str, Any]) -> str:
-    """How Butterflow's transcripts name a task: `node` or `node, team: frontend` for a child."""
+    """How Butterflow's transcripts name a task: `node` or `node, team: frontend` for a child.
+    A shard's bookkeeping (`_meta_files`, `_meta_shard`) is left out: its `name` says which."""
     if task.get("matrix"):
-        items = ", ".join(f"{k}: {_plain(v)}" for k, v in task["matrix"].items())
-        return f"{task['node_id']}, {items}"
+        items = ", ".join(f"{k}: {_plain(v)}" for k, v in task["matrix"].items()
+                          if not str(k).startswith("_meta_"))
+        return f"{task['node_id']}, {items}" if items else str(task["node_id"])
     return str(task["node_id"])
 
 

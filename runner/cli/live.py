@@ -33,6 +33,11 @@ def _matrix_title(matrix: dict[str, Any]) -> str:
     """`Team frontend` for {"team": "frontend"}, as Butterflow's matrix block writes it."""
     parts = []
     for key, value in matrix.items():
+        if key == "_meta_files" and isinstance(value, list):  # a shard's files: how many
+            parts.append(f"{len(value)} file{'s' if len(value) != 1 else ''}")
+            continue
+        if key.startswith("_meta_"):
+            continue
         text = value if isinstance(value, str) else json.dumps(value)
         parts.append(f"{key[:1].upper()}{key[1:]} {text}")
     return ", ".join(parts) or "Item"

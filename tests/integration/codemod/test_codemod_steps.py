@@ -192,6 +192,9 @@ nodes:
     code, diff, out, _project = _run(tmp_path, workflow, params={"size": "5"})
     assert code == 0, out
     assert "[plan] Evaluated 4 files into 3 shards" in out
+    # a shard's task is named by its shard, not by its list of files
+    assert "  [apply, name: a-0, directory: a] Modified file: src/a/one.ts" in out
+    assert "  - Name a-0, 1 file, Directory a:" in out
     # each shard's task changed its own files only (b/three.tsx is in no shard)
     assert "src/b/three.tsx" not in diff and "src/a/one.ts" in diff and "src/b/two.ts" in diff
     assert "src/.hidden.ts" in diff and "src/gen.generated.ts" in diff
