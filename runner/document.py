@@ -4,11 +4,14 @@ A run is one JSON object (a plain dict, so that RFC 6902 diffs apply to it direc
 
     {
       "id": uuid4, "name": str, "workflow": {...}, "workflow_digest": "sha256:...",
-      "workflow_path": str | None, "params": {str: str},
+      "workflow_path": str | None,
+      "params": {str: value},  # typed by params.schema; a secret param's value is "***"
       "status": RunStatus, "created_at": iso8601, "started_at": iso | None, "ended_at": iso | None,
       "cancel_requested": bool, "error": str | None,
       "tasks": {task_id: Task},
-      "state": {...}           # the workflow state written by steps ($STATE_OUTPUTS)
+      "state": {...},          # the workflow state written by steps ($STATE_OUTPUTS)
+      "warnings": [str],       # optional: what validation warned about when the run was made
+      "bundle_path": str       # optional: the workflow file's directory (steps' CODEMOD_PATH)
     }
 
     Task = {
@@ -37,6 +40,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -203,3 +207,24 @@ def patch_order(doc: dict[str, Any], task_id: str | None = None) -> list[str]:
 def patch_log_id(task_id: str) -> str:
     """The log a task's patch is kept in (next to the task's own log)."""
     return f"{task_id}.patch"
+
+
+def retry_failed_ops(doc: Mapping[str, Any]) -> tuple[list[Op], list[str]]:
+    """The operations that make a Failed run's failed and blocked tasks Pending again, and the
+    ids of those tasks (matrix masters are reset too, their children decide their status)."""
+    ops: list[Op] = []
+    reset: list[str] = []
+    broken = (TaskStatus.FAILED.value, TaskStatus.BLOCKED.value)
+    for tid, task in (doc.get("tasks") or {}).items():
+        if task.get("status") not in broken:
+            continue
+        ops += [task_field_op(tid, "status", TaskStatus.PENDING.value),
+                task_field_op(tid, "error", None), task_field_op(tid, "ended_at", None),
+                task_field_op(tid, "step", None)]
+        if task.get("skipped"):
+            ops.append(task_field_op(tid, "skipped", []))
+        if not task.get("master"):
+            reset.append(tid)
+    ops += [run_field_op("status", RunStatus.PENDING.value), run_field_op("error", None),
+            run_field_op("ended_at", None)]
+    return ops, reset

@@ -86,6 +86,18 @@ async def trigger_all(run_id: RunId, core: CoreDep, notifier: NotifierDep,
     return info
 
 
+@router.post("/runs/{run_id:run_id}/retry-failed", response_model=RunInfo,
+             responses=errors(403, 404, 409))
+async def retry_failed(run_id: RunId, core: CoreDep, notifier: NotifierDep,
+                       changes: ChangesDep, _: AdminDep) -> RunInfo:
+    """Re-run a Failed run's failed and blocked tasks (its completed ones are kept): the run
+    goes back to the queue and any runner resumes it."""
+    info = await run_in_threadpool(users.retry_failed, core, run_id)
+    await notifier.notify()
+    await changes.notify()
+    return info
+
+
 @router.get("/runs/{run_id:run_id}/patch",
             responses={200: {"content": {"text/x-diff": {}},
                              "description": "the change as a patch for git apply"},

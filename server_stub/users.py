@@ -17,16 +17,15 @@ from runner.document import (
     patch_log_id,
     patch_order,
     pointer_escape,
+    retry_failed_ops,
     run_field_op,
 )
-from runner.secrets.params import secret_param_names, split_params
-from runner.secrets.values import MIN_SECRET_LENGTH
 from server_stub import admin_store, runs
 from server_stub.admin_store import API_ACTOR
 from server_stub.auth import ADMIN, Caller
 from server_stub.core import Core
 from server_stub.errors import ApiError, not_found
-from server_stub.validation import raw_workflow, required_labels, validated_workflow
+from server_stub.validation import required_labels, validated_run
 
 MAX_WORKFLOW_BYTES = 4 * 1024 * 1024
 
@@ -44,20 +43,19 @@ def create_run(core: Core, req: CreateRunRequest, who: str = API_ACTOR) -> RunIn
         return core.repos.is_file(req.repo, commit, posixpath.normpath(
             posixpath.join(folder, rel)))
 
-    workflow = validated_workflow(text, req.workflow_path, exists)
+    checked = validated_run(text, req.workflow_path, req.params, strict=req.strict,
+                            files=exists)
+    workflow = checked.workflow
     # a run with codemod steps goes only to runners that have the Codemod CLI
     labels = [*req.labels, *(x for x in required_labels(workflow) if x not in req.labels)]
     # as `ferry run` names it: the workflow's name, else the file name without its extension
     name = str(workflow.get("name") or PurePosixPath(req.workflow_path).stem)
     # Params the workflow declares secret are kept encrypted, never in the document.
-    params, hidden = split_params(req.params, secret_param_names(raw_workflow(text,
-                                                                              req.workflow_path)))
-    for key, value in hidden.items():
-        if len(value.strip()) < MIN_SECRET_LENGTH:
-            raise ApiError(422, "invalid_request", f"param {key} is declared secret: a value "
-                           f"shorter than {MIN_SECRET_LENGTH} characters is refused")
-    doc = new_run(workflow, name=name, params=params, created_at=runs.now_iso(),
+    hidden = checked.secret
+    doc = new_run(workflow, name=name, params=checked.params, created_at=runs.now_iso(),
                   workflow_path=req.workflow_path)
+    if checked.warnings:  # kept with the run: `ferry status` and the runner show them
+        doc["warnings"] = checked.warnings
     with core.tx() as conn:
         runs.insert(conn, doc, repo=req.repo, commit=commit, workflow_path=req.workflow_path,
                     labels=labels, queue="queued")
@@ -172,6 +170,24 @@ def trigger(core: Core, run_id: str, task_ids: list[str] | None,
         admin_store.audit(conn, who, "trigger-all" if everything else "trigger", run_id=run_id,
                           at=runs.now_iso(), detail=names)
         return runs.to_info(runs.get_row(conn, run_id)), requeue
+
+
+def retry_failed(core: Core, run_id: str, who: str = API_ACTOR) -> RunInfo:
+    """A Failed run's failed and blocked tasks back to Pending, the run back to the queue (a
+    new attempt: the runner that claims it resumes from the document); 409 unless Failed."""
+    with core.tx(run_id) as conn:
+        row = runs.get_row(conn, run_id)
+        doc = core.docs.get(conn, run_id)
+        if row["queue"] != "done" or doc.get("status") != RunStatus.FAILED.value:
+            raise ApiError(409, "not_failed", f"run {run_id} is {doc.get('status')}: only a "
+                           "Failed run's failed tasks can be run again")
+        ops, reset = retry_failed_ops(doc)
+        runs.server_diff(conn, core.docs, run_id, ops)
+        conn.execute("UPDATE runs SET queue = 'queued', final = 0, revivable = 0,"
+                     " lease_expires = NULL WHERE id = ?", (run_id,))
+        admin_store.audit(conn, who, "retry-failed", run_id=run_id, at=runs.now_iso(),
+                          detail=f"{len(reset)} task(s) to run again")
+        return runs.to_info(runs.get_row(conn, run_id))
 
 
 def read_log(core: Core, caller: Caller, run_id: str, task: str, offset: int) -> bytes:

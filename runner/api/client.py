@@ -161,6 +161,10 @@ class ControlClient:
         """Trigger every AwaitingTrigger task of a run."""
         return self._model("POST", f"/runs/{_seg(run_id)}/trigger-all", RunInfo)
 
+    def retry_failed(self, run_id: str) -> RunInfo:
+        """Re-run a Failed run's failed and blocked tasks (re-queues it)."""
+        return self._model("POST", f"/runs/{_seg(run_id)}/retry-failed", RunInfo)
+
     # -- bytes -------------------------------------------------------------------------------
 
     def read_log(self, run_id: str, task_id: str, offset: int = 0) -> bytes:

@@ -121,6 +121,7 @@ class CreateRunRequest(_Body):
     workflow_path: str = Field(pattern=REPO_PATH_PATTERN, max_length=1000)
     params: dict[str, str] = Field(default_factory=dict)
     labels: list[str] = Field(default_factory=list, max_length=100)
+    strict: bool = Field(default=False, description="refuse the workflow on any warning")
 
 
 class RunInfo(BaseModel):
@@ -130,7 +131,8 @@ class RunInfo(BaseModel):
     repo: str
     commit: str
     workflow_path: str
-    params: dict[str, str]
+    params: dict[str, Any] = Field(description="typed by the workflow's params.schema; secret "
+                                               "values are ***")
     labels: list[str]
     status: str = Field(description="the run document's status")
     queue: Literal["queued", "leased", "paused", "done", "external"]
@@ -171,7 +173,8 @@ class ClaimedRun(BaseModel):
     repo: str
     commit: str
     workflow_path: str
-    params: dict[str, str]
+    params: dict[str, Any] = Field(description="typed by the workflow's params.schema; secret "
+                                               "values are ***")
     labels: list[str]
     attempt: int
 
@@ -258,7 +261,7 @@ REPORTED_RUN_SCHEMA: dict[str, Any] = {
     "properties": {"id": {"type": "string", "pattern": RUN_ID_PATTERN},
                    "workflow": {"type": "object"}, "status": {"type": "string"},
                    "tasks": {"type": "object"},
-                   "params": {"type": "object", "additionalProperties": {"type": "string"}}},
+                   "params": {"type": "object"}},
 }
 """What the server checks in a reported document (kept a plain dict on the wire: the document
 goes to the server exactly as the runner has it, `null` fields included)."""

@@ -50,7 +50,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     else:
         checks += dc.check_server(*target)
     checks += dc.check_engines(config, os.environ, args.image)
-    checks += dc.check_codemod(os.environ)
+    checks += dc.check_codemod(os.environ, config.runner.tools.codemod if config else None)
     checks += dc.check_processes(config, os.environ)
     checks += dc.check_disk(paths)
     checks += dc.check_journals(paths)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -200,29 +199,26 @@ def _image_check(image: str, clients: Mapping[str, Any]) -> Check:
                  "make its registry reachable and logged in (docker login)")
 
 
-def check_codemod(environ: Mapping[str, str]) -> list[Check]:
-    """The Codemod CLI (for workflows with codemod / ast-grep steps): `FERRY_CODEMOD_BIN`,
-    else `codemod` on PATH."""
-    given = environ.get(ENV_CODEMOD, "").strip()
-    if given:
-        path = Path(given)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            return [Check("codemod", FAIL, f"{ENV_CODEMOD}={given} is not an executable file",
-                          f"point {ENV_CODEMOD} at the codemod binary, or unset it")]
-        found: str | None = str(path)
-    else:
-        found = shutil.which("codemod", path=environ.get("PATH"))
-    if found is None:
-        return [Check("codemod", WARN, "the Codemod CLI is not found (codemod on PATH, or "
-                      f"{ENV_CODEMOD})", "only workflows with codemod or ast-grep steps need "
-                      "it: npm install -g codemod")]
+def check_codemod(environ: Mapping[str, str], configured: str | None = None) -> list[Check]:
+    """The Codemod CLI (for workflows with codemod / ast-grep steps), found as Ferry finds it
+    (`runner.codemod_cli`: `FERRY_CODEMOD_BIN`, `runner.tools.codemod`, `codemod` on PATH)."""
+    from runner.codemod_cli import NPM_PACKAGE, PINNED_VERSION, cli_version, find_codemod
+
     try:
-        done = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=20)
-        version = (done.stdout or done.stderr).strip().splitlines()[:1]
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return [Check("codemod", FAIL, f"{found} does not run: {exc}",
+        cli = find_codemod(environ, configured)
+    except ConfigError as exc:
+        return [Check("codemod", FAIL, str(exc), f"point {ENV_CODEMOD} (or runner.tools.codemod)"
+                      " at the codemod binary, or unset it")]
+    if cli is None:
+        return [Check("codemod", WARN, "the Codemod CLI is not found (codemod on PATH, "
+                      f"runner.tools.codemod or {ENV_CODEMOD})", "only workflows with codemod or "
+                      f"ast-grep steps need it: npm install {NPM_PACKAGE}@{PINNED_VERSION}")]
+    try:
+        version = cli_version(cli)
+    except ConfigError as exc:
+        return [Check("codemod", FAIL, str(exc),
                       f"reinstall it, or point {ENV_CODEMOD} at a working binary")]
-    return [Check("codemod", OK, f"{found}" + (f" ({version[0]})" if version else ""))]
+    return [Check("codemod", OK, f"{cli.path} (codemod {version}, from {cli.source})")]
 
 
 def check_disk(paths: Paths) -> list[Check]:

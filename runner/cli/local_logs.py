@@ -60,6 +60,7 @@ def show_logs(args: argparse.Namespace) -> int:
         else:
             tails = [_Tail(backend, run_id, t, f"[{task_label(doc, t)}] ")
                      for t in _tasks_in_order(doc)]
+            sys.stdout.write("".join(f"[run] {w}\n" for w in doc.get("warnings") or []))
         _drain(tails, final=not args.follow)
         if args.follow:
             _follow(backend, paths, run_id, doc, tails, single=bool(args.task))

@@ -52,6 +52,8 @@ def register(sub: Any) -> None:
                    help="a parameter (${{ params.KEY }}); repeatable")
     p.add_argument("--label", action="append", default=[], metavar="LABEL",
                    help="only runners with this label may run it (repeatable)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse the workflow on any warning of 'ferry validate' (unknown keys)")
     add_server_options(p, local=False)
     p.set_defaults(func=cmd_submit)
     for name in REMOTE_COMMANDS:
@@ -110,14 +112,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise UsageError(f"submit needs --server URL (or {ENV_SERVER})")
     try:
         request = CreateRunRequest(repo=args.repo, ref=args.ref, workflow_path=args.workflow,
-                                   params=parse_params(args.param), labels=args.label)
+                                   params=parse_params(args.param), labels=args.label,
+                                   strict=bool(getattr(args, "strict", False)))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = {"repo": "--repo", "ref": "--ref", "workflow_path": "--workflow"}.get(
             str(first["loc"][0]) if first["loc"] else "", "submit")
         raise UsageError(f"{where}: {first['msg']}") from None
+    client = _client(*target)
     try:
-        info = _client(*target).create_run(request)
+        info = client.create_run(request)
     except PermanentError as exc:
         body = exc.body if isinstance(exc.body, dict) else {}
         if exc.status == 422 and body.get("error") == "invalid_workflow":
@@ -126,11 +130,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
             print(f"ferry: error: {args.workflow} at {args.ref} is not a valid workflow",
                   file=sys.stderr)
             return ExitCode.USAGE
+        if exc.status == 422 and body.get("error") == "invalid_params":
+            for problem in body.get("problems") or []:
+                print(f"ferry: error: {problem.get('message')}", file=sys.stderr)
+            return ExitCode.USAGE
         if exc.status in (400, 404, 422):
             # an unknown repository, ref or path is a typo, not an outage (exit 6)
             reason = body.get("message") if isinstance(body.get("message"), str) else str(exc)
             raise UsageError(f"{reason} (on {target[0]})") from exc
         raise
+    # what `ferry validate` warns about, as `ferry run` prints it (kept with the run)
+    for warning in client.get_run(info.id).get("warnings") or []:
+        print(f"ferry: {warning}", file=sys.stderr)
     print(info.id)
     return 0
 
@@ -219,15 +230,21 @@ def remote_cancel(args: argparse.Namespace, client: ControlClient) -> int:
 
 
 def remote_resume(args: argparse.Namespace, client: ControlClient) -> int:
-    """`ferry resume --server`: trigger tasks; the server re-queues the run for a runner."""
+    """`ferry resume --server`: trigger tasks, or re-run a Failed run's failed ones
+    (`--retry-failed`); the server re-queues the run for a runner."""
     from runner.cli.backends import resolve_task
     from runner.errors import Conflict, UsageError
 
     if args.task and args.trigger_all:
         raise UsageError("give either -t TASK or --trigger-all, not both")
+    retry = bool(getattr(args, "retry_failed", False))
+    if retry and (args.task or args.trigger_all):
+        raise UsageError("--retry-failed re-runs a Failed run; it takes no -t or --trigger-all")
     doc = _load(client, args.id)
     try:
-        if args.trigger_all or not args.task:
+        if retry:
+            info = client.retry_failed(doc["id"])
+        elif args.trigger_all or not args.task:
             info = client.trigger_all(doc["id"])
         else:
             for ref in args.task:
@@ -235,7 +252,8 @@ def remote_resume(args: argparse.Namespace, client: ControlClient) -> int:
     except Conflict as exc:
         raise UsageError(str(exc)) from exc
     state = "queued for a runner" if info.queue == "queued" else f"{info.queue}"
-    print(f"Triggered; workflow run {info.id} is {state}.")
+    what = "Failed tasks reset" if retry else "Triggered"
+    print(f"{what}; workflow run {info.id} is {state}.")
     return 0
 
 
@@ -249,6 +267,8 @@ def remote_logs(args: argparse.Namespace, client: ControlClient) -> int:
     run_id = doc["id"]
     offsets: dict[str, int] = {}
     stop = threading.Event()
+    if not args.task:  # what validation warned about, kept with the run
+        sys.stdout.write("".join(f"[run] {w}\n" for w in doc.get("warnings") or []))
     while True:
         if args.task:
             tasks = [resolve_task(doc, args.task)]

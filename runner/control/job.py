@@ -181,6 +181,8 @@ class RunJob:
             self._metrics.inc("runs_errored")
             return ERROR
         backend.adopt(doc, lease=claim.lease.token, log_offsets=offsets)
+        for warning in doc.get("warnings") or []:  # what validation warned about the workflow
+            log.warning("workflow: %s", warning, extra=fields(run=run.id))
         try:
             # The server validated it when the run was queued; the engine runs the document's
             # copy. Checking again here catches a runner older than the workflow's features;

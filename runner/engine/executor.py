@@ -30,6 +30,7 @@ from runner.document import (
     RunStatus,
     TaskStatus,
     new_run,
+    retry_failed_ops,
     run_field_op,
     task_field_op,
     task_label,
@@ -276,27 +277,6 @@ class Executor:
                 self.emit(ev.RunFinished(run_id, self.clock(), RunStatus.CANCELED.value,
                                          "canceled"))
             return RunStatus(store.doc["status"])
-
-
-def retry_failed_ops(doc: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The operations that make a Failed run's failed and blocked tasks Pending again, and the
-    ids of those tasks (matrix masters are reset too, their children decide their status)."""
-    ops: list[dict[str, Any]] = []
-    reset: list[str] = []
-    broken = (TaskStatus.FAILED.value, TaskStatus.BLOCKED.value)
-    for tid, task in (doc.get("tasks") or {}).items():
-        if task.get("status") not in broken:
-            continue
-        ops += [task_field_op(tid, "status", TaskStatus.PENDING.value),
-                task_field_op(tid, "error", None), task_field_op(tid, "ended_at", None),
-                task_field_op(tid, "step", None)]
-        if task.get("skipped"):
-            ops.append(task_field_op(tid, "skipped", []))
-        if not task.get("master"):
-            reset.append(tid)
-    ops += [run_field_op("status", RunStatus.PENDING.value), run_field_op("error", None),
-            run_field_op("ended_at", None)]
-    return ops, reset
 
 
 def _find_task(tasks: Mapping[str, dict[str, Any]], task_id: str, run_id: str) -> dict[str, Any]:

@@ -220,10 +220,9 @@ def _rendered(name: str, script: str, env: dict[str, str]) -> Rendered:
 
 
 def task_env(node: Node, node_index: int, matrix: Mapping[str, Any] | None, ctx: Context, *,
-             run_id: str, task_id: str, bundle_path: str | None = None
-             ) -> tuple[dict[str, str], frozenset[str]]:
-    """The task-wide environment (node env resolved, matrix values, the run's ids and
-    CODEMOD_PATH) and the names in it that no step env may override."""
+             run_id: str, task_id: str) -> tuple[dict[str, str], frozenset[str]]:
+    """The task-wide environment (node env resolved, matrix values, the run's ids) and the
+    names no step env may override (those and the per-step variables)."""
     env: dict[str, str] = {}
     for key, value in node.env.items():
         env[key] = resolve(value, ctx, f"nodes[{node_index}].env.{key}")
@@ -235,8 +234,6 @@ def task_env(node: Node, node_index: int, matrix: Mapping[str, Any] | None, ctx:
         "CODEMOD_TASK_ID": task_id,
         "CODEMOD_WORKFLOW_RUN_ID": run_id,
     })
-    if bundle_path is not None:
-        fixed["CODEMOD_PATH"] = bundle_path
     env.update(fixed)
     return env, frozenset(fixed) | STEP_FILE_VARS
 
@@ -255,8 +252,8 @@ def task_runtime(workflow: Workflow, node: Node) -> RuntimeOptions:
     return RuntimeOptions()
 
 
-STEP_FILE_VARS = frozenset({"STATE_OUTPUTS", "TASK_OUTPUTS", "CODEMOD_STATE"})
-"""The per-step files the engine gives every step."""
+STEP_FILE_VARS = frozenset({"STATE_OUTPUTS", "TASK_OUTPUTS", "CODEMOD_STATE", "CODEMOD_PATH"})
+"""The per-step paths the engine gives every step (as the step's runtime sees them)."""
 
 
 INLINE_LIMIT = 32 * 1024

@@ -132,6 +132,9 @@ class TaskRunner:
                                if n.id == self.node_id)
         self.node: Node = setup.workflow.nodes[self.node_index]
         self.secret = secret_names(setup.workflow)
+        schema = setup.workflow.params.schema_ if setup.workflow.params else {}
+        self.secret_defaults = {name: prop.default for name, prop in schema.items()
+                                if name in self.secret and prop.default is not None}
         self.protected: frozenset[str] = frozenset()
         """Env names of the task no step env may set (matrix values, ids, files)."""
         self.skipped: list[dict[str, Any]] = []
@@ -218,8 +221,9 @@ class TaskRunner:
         ancestors = self.s.ancestors.get(self.node_id, frozenset())
         params = doc.get("params") or {}
         if self.secret or self.s.secret_params:  # the document holds masks: the values, or
-            # nothing (never the mask)
+            # the workflow's default, or nothing (never the mask)
             params = {k: v for k, v in params.items() if k not in self.secret}
+            params.update(self.secret_defaults)
             params.update(self.s.secret_params)
         return Context(matrix=self.matrix or {}, params=params,
                        env=self.s.host_env, state=doc.get("state") or {},
@@ -235,8 +239,7 @@ class TaskRunner:
         with self.store.lock:
             env, self.protected = task_env(self.node, self.node_index, self.matrix,
                                            self.context(), run_id=self.store.run_id,
-                                           task_id=self.task_id,
-                                           bundle_path=self.s.bundle_path)
+                                           task_id=self.task_id)
             if self.store.task(self.task_id).get("skipped"):
                 self.store.commit([task_field_op(self.task_id, "skipped", [])])
         self.skipped = []
@@ -324,6 +327,11 @@ class TaskRunner:
         files_env = {"STATE_OUTPUTS": handle.path_for(state_file.path),
                      "TASK_OUTPUTS": handle.path_for(task_file.path),
                      "CODEMOD_STATE": handle.path_for(state_input.path)}
+        if self.s.bundle_path:  # the workflow's directory, as the step's runtime sees it
+            try:
+                files_env["CODEMOD_PATH"] = handle.path_for(Path(self.s.bundle_path))
+            except ValueError:  # outside the workspace: not in a container's view
+                files_env["CODEMOD_PATH"] = self.s.bundle_path
         # Secrets are masked before the bytes go anywhere: log, journal, server, events.
         output = StepOutput(partial(self.store.backend.append_log, self.store.run_id,
                                     self.task_id), self._output_lines,

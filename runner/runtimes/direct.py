@@ -54,7 +54,7 @@ class DirectTask:
         self._spec = spec
         self.notes: list[str] = []
         self._creds = creds
-        self._cwd = str(spec.workspace)
+        self._cwd = str(host_workdir(spec))
         self._fast = fast_spawn
         # Encoded once per task; `_env` adds each step's variables (see runtimes.spawn).
         self._env_base = {os.fsencode(k): os.fsencode(v)
@@ -229,6 +229,16 @@ def _drain(pipe: int, sink: OutputSink) -> None:
         sink(data)
 
 
+def host_workdir(spec: TaskSpec) -> Path:
+    """The steps' directory on the host: `runtime.working_dir` (relative: inside the workspace),
+    else the workspace."""
+    working_dir = spec.options.working_dir
+    if not working_dir:
+        return spec.workspace
+    path = Path(working_dir)
+    return path if path.is_absolute() else spec.workspace / path
+
+
 class DirectRuntime:
     """Runs steps directly on the host, with `base_env` (the allowed part of the runner's
     environment: `runner.runtimes.stepenv`), as `creds` when given (a root runner's step
@@ -253,6 +263,10 @@ class DirectRuntime:
         notes = end_earlier_attempt(spec.ledger, self._grace) if spec.ledger is not None else []
         if not spec.workspace.is_dir():
             raise RuntimeUnavailable(f"workspace {spec.workspace} is not a directory")
+        workdir = host_workdir(spec)
+        if not workdir.is_dir():
+            raise RuntimeUnavailable(f"node '{spec.node_id}' runtime.working_dir: {workdir} is "
+                                     "not a directory")
         ledger = Ledger(spec.ledger, self.name) if spec.ledger is not None else None
         try:
             procs = TaskProcesses(self.cgroups, self._finder, ledger, spec.task_id)

@@ -18,6 +18,7 @@ from typing import Any
 
 from runner.errors import RuntimeUnavailable
 from runner.runtimes.base import TaskSpec
+from runner.runtimes.container_options import ContainerOptions
 from runner.runtimes.docker_task import (
     CONTROL_MOUNT,
     WORKSPACE_MOUNT,
@@ -43,6 +44,36 @@ ClientFactory = Callable[[], Any]
 """Returns a `docker.DockerClient` (e.g. `docker.from_env`); called once, lazily."""
 
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+def host_extras(extra: ContainerOptions) -> dict[str, Any]:
+    """The `runtime.options` that go in the container's host config (only those given)."""
+    import docker.types
+
+    out: dict[str, Any] = {}
+    if extra.shm_size:
+        out["shm_size"] = extra.shm_size
+    if extra.read_only:
+        out["read_only"] = True
+    if extra.tmpfs:
+        out["tmpfs"] = dict(extra.tmpfs)
+    if extra.cap_drop:
+        out["cap_drop"] = list(extra.cap_drop)
+    if extra.cap_add:
+        out["cap_add"] = list(extra.cap_add)
+    if extra.security_opt:
+        out["security_opt"] = list(extra.security_opt)
+    if extra.extra_hosts:
+        out["extra_hosts"] = dict(extra.extra_hosts)
+    if extra.ulimits:
+        out["ulimits"] = [docker.types.Ulimit(name=n, soft=s, hard=h) for n, s, h in extra.ulimits]
+    if extra.devices:
+        out["devices"] = list(extra.devices)
+    for key, arg in (("pid", "pid_mode"), ("ipc", "ipc_mode"), ("uts", "uts_mode"),
+                     ("userns", "userns_mode"), ("cgroupns", "cgroupns")):
+        if key in extra.namespaces:
+            out[arg] = extra.namespaces[key]
+    return out
 
 
 def _split_image(image: str) -> tuple[str, str]:
@@ -110,7 +141,8 @@ class DockerRuntime:
         host_config = api.create_host_config(
             binds=binds, init=True, network_mode=settings.network,
             mem_limit=settings.memory, nano_cpus=settings.nano_cpus,
-            pids_limit=settings.pids, privileged=settings.privileged)
+            pids_limit=settings.pids, privileged=settings.privileged,
+            **host_extras(settings.extra))
         name = _NAME_UNSAFE.sub("-", f"ferry-{spec.task_id[:13]}-{uuid.uuid4().hex[:6]}")
         # The name is on disk before the container exists: a later attempt removes it.
         ledger = Ledger(spec.ledger, self.name) if spec.ledger is not None else None
@@ -126,7 +158,8 @@ class DockerRuntime:
         task = ContainerTask(api, container_id, workspace=spec.workspace,
                              control_dir=spec.control_dir, grace_seconds=self._grace,
                              finder=self._finder, chown_to=chown_to, engine_name=self.name,
-                             env=spec.env, ledger=ledger, mounts=spec.mounts)
+                             env=spec.env, ledger=ledger, mounts=spec.mounts,
+                             workdir=settings.working_dir or WORKSPACE_MOUNT)
         task.notes = notes
         return task
 
@@ -134,13 +167,14 @@ class DockerRuntime:
     def _create(api: Any, settings: ContainerSettings, spec: TaskSpec, labels: dict[str, str],
                 user: str, name: str, host_config: Any) -> str:
         """Create and start the task's container; its id."""
+        workdir = settings.working_dir or WORKSPACE_MOUNT
         try:
             # No environment here: the create config is what `docker inspect` shows, and the
             # task's variables may hold secrets. Every exec gets them instead.
             created = api.create_container(
                 settings.image, command=IDLE_COMMAND,
-                working_dir=WORKSPACE_MOUNT, labels=labels, user=user, name=name,
-                host_config=host_config, detach=True)
+                working_dir=workdir, labels=labels, user=user, name=name,
+                hostname=settings.extra.hostname, host_config=host_config, detach=True)
         except Exception as exc:
             raise RuntimeUnavailable(f"cannot create a container from image {settings.image}: "
                                      f"{one_line(exc)}") from exc

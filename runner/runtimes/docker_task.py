@@ -53,7 +53,7 @@ class ContainerTask:
                  grace_seconds: float, finder: ProcessFinder, chown_to: str | None,
                  engine_name: str, env: Mapping[str, str] | None = None,
                  ledger: Ledger | None = None,
-                 mounts: Sequence[Mount] = ()) -> None:
+                 mounts: Sequence[Mount] = (), workdir: str = WORKSPACE_MOUNT) -> None:
         self._api = api
         self.notes: list[str] = []
         self._env = dict(env or {})
@@ -67,6 +67,7 @@ class ContainerTask:
         self._engine = engine_name
         self._ledger = ledger
         self._mounts = tuple(mounts)
+        self._workdir = workdir
         self._closed = False
         self._broken: str | None = None
         self._lock = threading.Lock()
@@ -96,7 +97,7 @@ class ContainerTask:
             exec_id = self._api.exec_create(
                 self.container_id, [*STEP_WRAPPER, *step.argv], stdout=True, stderr=True,
                 tty=False, environment=[f"{k}={v}" for k, v in env.items()],
-                workdir=WORKSPACE_MOUNT)["Id"]
+                workdir=self._workdir)["Id"]
             stream = self._api.exec_start(exec_id, stream=True, demux=False)
         except Exception as exc:
             return StepResult(exit_code=None, reason=f"{self._engine} exec failed: "

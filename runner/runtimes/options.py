@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from runner.errors import RuntimeRefused
+from runner.runtimes.container_options import ContainerOptions, parse_options
 from runner.workflow.model import PullPolicy
 from runner.workflow.model import Runtime as RuntimeOptions
 
@@ -63,6 +64,10 @@ class ContainerSettings:
     """None: run as the host user running Ferry (files in the workspace stay the user's)."""
     privileged: bool
     mounts: tuple[Mount, ...]
+    working_dir: str | None = None
+    """The steps' directory in the container (None: the workspace mount)."""
+    extra: ContainerOptions = field(default_factory=ContainerOptions)
+    """What `runtime.options` added (the allow-listed `docker run` options)."""
 
 
 @dataclass(frozen=True)
@@ -92,22 +97,25 @@ class ContainerPolicy:
                 fnmatch.fnmatchcase(image, pattern) for pattern in self.allowed_images):
             raise RuntimeRefused(f"{where}.image: image '{image}' is not allowed by the runner "
                                  f"config (allowed: {', '.join(self.allowed_images) or 'none'})")
+        extra = parse_options(options.options, allow_privileged=self.allow_privileged,
+                              allow_mounts=self.allow_mounts, where=f"{where}.options")
         if options.privileged and not self.allow_privileged:
             raise RuntimeRefused(f"{where}.privileged: privileged containers are refused by the "
                                  "runner config (allow_privileged is false)")
         if options.mounts and not self.allow_mounts:
             raise RuntimeRefused(f"{where}.mounts: extra host mounts are refused by the runner "
                                  "config (allow_mounts is false)")
-        network = options.network or self.network
+        network = options.network or extra.network or self.network
         if (options.network and self.allowed_networks is not None
                 and options.network not in self.allowed_networks):
             raise RuntimeRefused(f"{where}.network: network '{options.network}' is not allowed "
                                  "by the runner config")
-        memory = options.memory if options.memory is not None else self.memory
-        cpus = options.cpus if options.cpus is not None else self.cpus
+        memory = next((m for m in (options.memory, extra.memory, self.memory) if m is not None),
+                      None)
+        cpus = next((c for c in (options.cpus, extra.cpus, self.cpus) if c is not None), None)
         if cpus is not None and cpus <= 0:
             raise RuntimeRefused(f"{where}.cpus: must be greater than zero")
-        pids = options.pids if options.pids is not None else self.pids
+        pids = next((p for p in (options.pids, extra.pids, self.pids) if p is not None), None)
         if pids is not None and pids <= 0:
             raise RuntimeRefused(f"{where}.pids: must be greater than zero")
         return ContainerSettings(
@@ -117,7 +125,19 @@ class ContainerPolicy:
             memory=parse_memory(memory, f"{where}.memory") if memory is not None else None,
             nano_cpus=int(cpus * 1e9) if cpus is not None else None,
             pids=pids,
-            user=options.user,
-            privileged=options.privileged,
-            mounts=tuple(parse_mount(text) for text in options.mounts),
+            user=options.user or extra.user,
+            privileged=options.privileged or extra.privileged,
+            mounts=tuple(parse_mount(text) for text in [*options.mounts, *extra.binds]),
+            working_dir=container_workdir(options.working_dir or extra.workdir),
+            extra=extra,
         )
+
+
+def container_workdir(working_dir: str | None) -> str | None:
+    """`runtime.working_dir` in a container: absolute as given, relative under the workspace
+    mount (None: the workspace mount itself)."""
+    if not working_dir:
+        return None
+    if working_dir.startswith("/"):
+        return working_dir
+    return f"/workspace/{working_dir.strip('/')}"

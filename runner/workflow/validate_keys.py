@@ -92,8 +92,9 @@ def check_unknown_keys(data: dict[str, Any], add: Add, strict: bool, for_run: bo
         for key in value:
             if key in known or (kind, key) in _EXPLAINED:
                 continue
-            text = f"unknown key '{key}'{hint(str(key), known)}"
-            if strict or (for_run and kind not in _PASSED_ON and not is_descriptive(str(key))):
+            descriptive = is_descriptive(str(key))
+            text = f"unknown key '{key}'" + ("" if descriptive else hint(str(key), known))
+            if strict or (for_run and kind not in _PASSED_ON and not descriptive):
                 if not strict:
                     text += ("; Ferry does not know what it does, so it does not run the "
                              "workflow (remove it or fix its name)")

@@ -573,6 +573,21 @@ nodes:
                                                             ("m", "master"): "Completed"}),
                                                 d.output('m {"region":"us"}', ["region us"]),
                                                 d.exit_code(0))),)),
+    Case("scripts-next-to-the-workflow", """
+version: "1"
+nodes:
+  - id: setup
+    name: Setup (shell)
+    steps:
+      - {name: Setup, run: $CODEMOD_PATH/scripts/setup.sh}
+  - id: cleanup
+    name: Cleanup (shell)
+    depends_on: [setup]
+    steps:
+      - {name: Cleanup, run: $CODEMOD_PATH/scripts/cleanup.sh}
+""", ("engine-variables",), files={
+        "scripts/setup.sh": "#!/bin/sh\necho \"setting up in $(basename \"$CODEMOD_PATH\")\"\n",
+        "scripts/cleanup.sh": "#!/bin/sh\necho 'cleaning up'\n"}),
     Case("shebang-script", """
 version: "1"
 nodes:

@@ -29,7 +29,11 @@ def _run_case(case: Case, engine: str, root: Path, binary: Path) -> tuple[Outcom
     workflow = work / "workflow.yaml"
     workflow.write_text(case.workflow)
     for name, text in case.files.items():
-        (work / name).write_text(text)
+        path = work / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        if name.endswith(".sh"):
+            path.chmod(0o755)
     started = time.monotonic()
     if engine == "reference":
         out = Reference(binary, home).run(workflow, work, list(case.steps),

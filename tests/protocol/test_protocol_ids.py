@@ -39,6 +39,7 @@ RUN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/runs/{run}/cancel", None),
     ("POST", "/runs/{run}/tasks/t/trigger", None),
     ("POST", "/runs/{run}/trigger-all", None),
+    ("POST", "/runs/{run}/retry-failed", None),
     ("GET", "/runs/{run}/logs/t", None),
     ("GET", "/runs/{run}/patch", None),
     ("GET", "/runs/{run}/audit", None),

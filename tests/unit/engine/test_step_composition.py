@@ -80,10 +80,8 @@ def test_matrix_values_plain_in_env_and_expressions() -> None:
     c = ctx(matrix=matrix)
     (planned,) = list(expand(wf, 1, lambda: c))
     assert render(planned, 0, lambda: c).script == 'echo "Processing region us-east"'
-    env, protected = task_env(wf.nodes[1], 1, matrix, c, run_id="R" * 36, task_id="T" * 36,
-                              bundle_path="/b")
+    env, protected = task_env(wf.nodes[1], 1, matrix, c, run_id="R" * 36, task_id="T" * 36)
     assert {"region", "n", "o", "CODEMOD_PATH", "STATE_OUTPUTS"} <= protected
-    assert env["CODEMOD_PATH"] == "/b"
     assert env["region"] == "us-east" and env["n"] == "3" and env["o"] == '{"a":true}'
     assert env["FERRY_TASK_ID"] == env["CODEMOD_TASK_ID"] == "T" * 36
     assert env["FERRY_RUN_ID"] == env["CODEMOD_WORKFLOW_RUN_ID"] == "R" * 36
