@@ -118,7 +118,7 @@ def test_runs_complete_exactly_once_through_a_30_percent_faulty_network(
             assert proxy.outcomes["500"] > 0 and proxy.outcomes["drop"] > 0
         for run_id in runs:
             doc = server.run(run_id)
-            assert doc["status"] == "Completed", (run_id, doc["status"])
+            assert doc["status"] == "Completed", (run_id, doc["status"], doc.get("error"))
             assert doc["state"]["seen"] == ["first", "second"], run_id
         done = lines(side / "second-done")
         assert sorted(done) == sorted(f"second {r}" for r in runs), "a run executed twice"
