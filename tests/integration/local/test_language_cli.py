@@ -128,15 +128,19 @@ nodes:
 
 
 def test_resume_retry_failed_reruns_what_failed(ferry: Ferry, tmp_path: Path) -> None:
-    wf = _write(tmp_path, "flaky.yaml", FLAKY)
+    wf = _write(tmp_path, "flaky.yaml", FLAKY.replace("  - id: flaky\n",
+                                                      "  - id: flaky\n    notes: flaky\n"))
     proc = ferry("run", "-w", wf)
     assert proc.returncode == 1
+    warning = "Warning at nodes[1].notes: unknown key 'notes' (line 5)"
+    assert proc.stderr.splitlines() == [f"ferry: {warning}"]
     run_id = ferry.run_id(proc.stdout)
     plain = ferry("resume", "-i", run_id)
     assert plain.returncode == 2 and "use --retry-failed" in plain.stderr
     (ferry.workdir / "fixed").write_text("")
     again = ferry("resume", "-i", run_id, "--retry-failed")
     assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stderr.splitlines() == [f"ferry: {warning}"]  # resume says it again
     assert "Running 2 failed or blocked tasks again" in again.stdout
     assert (ferry.workdir / "ok.log").read_text() == "ok\n"
     assert (ferry.workdir / "flaky.log").read_text() == "try\ntry\n"

@@ -360,3 +360,18 @@ def test_a_narrow_terminal_wraps_the_footer_and_shows_queued_tasks(
     shown = screen(run.raw)
     assert not [line for line in shown if " | " in line or line.startswith("  > ")], shown
     assert shown[-1].endswith("Workflow completed")
+
+
+def test_a_skipped_step_is_shown_in_the_live_view(ferry: Ferry,
+                                                 pty_runs: list[PtyRun]) -> None:
+    wf = ferry.workdir / "skip.yaml"
+    wf.write_text('version: "1"\nnodes:\n  - id: a\n    steps:\n'
+                  '      - {name: first, run: echo first}\n'
+                  '      - {name: deploy, if: "false", run: echo deployed}\n')
+    run = PtyRun(ferry, "run", "-w", str(wf))
+    pty_runs.append(run)
+    assert run.finish() == 0
+    shown = screen(run.raw)
+    assert any(line.endswith("step 2 'deploy' skipped: condition 'false' is false")
+               for line in shown), shown
+    assert "  [a] deployed" not in shown
