@@ -296,11 +296,13 @@ def run_marks(conn: Conn, run_id: str) -> tuple[int, int]:
     return int(row["c"] or 0), int(row["n"] or 0)
 
 
-def list_marks(conn: Conn) -> tuple[int, int]:
-    """What changes when any run changes: (the newest run, the newest diff)."""
+def list_marks(conn: Conn) -> tuple[int, int, int]:
+    """What changes when any run changes: (the newest run, the newest diff, how many claims
+    were made: a claim changes a run's runner before its first diff)."""
     runs_seq = conn.execute("SELECT MAX(seq) AS s FROM runs").fetchone()["s"] or 0
     cursor = conn.execute("SELECT MAX(cursor) AS c FROM diffs").fetchone()["c"] or 0
-    return int(runs_seq), int(cursor)
+    claims = conn.execute("SELECT COUNT(*) AS n FROM leases").fetchone()["n"] or 0
+    return int(runs_seq), int(cursor), int(claims)
 
 
 def diff_rows(conn: Conn, run_id: str, limit: int) -> list[dict[str, Any]]:

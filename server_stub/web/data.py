@@ -30,7 +30,7 @@ class RunsPage:
     repo: str
     repos: list[str]
     runner_names: dict[str, str]
-    marks: tuple[int, int] = (0, 0)
+    marks: tuple[int, int, int] = (0, 0, 0)
 
     def query(self, page: int) -> str:
         """The list's query string for another page with the same filters."""
@@ -58,7 +58,7 @@ def runs_page(core: Core, status: str, repo: str, page: int) -> RunsPage:
                     repos=repos, runner_names=names, marks=marks)
 
 
-def list_marks(core: Core) -> tuple[int, int]:
+def list_marks(core: Core) -> tuple[int, int, int]:
     """The list's change marks (newest run, newest diff)."""
     with core.tx() as conn:
         return admin_store.list_marks(conn)

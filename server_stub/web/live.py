@@ -1,7 +1,8 @@
 """Live pages over Server-Sent Events: each stream waits on the server's change notifier (no
 polling), re-renders its fragments when what it shows moved, and sends them; the page's script
 swaps them in. A comment line every `KEEPALIVE` seconds keeps proxies from closing an idle
-stream (and refreshes what ages with time: "12s ago", running durations).
+stream; the runners list is also re-rendered then (its "12s ago" and online ages with time;
+running durations tick in the page's script).
 
     GET /runs/events?status=&repo=&page=     event `frag` {"id": "runs-body", "html": ...}
     GET /runs/{id}/events                     event `frag` for the header, actions, graph, tree,
@@ -112,7 +113,7 @@ async def runs_events(request: Request, status: Annotated[str, Query(max_length=
                                              session=session),
                 "runs-count": render.fragment("_runs_count.html", listing=listing)}
 
-    return _sse(_stream(request, marks, frags, refresh_on_keepalive=True))
+    return _sse(_stream(request, marks, frags))
 
 
 @router.get("/runs/{run_id:run_id}/events")
@@ -144,7 +145,7 @@ async def run_events(request: Request, run_id: RunId) -> StreamingResponse:
                 "run-history": render.fragment("_run_history.html", **context),
                 "run-audit": render.fragment("_run_audit.html", **context)}
 
-    return _sse(_stream(request, marks, frags, refresh_on_keepalive=True))
+    return _sse(_stream(request, marks, frags))
 
 
 @router.get("/runs/{run_id:run_id}/tasks/{task_id:task_id}/log/events")
