@@ -104,7 +104,7 @@ def to_svg(workflow: Workflow, statuses: Mapping[str, str] | None = None,
     name = title or workflow.name or "workflow"
     esc = html.escape
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" viewBox="0 0 {width} '
-           f'{height}" width="{width}" height="{height}" role="img" '
+           f'{height}" width="{width}" height="{height}" role="group" '
            f'aria-label="{esc(f"graph of {name}: {len(placed)} nodes")}">',
            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
            'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
