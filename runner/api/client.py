@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 from pydantic import BaseModel, ValidationError
@@ -70,12 +70,13 @@ class ControlClient:
         if base.endswith(API_PREFIX):
             base = base[: -len(API_PREFIX)]
         self.base_url = base
+        self.display_url = display_url(base)
         self.timeout = timeout
         self._session = session or requests.Session()
         self._auth = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}
 
     def __repr__(self) -> str:
-        return f"ControlClient({self.base_url!r})"
+        return f"ControlClient({self.display_url!r})"
 
     def close(self) -> None:
         """Close the underlying connection pool."""
@@ -264,9 +265,10 @@ class ControlClient:
                                          params=params, headers=headers, stream=stream,
                                          timeout=timeout or self.timeout)
         except requests.Timeout as exc:
-            raise TransientError(f"{where}: timed out") from exc
+            raise TransientError(f"{where}: the control plane at {self.display_url} did not "
+                                 f"answer within {timeout or self.timeout:g}s") from exc
         except requests.RequestException as exc:
-            raise TransientError(f"{where}: {_describe(exc)}") from exc
+            raise TransientError(f"{where}: {_describe(exc, self.display_url)}") from exc
         if resp.status_code >= 400:
             try:
                 raise error_for(resp.status_code, resp.content, where)
@@ -324,8 +326,25 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _describe(exc: requests.RequestException) -> str:
+def display_url(url: str) -> str:
+    """`url` without a user or password (what messages and logs may show)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host + (f":{port}" if port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _describe(exc: requests.RequestException, url: str) -> str:
     if isinstance(exc, requests.ConnectionError):
-        return "cannot connect to the control plane" if "Connection refused" in str(exc) \
-            else f"connection failed ({type(exc).__name__})"
-    return type(exc).__name__
+        why = "connection refused" if "Connection refused" in str(exc) else type(exc).__name__
+        return f"cannot connect to the control plane at {url} ({why})"
+    return f"{type(exc).__name__} talking to the control plane at {url}"

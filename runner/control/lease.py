@@ -3,8 +3,10 @@
 Every heartbeat renews the lease; `cancel_requested` in the answer sets the run's cancel event
 (the executor terminates the tasks). A refused lease (409 lease_lost, 403, 404) means another
 attempt owns the run now: `lost` is set together with the cancel event, and the run's journal
-is kept. Transient failures only shorten the next wait: the run goes on offline and the
-server's grace period lets its journal be delivered later.
+is kept. Transient failures back off (the interval doubles per failure, up to a third of the
+TTL and at most 30 s) and are reported to the daemon's `Contact`, which says once that contact
+is lost: the run goes on offline and the server's grace period lets its journal be delivered
+later.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import threading
 from typing import Protocol
 
 from runner.api.protocol import HeartbeatResponse
+from runner.control.contact import Contact
 from runner.control.logs import fields
 from runner.control.metrics import DaemonMetrics
 from runner.errors import ControlPlaneError, LeaseLost, PermanentError, TransientError
 
 log = logging.getLogger("ferry.daemon")
+
+MAX_BACKOFF = 30.0
 
 
 class HeartbeatClient(Protocol):
@@ -35,7 +40,7 @@ class LeaseKeeper:
 
     def __init__(self, client: HeartbeatClient, run_id: str, lease: str, ttl: float, *,
                  cancel: threading.Event, metrics: DaemonMetrics | None = None,
-                 interval: float | None = None) -> None:
+                 interval: float | None = None, contact: Contact | None = None) -> None:
         self.run_id = run_id
         self._client = client
         self._lease = lease
@@ -45,6 +50,7 @@ class LeaseKeeper:
         self.lost = threading.Event()
         self.cancel_requested = threading.Event()
         self._metrics = metrics
+        self._contact = contact
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"ferry-lease-{run_id[:8]}",
                                         daemon=True)
@@ -59,11 +65,13 @@ class LeaseKeeper:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
-    def interval(self, failing: bool = False) -> float:
-        """Seconds to the next heartbeat: a third of the TTL, sooner while failing; jittered."""
+    def interval(self, failures: int = 0) -> float:
+        """Seconds to the next heartbeat: the configured interval (else a third of the TTL),
+        doubled per consecutive failure up to a third of the TTL (at most 30 s); jittered."""
         base = self._fixed_interval if self._fixed_interval is not None else self._ttl / 3
-        if failing:
-            base = base / 2
+        if failures:
+            cap = max(base, min(self._ttl / 3, MAX_BACKOFF))
+            base = min(cap, base * 2.0 ** min(failures, 16))
         return max(0.05, base * random.uniform(0.85, 1.0))
 
     def beat(self) -> str:
@@ -71,9 +79,7 @@ class LeaseKeeper:
         try:
             answer = self._client.heartbeat(self.run_id, self._lease)
         except TransientError as exc:
-            self._count("heartbeat_errors", ok=False)
-            log.warning("heartbeat failed, run goes on offline: %s", exc,
-                        extra=fields(run=self.run_id))
+            self._count("heartbeat_errors", ok=False, error=exc)
             return "failed"
         except (LeaseLost, PermanentError) as exc:
             # 409 lease_lost, 403 (not this runner's run any more), 404 (run gone)
@@ -81,8 +87,8 @@ class LeaseKeeper:
             self._lose(str(exc))
             return "lost"
         except ControlPlaneError as exc:
-            self._count("heartbeat_errors", ok=False)
-            log.warning("heartbeat failed: %s", exc, extra=fields(run=self.run_id))
+            self._count("heartbeat_errors", ok=False, error=exc)
+            log.warning("heartbeat refused: %s", exc, extra=fields(run=self.run_id))
             return "failed"
         self._count("heartbeats", ok=True)
         if answer.ttl > 0:
@@ -99,19 +105,27 @@ class LeaseKeeper:
         self.lost.set()
         self.cancel.set()
 
-    def _count(self, name: str, *, ok: bool) -> None:
-        if self._metrics is None:
-            return
-        self._metrics.inc(name)
-        if ok:
-            self._metrics.contact_ok()
-        else:
-            self._metrics.contact_failed()
+    def _count(self, name: str, *, ok: bool, error: BaseException | None = None) -> None:
+        if self._metrics is not None:
+            self._metrics.inc(name)
+        if self._contact is not None:
+            if ok:
+                self._contact.ok()
+            else:
+                self._contact.failed(error or name)
+        elif self._metrics is not None:
+            if ok:
+                self._metrics.contact_ok()
+            else:
+                self._metrics.contact_failed()
+        if error is not None:
+            log.debug("heartbeat failed, run goes on offline: %s", error,
+                      extra=fields(run=self.run_id))
 
     def _run(self) -> None:
-        failing = False
-        while not self._stop.wait(self.interval(failing)):
+        failures = 0
+        while not self._stop.wait(self.interval(failures)):
             outcome = self.beat()
             if outcome == "lost":
                 return
-            failing = outcome == "failed"
+            failures = failures + 1 if outcome == "failed" else 0

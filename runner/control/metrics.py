@@ -21,6 +21,8 @@ COUNTERS = {
     "claim_errors": "Claim requests that failed.",
     "heartbeats": "Lease heartbeats answered by the server.",
     "heartbeat_errors": "Lease heartbeats that failed.",
+    "records_delivered": "Journal records acknowledged by the control plane.",
+    "journals_set_aside": "Journals moved aside because the server refuses them for good.",
 }
 
 

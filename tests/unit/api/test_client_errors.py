@@ -68,8 +68,23 @@ def test_connection_error_is_transient_and_hides_the_token(client: ControlClient
 @responses.activate
 def test_timeout_is_transient(client: ControlClient) -> None:
     responses.post(API + "/runs/r1/heartbeat", body=requests.ReadTimeout("slow"))
-    with pytest.raises(TransientError, match="timed out"):
+    with pytest.raises(TransientError, match=r"http://cp\.test did not answer within 2s"):
         client.heartbeat("r1", "L1")
+
+
+def test_cannot_connect_names_the_url_without_credentials(tmp_path: Path) -> None:
+    # a real refused connection: nothing listens on a port we bound and closed
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = ControlClient(f"http://user:pa55word@127.0.0.1:{port}/prefix", TOKEN, timeout=2)
+    with pytest.raises(TransientError) as info:
+        client.claim([], wait=0)
+    text = str(info.value)
+    assert f"cannot connect to the control plane at http://127.0.0.1:{port}/prefix" in text
+    assert "pa55word" not in text and "user" not in text and TOKEN not in text
 
 
 @pytest.mark.parametrize("status", [401, 403])

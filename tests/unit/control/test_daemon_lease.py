@@ -3,9 +3,15 @@ the integration tests run it against the real stub server)."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 
+import pytest
+
+from runner.api.client import ControlClient
 from runner.api.protocol import HeartbeatResponse
+from runner.control.contact import Contact
 from runner.control.lease import LeaseKeeper
 from runner.control.metrics import DaemonMetrics
 from runner.errors import AuthError, LeaseLost, TransientError
@@ -81,7 +87,40 @@ def test_transient_errors_keep_the_run_going() -> None:
     assert metrics.unreachable_for() == 0.0  # a success clears the outage
 
 
-def test_interval_is_a_third_of_the_ttl_and_shorter_while_failing() -> None:
+def test_interval_is_a_third_of_the_ttl_and_backs_off_while_failing() -> None:
     keeper = LeaseKeeper(ScriptedServer(OK), "r", "t", 30, cancel=threading.Event())
     assert all(8.5 <= keeper.interval() <= 10 for _ in range(50))
-    assert all(4.25 <= keeper.interval(failing=True) <= 5 for _ in range(50))
+    assert all(8.5 <= keeper.interval(3) <= 10 for _ in range(50))  # capped at ttl/3
+    fast = LeaseKeeper(ScriptedServer(OK), "r", "t", 30, cancel=threading.Event(), interval=1)
+    assert [round(max(fast.interval(n) for _ in range(50))) for n in range(6)] == \
+        [1, 2, 4, 8, 10, 10]
+
+
+def test_an_unreachable_server_is_one_warning_not_a_flood(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on: real refused connections
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    client = ControlClient(url, "tok", timeout=2)
+    metrics = DaemonMetrics()
+    contact = Contact(url, metrics, lost_after=0.3)
+    keeper = LeaseKeeper(client, "run-1", "t", 30, cancel=threading.Event(), interval=0.02,
+                         metrics=metrics, contact=contact)
+    caplog.set_level(logging.DEBUG, logger="ferry")
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            contact.tick(lambda: 0)
+            time.sleep(0.05)
+    finally:
+        keeper.stop()
+    beats = metrics.counter("heartbeat_errors")
+    # backing off from 0.02 s: 0.02, 0.04, ... about 7 tries in 2.5 s, not 125
+    assert 3 <= beats <= 10, beats
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(loud) == 1, loud
+    assert loud[0].startswith(f"lost contact with the control plane at {url}: ")
+    assert f"cannot connect to the control plane at {url}" in loud[0]
