@@ -7,6 +7,7 @@
     runner:
       server: URL, token: T, runner_id: ID, name: N, labels: [a, b], concurrency: 2,
       work_dir: PATH, poll_wait: 10, heartbeat_interval: 1, process_tracking: auto,
+      drain_timeout: 60,
       step_env_allow: [PATH, HOME, LC_*, ...], step_user: ferry-step,
       containers: {allow_privileged, allow_mounts, pull, network, memory, cpus, pids,
                    podman_socket},
@@ -132,6 +133,9 @@ class RunnerSection(_Strict):
     list (`runner.runtimes.stepenv.DEFAULT_ALLOW`). FERRY_* never passes."""
     step_user: str | None = None
     """A root daemon runs host steps as this unprivileged user."""
+    # once the daemon stops (SIGTERM, --once), seconds finished runs' records may take to reach
+    # the server; well under the systemd unit's TimeoutStopSec
+    drain_timeout: float = Field(default=60.0, ge=0, le=3600)
     containers: ContainerDefaults = Field(default_factory=ContainerDefaults)
     tools: ToolsSection = Field(default_factory=ToolsSection)
     retention: RetentionSection | None = None

@@ -62,6 +62,12 @@ class ConditionError(FerryError):
         super().__init__(f"condition '{condition}': {message}")
 
 
+class TooLarge(FerryError):
+    """A value, a file or a change is over a documented limit (`runner.limits`)."""
+
+    exit_code: int = ExitCode.FAILED
+
+
 class ConfigError(FerryError):
     """Bad configuration: a config file, a flag or an environment variable."""
 
@@ -74,6 +80,15 @@ class StateError(FerryError):
     """The state store is unusable: torn, locked past the timeout, or inconsistent."""
 
     exit_code: int = ExitCode.STATE
+
+
+class NoSpace(StateError):
+    """The disk (or quota) under a directory Ferry writes to is full."""
+
+    def __init__(self, directory: object, what: str = "") -> None:
+        self.directory = str(directory)
+        super().__init__(f"no space left on device under {directory}" + (f" ({what})" if what
+                                                                         else ""))
 
 
 class UnsafeId(StateError, ValueError):

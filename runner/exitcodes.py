@@ -7,6 +7,9 @@
     4    the run was Canceled
     5    the state store is unusable (torn, locked, full disk)
     6    the control plane is unreachable or refused the token
+    7    `ferry daemon --once`: the run ended but records of it wait in the journal (the
+         control plane did not take them within the drain timeout); the next `ferry daemon`
+         start or `ferry sync` delivers them
     130  the command itself was interrupted (SIGINT, or a second SIGTERM for the daemon)
 """
 
@@ -25,6 +28,7 @@ class ExitCode(IntEnum):
     CANCELED = 4
     STATE = 5
     CONTROL = 6
+    UNDELIVERED = 7
     INTERRUPTED = 130
 
 

@@ -6,7 +6,9 @@ Exit codes of `ferry daemon`:
     1    --once: the run Failed           3  --once: the run is AwaitingTrigger (released)
     4    --once: the run was Canceled      2  bad configuration or usage (no runner config...)
     6    the control plane refused the runner token (re-register)
-    130  canceled: SIGINT or a second SIGTERM terminated running tasks
+    7    --once: the run ended but records of it wait in the journal (not delivered within the
+         drain timeout); the next start or `ferry sync` delivers them
+    130  stopped at once: SIGINT or a second SIGTERM terminated running tasks
 `ferry register`: 0 registered, 2 bad usage, 6 the server refused the registration token or is
 unreachable.
 """
@@ -26,12 +28,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.cli.args import positive_int
-from runner.errors import ConfigError
-from runner.exitcodes import ExitCode
+from runner.errors import ConfigError, FerryError
 
 if TYPE_CHECKING:
     from runner.api.client import ControlClient
     from runner.config import ContainerDefaults, RetentionSection, RunnerSection
+    from runner.control.contact import Contact
     from runner.control.daemon import DaemonSettings
     from runner.control.health import HealthServer
     from runner.control.job import RunJob
@@ -89,6 +91,10 @@ def register(sub: Any) -> None:
     p.add_argument("--once", action="store_true", help="run one claimed run, then exit")
     p.add_argument("--idle-timeout", type=_duration, metavar="D",
                    help="exit 0 after D (e.g. 30s, 5m) without work")
+    p.add_argument("--drain-timeout", type=_duration, metavar="D",
+                   help="once stopping (SIGTERM, --once), how long finished runs' records may "
+                        "take to reach the server before they are left in the journal "
+                        "(default: config, else 60s)")
     p.add_argument("--health-addr", metavar="HOST:PORT",
                    help="serve /healthz, /readyz, /metrics here (port 0: any free port)")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
@@ -136,12 +142,15 @@ def cmd_register(args: argparse.Namespace) -> int:
 def cmd_daemon(args: argparse.Namespace) -> int:
     """Run the daemon until it is stopped; see the module docstring for exit codes."""
     from runner.cli.isolation import TOKEN_VARIABLES, open_for_step_user, undumpable
+    from runner.control.contact import Contact
     from runner.control.daemon import Daemon
     from runner.control.logs import RedactingFilter, fields, make_handler
     from runner.control.metrics import DaemonMetrics
     from runner.control.notify import Notifier, WatchdogTicker, watchdog_interval
+    from runner.control.replayer import Replayer
     from runner.paths import Paths
     from runner.runtimes.stepenv import StepUser
+    from runner.state.replay import SyncReport
 
     undumpable()  # steps of our uid cannot read /proc/<daemon>/environ or its memory
     paths = Paths.from_env(os.environ).ensure()
@@ -166,24 +175,26 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     notifier = Notifier(os.environ.get("NOTIFY_SOCKET"))
     health = _start_health(args.health_addr, metrics, log, fields)
     client = _client(cfg)
-    stop_delivery = threading.Event()
+    contact = Contact(client.display_url, metrics)
+    stop_delivery, bounded = threading.Event(), threading.Event()
     env = _step_env(cfg, tokens, user)
     runtimes = _runtimes(cfg, env, user)
     _end_leftover_processes(runtimes, paths, cfg.grace_seconds, log)
     _reap_leftovers(runtimes, log)
-    job = _job(cfg, client, paths, metrics, stop_delivery, runtimes, env, tokens, user,
-               redactor)
+    settings = _settings(cfg, args)
+    job = _job(cfg, client, paths, metrics, runtimes, env, tokens, user, redactor,
+               settings.drain_timeout, stop=stop_delivery, bounded=bounded, contact=contact)
 
-    def sync_all() -> int:
-        # only called before the first claim and after the last job ended: no live syncer
-        # owns a journal then, so none is skipped
+    def sync_pass(stop: threading.Event, budget: float | None) -> SyncReport:
         from runner.api.retry import RetryPolicy
-        from runner.state.sync import sync_all as deliver
+        from runner.state.replay import sync_all
 
-        report = deliver(paths.journal_dir, client, policy=RetryPolicy(max_attempts=3))
-        return report.delivered
+        policy = RetryPolicy(max_attempts=None if budget else 3, max_time=budget,
+                             max_wait=min(10.0, budget or 10.0))
+        return sync_all(paths.journal_dir, client, policy=policy, stop_event=stop,
+                        on_retry=lambda exc, _: contact.failed(exc), on_ack=contact.delivered)
 
-    metrics.backlog = lambda: _backlog(paths.journal_dir)
+    metrics.backlog = lambda: _backlog(paths.journal_dir)[0]
 
     def reload(old: DaemonSettings) -> DaemonSettings:
         fresh = _read_config(config_path)
@@ -191,14 +202,16 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         root.setLevel((args.log_level or fresh.log_level).upper())
         return _settings(fresh, args)
 
-    daemon = Daemon(_settings(cfg, args), client=client, job=job, metrics=metrics,
-                    notifier=notifier, sync_all=sync_all, reload_settings=reload)
+    daemon = Daemon(settings, client=client, job=job, metrics=metrics, notifier=notifier,
+                    replayer=Replayer(sync_pass), contact=contact,
+                    backlog=lambda: _backlog(paths.journal_dir),
+                    journal_dir=str(paths.journal_dir), bounded=bounded,
+                    stop_delivery=stop_delivery, reload_settings=reload)
 
     def on_term(signum: int, frame: Any) -> None:
         daemon.drain()
 
     def on_int(signum: int, frame: Any) -> None:
-        stop_delivery.set()
         daemon.cancel()
 
     signal.signal(signal.SIGTERM, on_term)
@@ -211,10 +224,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     retention = _retention(cfg, paths)
     if retention is not None:
         retention.start()
-    log.info("daemon starting", extra=fields(runner=cfg.runner_id, server=cfg.server,
+    log.info("daemon starting", extra=fields(runner=cfg.runner_id, server=client.display_url,
                                              pid=os.getpid()))
     try:
-        code = daemon.run()
+        code = daemon.run()  # its last line says this very exit code
     finally:
         if ticker is not None:
             ticker.stop()
@@ -224,8 +237,6 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             health.stop()
         client.close()
         notifier.close()
-    if code == ExitCode.OK and args.once and daemon.outcomes:
-        return daemon.outcomes[0].exit_code
     return code
 
 
@@ -253,17 +264,20 @@ def _start_health(addr: str | None, metrics: DaemonMetrics, log: logging.Logger,
     return server
 
 
-def _backlog(journal_dir: Path) -> int:
+def _backlog(journal_dir: Path) -> tuple[int, int]:
+    """Records waiting in journals and how many runs they belong to (read-only: a journal a
+    run is writing is read as it is, never repaired)."""
     from runner.state.journal import Journal, journal_paths
 
-    total = 0
+    records = runs = 0
     for path in journal_paths(journal_dir):
-        journal = Journal(path)
         try:
-            total += journal.backlog()
-        finally:
-            journal.close()
-    return total
+            waiting = Journal(path, readonly=True).backlog()
+        except FerryError:
+            continue
+        records += waiting
+        runs += 1 if waiting else 0
+    return records, runs
 
 
 @dataclass(frozen=True)
@@ -289,6 +303,7 @@ class RunnerConfig:
     step_env_allow: tuple[str, ...] | None = None
     step_user: str | None = None
     process_tracking: str = "auto"
+    drain_timeout: float = 60.0
 
     @classmethod
     def from_section(cls, section: RunnerSection, source: Path) -> RunnerConfig:
@@ -306,7 +321,7 @@ class RunnerConfig:
                    step_env_allow=(tuple(section.step_env_allow)
                                    if section.step_env_allow is not None else None),
                    step_user=section.step_user, process_tracking=section.process_tracking,
-                   codemod=section.tools.codemod)
+                   codemod=section.tools.codemod, drain_timeout=section.drain_timeout)
 
 
 def container_policy(containers: ContainerDefaults) -> ContainerPolicy:
@@ -359,7 +374,9 @@ def _settings(cfg: RunnerConfig, args: argparse.Namespace) -> DaemonSettings:
     return DaemonSettings(labels=labels,
                           concurrency=args.concurrency or cfg.concurrency or 1,
                           once=bool(args.once), idle_timeout=args.idle_timeout,
-                          claim_wait=cfg.claim_wait)
+                          claim_wait=cfg.claim_wait,
+                          drain_timeout=(args.drain_timeout if args.drain_timeout is not None
+                                         else cfg.drain_timeout))
 
 
 def _client(cfg: RunnerConfig) -> ControlClient:
@@ -376,17 +393,19 @@ def _step_env(cfg: RunnerConfig, tokens: list[str], user: StepUser | None) -> di
 
 
 def _job(cfg: RunnerConfig, client: ControlClient, paths: Paths, metrics: DaemonMetrics,
-         stop: threading.Event, runtimes: Mapping[str, Runtime], env: dict[str, str],
-         tokens: list[str], user: StepUser | None, redactor: RedactingFilter) -> RunJob:
+         runtimes: Mapping[str, Runtime], env: dict[str, str], tokens: list[str],
+         user: StepUser | None, redactor: RedactingFilter, drain_timeout: float, *,
+         stop: threading.Event, bounded: threading.Event, contact: Contact) -> RunJob:
     from runner.control.job import JobSettings, RunJob
 
     settings = JobSettings(runner_id=cfg.runner_id, max_parallel=cfg.max_parallel,
                            env=env, heartbeat_interval=cfg.heartbeat_interval,
                            masked=tuple(tokens),
                            step_owner=(user.uid, user.gid) if user else None,
-                           codemod_bin=_codemod(cfg))
+                           codemod_bin=_codemod(cfg), drain_timeout=drain_timeout)
     return RunJob(settings, client=client, paths=paths, runtimes=runtimes,
-                  metrics=metrics, stop_delivery=stop, redactor=redactor)
+                  metrics=metrics, stop_delivery=stop, redactor=redactor, bounded=bounded,
+                  contact=contact)
 
 
 def _runtimes(cfg: RunnerConfig, env: dict[str, str],

@@ -38,7 +38,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from runner.errors import ConfigError
     from runner.exitcodes import ExitCode
     from runner.paths import Paths
-    from runner.state.sync import sync_all
+    from runner.state.replay import sync_all
 
     paths = Paths.from_env(os.environ)
     server = args.server or os.environ.get("FERRY_SERVER")
@@ -66,12 +66,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
     client = ControlClient(server, token)
     report = sync_all(paths.journal_dir, client, policy=policy)
     for result in report.results:
-        state = ("lease lost, kept" if result.lost else f"error: {result.error}" if result.error
-                 else "done")
-        print(f"{result.run_id}: {result.delivered} delivered, {result.remaining} left ({state})")
+        for damage in result.damage:
+            print(f"ferry: error: run {result.run_id}: damaged journal line ({damage})",
+                  file=sys.stderr)
+        print(result.describe())
     left = report.remaining
+    aside = sum(1 for r in report.results if r.aside is not None)
     print(f"Synced {len(report.results)} journal(s): {report.delivered} record(s) delivered, "
-          f"{left} left" + (" (control plane unreachable)" if report.unreachable else ""))
+          f"{left} left" + (f", {aside} set aside" if aside else "")
+          + (f" (control plane at {client.display_url} unreachable)" if report.unreachable
+             else ""))
     if not report.ok:
         print("ferry: error: not everything was delivered; run `ferry sync` again later",
               file=sys.stderr)

@@ -5,13 +5,20 @@ Events, not flags polled in sleeps: signal handlers call `drain()`, `cancel()` o
 which only set events; the loop waits on one wakeable event. Claims are long polls made on a
 helper thread so the loop keeps beating (health, watchdog) while the server holds the request.
 
-    SIGTERM       drain: claim no more; running runs finish (heartbeats go on); exit 0
-    SIGTERM again / SIGINT   cancel: terminate running tasks (grace, kill); exit 130
+    SIGTERM       drain: claim no more; running runs finish (heartbeats go on), then their
+                  records get `drain_timeout` seconds to reach the server; exit 0, saying how
+                  many records wait in the journal and what will deliver them
+    SIGTERM again / SIGINT   stop at once: terminate running tasks (grace, kill), deliver
+                  nothing more (the journal keeps it); exit 130
     SIGHUP        reload: labels, concurrency, log level from the config file
 
 The control plane can ask the same: a claim answered 409 `runner_draining` (the admin drains
 this runner) drains like SIGTERM (exit 0); a claim answered 401 (its token was revoked) logs
 why and exits 6 once running work is over.
+
+Journals no live run owns are replayed at start (before the first claim), in the background
+(`Replayer`), and at exit within what is left of the drain timeout. `--once` bounds delivery the
+same way once its run is claimed, and exits with the run's code, or 7 when records are left.
 """
 
 from __future__ import annotations
@@ -25,16 +32,19 @@ from typing import Protocol
 
 from runner.api.protocol import ClaimResponse
 from runner.api.retry import RetryPolicy, RetryStopped, retrying
+from runner.control.contact import Contact
 from runner.control.logs import fields
 from runner.control.metrics import DaemonMetrics
 from runner.control.notify import Notifier
 from runner.control.outcome import JobOutcome
+from runner.control.replayer import Replayer
 from runner.errors import AuthError, Conflict, ControlPlaneError, FerryError
 from runner.exitcodes import ExitCode
 
 log = logging.getLogger("ferry.daemon")
 
 _TICK = 1.0  # the loop wakes at least this often (health beat); events wake it sooner
+START_REPLAY_BUDGET = 20.0  # seconds the start-up replay may retry before the first claim
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,8 @@ class DaemonSettings:
     """Seconds the server may hold one claim; also bounds how long an idle drain takes."""
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
         max_attempts=None, initial=0.5, backoff_factor=2.0, max_wait=30.0))
+    drain_timeout: float = 60.0
+    """Seconds records of finished runs get to reach the server once the daemon stops."""
 
 
 class ClaimClient(Protocol):
@@ -81,7 +93,11 @@ class Daemon:
 
     def __init__(self, settings: DaemonSettings, *, client: ClaimClient, job: JobRunner,
                  metrics: DaemonMetrics | None = None, notifier: Notifier | None = None,
-                 sync_all: Callable[[], int] | None = None,
+                 replayer: Replayer | None = None, contact: Contact | None = None,
+                 backlog: Callable[[], tuple[int, int]] | None = None,
+                 journal_dir: str = "the journal",
+                 bounded: threading.Event | None = None,
+                 stop_delivery: threading.Event | None = None,
                  reload_settings: Callable[[DaemonSettings], DaemonSettings] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
@@ -89,7 +105,14 @@ class Daemon:
         self._job = job
         self.metrics = metrics or DaemonMetrics()
         self._notifier = notifier or Notifier(None)
-        self._sync_all = sync_all
+        self._replayer = replayer
+        self._contact = contact or Contact("the control plane", self.metrics)
+        self._backlog = backlog or (lambda: (0, 0))
+        self._journal_dir = journal_dir
+        self.bounded = bounded or threading.Event()
+        """Set once delivery is bounded by the drain timeout (drain, or --once claimed)."""
+        self.stop_delivery = stop_delivery or threading.Event()
+        """Set to give up delivering at once (second SIGTERM, SIGINT)."""
         self._reload_settings = reload_settings
         self._clock = clock
         self._wake = threading.Event()
@@ -103,6 +126,7 @@ class Daemon:
         self.claimed = 0
         self.outcomes: list[JobOutcome] = []
         self._exit = ExitCode.OK
+        self._bounded_since: float | None = None
 
     # -- called from signal handlers: set events only ---------------------------------------
     def drain(self) -> None:
@@ -111,13 +135,16 @@ class Daemon:
             self.cancel()
             return
         self._draining.set()
+        self.bounded.set()
         self._claim_stop.set()
         self._wake.set()
 
     def cancel(self) -> None:
-        """Terminate running tasks and exit (second SIGTERM, SIGINT)."""
+        """Terminate running tasks, deliver nothing more, exit (second SIGTERM, SIGINT)."""
         self._draining.set()
         self._canceling.set()
+        self.bounded.set()
+        self.stop_delivery.set()
         self._claim_stop.set()
         self._wake.set()
 
@@ -128,8 +155,11 @@ class Daemon:
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> ExitCode:
-        """Replay journals, announce readiness, loop, drain, replay again; the exit code."""
-        self._replay("start")
+        """Replay journals, announce readiness, loop, drain, replay again; the exit code
+        (with --once: the run's, or 7 when records of it are left in the journal)."""
+        if self._replayer is not None:
+            self._replayer.replay("start", budget=START_REPLAY_BUDGET)
+            self._replayer.start()
         self._notifier.ready(self._status_line())
         log.info("daemon ready", extra=fields(labels=",".join(self.settings.labels),
                                               concurrency=self.settings.concurrency))
@@ -137,6 +167,7 @@ class Daemon:
         stopping_sent = False
         while True:
             self.metrics.beat()
+            self._contact_tick()
             if self._claim_thread is not None and not self._claim_thread.is_alive():
                 self._collect_claim()
             if self._reap() and not self._jobs:
@@ -157,9 +188,54 @@ class Daemon:
             self._wake.clear()
         if not stopping_sent:
             self._notifier.stopping("stopping")
-        self._replay("exit")
-        log.info("daemon stopped", extra=fields(exit=self._exit, runs=self.claimed))
-        return self._exit
+        if self._replayer is not None:
+            self._replayer.stop(timeout=1.0)
+        self._exit_replay()
+        code = self._exit
+        if code == ExitCode.OK and self.settings.once and self.outcomes:
+            code = JobOutcome(self.outcomes[0]).exit_code
+        records, runs = self._safe_backlog()
+        if records:
+            log.warning("%d record(s) of %d run(s) wait in %s: the next 'ferry daemon' start or "
+                        "'ferry sync' delivers them", records, runs, self._journal_dir,
+                        extra=fields(waiting=records, runs=runs))
+        log.info("daemon stopped", extra=fields(exit=int(code), runs=self.claimed,
+                                                waiting=records))
+        return code
+
+    def _exit_replay(self) -> None:
+        """Deliver what no run owns within what is left of the drain timeout."""
+        if self._replayer is None or self.stop_delivery.is_set():
+            return
+        if JobOutcome.UNDELIVERED in self.outcomes:
+            return  # the server did not take a run's records within the drain timeout
+        since = self._bounded_since if self._bounded_since is not None else self._clock()
+        budget = since + self.settings.drain_timeout - self._clock()
+        if budget < 0.5:
+            log.info("no time left of the drain timeout to replay journals at exit")
+            return
+        replayer = self._replayer
+        thread = threading.Thread(target=lambda: replayer.replay("exit", budget=budget),
+                                  name="ferry-exit-replay", daemon=True)
+        thread.start()
+        thread.join(budget + 1.0)
+        if thread.is_alive():  # stuck in a request: the records stay in the journal
+            log.warning("journal replay at exit stopped after %.0fs (the drain timeout)", budget)
+
+    def _safe_backlog(self) -> tuple[int, int]:
+        try:
+            return self._backlog()
+        except Exception as exc:  # a journal that cannot be read is reported by the replay
+            log.debug("cannot count the journal backlog: %s", exc)
+            return 0, 0
+
+    def _contact_tick(self) -> None:
+        was_down = self._contact.down
+        self._contact.tick(lambda: self._safe_backlog()[0])
+        if was_down and not self._contact.down and self._replayer is not None:
+            self._replayer.kick()  # deliver what previous processes left, now
+        if self.bounded.is_set() and self._bounded_since is None and not self._jobs:
+            self._bounded_since = self._clock()
 
     def _done(self, idle_since: float) -> bool:
         if self._jobs:
@@ -210,8 +286,8 @@ class Daemon:
 
     def _on_claim_retry(self, exc: BaseException, sleep: float) -> None:
         self.metrics.inc("claim_errors")
-        self.metrics.contact_failed()
-        log.warning("claim failed, retrying in %.1fs: %s", sleep, exc)
+        self._contact.failed(exc)
+        log.debug("claim failed, retrying in %.1fs: %s", sleep, exc)
 
     def _collect_claim(self) -> None:
         self._claim_thread = None
@@ -225,7 +301,7 @@ class Daemon:
             self.drain()
             return
         if isinstance(result, Conflict) and result.code == "runner_draining":
-            self.metrics.contact_ok()
+            self._contact.ok()
             log.info("the control plane drains this runner: no new claims; finishing %d "
                      "running run(s), then exiting", len(self._jobs))
             self.drain()
@@ -237,7 +313,7 @@ class Daemon:
         if isinstance(result, BaseException):
             log.error("claim crashed: %r", result)
             return
-        self.metrics.contact_ok()
+        self._contact.ok()
         if result is None:
             return
         if self._canceling.is_set():
@@ -250,6 +326,8 @@ class Daemon:
     def _launch(self, claim: ClaimResponse) -> None:
         run = claim.run
         self.claimed += 1
+        if self.settings.once:
+            self.bounded.set()  # nothing else will be claimed: its delivery is bounded too
         self.metrics.inc("runs_claimed")
         log.info("run claimed", extra=fields(run=run.id, attempt=run.attempt, repo=run.repo,
                                              workflow=run.workflow_path))
@@ -307,18 +385,6 @@ class Daemon:
             log.info("configuration reloaded", extra=fields(
                 labels=",".join(self.settings.labels), concurrency=self.settings.concurrency))
         self._notifier.ready(self._status_line())
-
-    def _replay(self, when: str) -> None:
-        if self._sync_all is None:
-            return
-        try:
-            sent = self._sync_all()
-        except FerryError as exc:
-            log.warning("journal replay at %s incomplete: %s", when, exc)
-            self.metrics.contact_failed()
-            return
-        if sent:
-            log.info("journal replayed", extra=fields(when=when, records=sent))
 
     def _status_line(self) -> str:
         state = "draining" if self._draining.is_set() else "claiming"

@@ -4,18 +4,25 @@
     commit (cached) -> workspace archive (checked, extracted) -> load and validate ->
     the server's document (resume: completed tasks are not run again) -> the engine's
     Executor through a journal-first ApiBackend (lease token in every write) -> finish
-    record journaled -> delivered (or left in the journal when the server stays away).
+    record journaled -> delivered (`runner.control.delivery`).
 
-A lost lease stops the run's work and keeps its journal; it is never reported as an outcome
-of the run. The daemon loop runs one `RunJob` per claimed run on its own thread.
+A run that cannot be prepared for a reason retrying will not fix (the archive is refused, the
+workflow file is missing or invalid at that commit, the disk is full) ends Failed on the server
+with the reason; one that cannot be prepared because the server stayed unreachable goes back to
+the queue when its lease expires. When the journal cannot be written (a full disk) the run
+fails and the failure is reported to the server directly. A lost lease stops the run's work and
+keeps its journal; it is never reported as an outcome of the run. The daemon loop runs one
+`RunJob` per claimed run on its own thread.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -24,19 +31,31 @@ from typing import Any
 from runner.api.client import ControlClient
 from runner.api.protocol import ClaimResponse
 from runner.api.retry import RetryPolicy, RetryStopped, call_with_retry
+from runner.control.contact import Contact
+from runner.control.delivery import Delivery
 from runner.control.lease import LeaseKeeper
 from runner.control.logs import RedactingFilter, fields
 from runner.control.metrics import DaemonMetrics
 from runner.control.outcome import JobOutcome
 from runner.control.workspace import WorkflowCache, extract_archive, hand_over, make_git_repository
 from runner.diff import Diff
-from runner.document import TERMINAL_TASK, RunStatus, run_field_op
+from runner.document import TERMINAL_TASK, RunStatus, run_field_op, utc_now
 from runner.engine.events import Event, EventSink, RunFinished, RunPaused, TaskStatusChanged
 from runner.engine.executor import Executor, ExecutorSettings
-from runner.errors import FerryError, LeaseLost, PermanentError, TransientError, WorkflowInvalid
+from runner.errors import (
+    FerryError,
+    LeaseLost,
+    NoSpace,
+    PermanentError,
+    StateError,
+    TooLarge,
+    TransientError,
+    WorkflowInvalid,
+)
 from runner.paths import Paths, ensure_dir
 from runner.runtimes.base import Runtime
 from runner.state.api import ApiBackend
+from runner.state.journal import JournalBusy
 from runner.state.runlock import RunLock, wait_for_lock
 
 log = logging.getLogger("ferry.daemon")
@@ -44,6 +63,7 @@ log = logging.getLogger("ferry.daemon")
 LEASE_LOST = JobOutcome.LEASE_LOST
 ERROR = JobOutcome.ERROR
 UNDELIVERED = JobOutcome.UNDELIVERED
+_ADOPT_WAIT = 30.0  # seconds a claim waits for a replay pass owning the run's old journal
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,9 @@ class JobSettings:
         max_attempts=None, initial=0.2, max_wait=10.0))
     flush_step: float = 5.0
     """How often a job waiting for delivery looks at its cancel event."""
+    drain_timeout: float = 60.0
+    """Once delivery is bounded (the daemon drains, or --once), seconds a finished run's records
+    get to reach the server before they are left in the journal."""
     keep_workspace: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
     """What host steps and `${{env.NAME}}` see: the allowed part of the daemon's environment."""
@@ -103,7 +126,9 @@ class RunJob:
                  runtimes: Mapping[str, Runtime], metrics: DaemonMetrics,
                  executor_factory: ExecutorFactory | None = None,
                  stop_delivery: threading.Event | None = None,
-                 redactor: RedactingFilter | None = None) -> None:
+                 redactor: RedactingFilter | None = None,
+                 bounded: threading.Event | None = None,
+                 contact: Contact | None = None) -> None:
         self.settings = settings
         self._redactor = redactor
         self._client = client
@@ -113,6 +138,8 @@ class RunJob:
         self._cache = WorkflowCache(paths.workflows_cache)
         self._executor_factory = executor_factory
         self._stop_delivery = stop_delivery or threading.Event()
+        self._bounded = bounded or threading.Event()
+        self._contact = contact or Contact(client.display_url, metrics)
         self._validated: set[Path] = set()
         self._lock = threading.Lock()
 
@@ -146,43 +173,79 @@ class RunJob:
             return ERROR
         keeper = LeaseKeeper(self._client, run.id, lease.token, answer.ttl or lease.ttl,
                              cancel=cancel, metrics=self._metrics,
-                             interval=self.settings.heartbeat_interval)
+                             interval=self.settings.heartbeat_interval, contact=self._contact)
         if answer.cancel_requested:
             keeper.cancel_requested.set()
             cancel.set()
         keeper.start()
-        backend = ApiBackend(self._client, ensure_dir(self._paths.journal_dir),
-                             self._paths.logs_dir, policy=self.settings.sync_retry)
+        backend = ApiBackend(self._client, self._paths.journal_dir, self._paths.logs_dir,
+                             policy=self.settings.sync_retry, on_retry=self._on_sync_retry,
+                             on_ack=self._on_ack)
+        delivery = Delivery(self._client, backend, self._metrics, run.id, lease.token,
+                            f"{self.settings.runner_id}/a{run.attempt}",
+                            self.settings.drain_timeout, self._bounded, self._stop_delivery,
+                            keeper.lost, self.settings.fetch_retry, self.settings.flush_step)
         try:
-            return self._execute(claim, cancel, keeper, backend, document)
+            return self._execute(claim, cancel, keeper, backend, document, delivery)
         finally:
             keeper.stop()
-            backend.close()
+            backend.close(timeout=1.0 if self._stop_delivery.is_set() else 10.0)
             if not self.settings.keep_workspace:
                 shutil.rmtree(self._paths.run_work_dir(run.id) / "workspace",
                               ignore_errors=True)
 
     # -- steps -------------------------------------------------------------------------------
     def _execute(self, claim: ClaimResponse, cancel: threading.Event, keeper: LeaseKeeper,
-                 backend: ApiBackend, document: _Prefetch) -> JobOutcome:
+                 backend: ApiBackend, document: _Prefetch, delivery: Delivery) -> JobOutcome:
         run = claim.run
         writer = f"{self.settings.runner_id}/a{run.attempt}"
+        doc: dict[str, Any] | None = None
         try:
-            workspace = self._fetch(claim)
             doc = document.result()
+            workspace = self._fetch(claim)
             if doc is None:  # the early read failed: now with retries
                 doc = self._retry(lambda: self._client.get_run(run.id))
             offsets = self._log_offsets(run.id, doc)
-        except FerryError as exc:
+        except (FerryError, OSError) as exc:
             if keeper.lost.is_set():
                 self._metrics.inc("runs_lease_lost")
                 return LEASE_LOST
-            log.error("run could not be prepared: %s", exc, extra=fields(run=run.id))
+            error = self._as_error(exc)
+            if isinstance(error, TransientError):
+                log.error("run could not be prepared: %s; it goes back to the queue when its "
+                          "lease expires", error, extra=fields(run=run.id))
+                self._metrics.inc("runs_errored")
+                return ERROR
+            return self._unpreparable(claim, backend, doc, writer,
+                                      f"the run could not be prepared: {error}", delivery)
+        try:
+            aside = self._adopt(backend, doc, claim.lease.token, offsets)
+        except JournalBusy as exc:
+            log.error("run could not be started: %s", exc, extra=fields(run=run.id))
             self._metrics.inc("runs_errored")
             return ERROR
-        backend.adopt(doc, lease=claim.lease.token, log_offsets=offsets)
+        except StateError as exc:  # the journal cannot be created (a full disk)
+            return delivery.report_directly(str(exc))
         for warning in doc.get("warnings") or []:  # what validation warned about the workflow
             log.warning("workflow: %s", warning, extra=fields(run=run.id))
+        if aside is not None:
+            self._metrics.inc("journals_set_aside")
+            log.warning("an earlier attempt's journal of this run can never be delivered (this "
+                        "claim superseded its lease): moved to %s", aside,
+                        extra=fields(run=run.id, moved_to=str(aside)))
+        try:
+            status = self._execute_run(backend, workspace, claim, writer, cancel)
+        except (StateError, TooLarge) as exc:  # a change could not be journaled
+            return delivery.report_directly(str(exc))
+        if keeper.lost.is_set():
+            self._metrics.inc("runs_lease_lost")
+            return LEASE_LOST
+        return delivery.deliver(status)
+
+    def _execute_run(self, backend: ApiBackend, workspace: _Workspace, claim: ClaimResponse,
+                     writer: str, cancel: threading.Event) -> str:
+        """Validate the workflow (once per cached file) and execute the run; its status."""
+        run_id = claim.run.id
         try:
             # The server validated it when the run was queued; the engine runs the document's
             # copy. Checking again here catches a runner older than the workflow's features;
@@ -193,17 +256,47 @@ class RunJob:
                 with self._lock:
                     self._validated.add(workspace.workflow_file)
         except WorkflowInvalid as exc:
-            log.error("workflow is invalid at this commit: %s", exc, extra=fields(run=run.id))
-            self._fail_run(backend, run.id, writer, doc, str(exc))
-            status = RunStatus.FAILED.value
-        else:
-            bundle = workspace.root / PurePosixPath(run.workflow_path).parent
-            executor = self._make_executor(backend, writer, workspace.root, claim, bundle)
-            status = str(executor.execute(run.id, cancel))
-        if keeper.lost.is_set() or backend.syncer(run.id).journal.lost is not None:
-            self._metrics.inc("runs_lease_lost")
-            return LEASE_LOST
-        return self._finish(backend, run.id, status, cancel, keeper)
+            log.error("workflow is invalid at this commit: %s", exc, extra=fields(run=run_id))
+            self._fail_run(backend, run_id, writer, f"workflow is invalid at this commit: {exc}")
+            return RunStatus.FAILED.value
+        bundle = workspace.root / PurePosixPath(claim.run.workflow_path).parent
+        executor = self._make_executor(backend, writer, workspace.root, claim, bundle)
+        return str(executor.execute(run_id, cancel))
+
+    def _unpreparable(self, claim: ClaimResponse, backend: ApiBackend,
+                      doc: dict[str, Any] | None, writer: str, reason: str,
+                      delivery: Delivery) -> JobOutcome:
+        """End a run that cannot be prepared Failed with the reason (through the journal)."""
+        run = claim.run
+        log.error("%s", reason, extra=fields(run=run.id))
+        base = doc or {"id": run.id, "status": RunStatus.PENDING.value, "tasks": {}}
+        try:
+            self._adopt(backend, base, claim.lease.token, {})
+            self._fail_run(backend, run.id, writer, reason)
+        except StateError as exc:
+            return delivery.report_directly(f"{reason}; {exc}")
+        return delivery.deliver(RunStatus.FAILED.value)
+
+    def _adopt(self, backend: ApiBackend, doc: dict[str, Any], lease: str,
+               offsets: Mapping[str, int]) -> Path | None:
+        """`backend.adopt`, waiting a little for a replay pass that is delivering an earlier
+        attempt's journal of the same run."""
+        deadline = time.monotonic() + _ADOPT_WAIT
+        while True:
+            try:
+                return backend.adopt(doc, lease=lease, log_offsets=offsets)
+            except JournalBusy:
+                if time.monotonic() >= deadline:
+                    raise
+                self._stop_delivery.wait(0.2)
+
+    def _as_error(self, exc: FerryError | OSError) -> FerryError:
+        if isinstance(exc, FerryError):
+            return exc
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return NoSpace(os.path.dirname(exc.filename or "") or self._paths.data_dir,
+                           "cannot write the run's files")
+        return StateError(f"{exc.filename or 'a file'}: {exc.strerror or exc}")
 
     def _fetch(self, claim: ClaimResponse) -> _Workspace:
         run = claim.run
@@ -270,60 +363,33 @@ class RunJob:
         factory = self._executor_factory or _default_executor
         return factory(backend, self._runtimes, settings, LogEvents(claim.run.id))
 
-    def _fail_run(self, backend: ApiBackend, run_id: str, writer: str, doc: dict[str, Any],
-                  error: str) -> None:
-        first = error.splitlines()[0] if error else "invalid workflow"
-        ops = [run_field_op("status", RunStatus.FAILED.value), run_field_op("error", first)]
-        seq = 1 + sum(1 for d in backend.history(run_id) if d.writer == writer)
-        backend.apply(Diff(run_id=run_id, writer=writer, seq=seq, ops=ops))
-
-    def _finish(self, backend: ApiBackend, run_id: str, status: str, cancel: threading.Event,
-                keeper: LeaseKeeper) -> JobOutcome:
-        outcome = JobOutcome.of_status(status)
-        counter = {JobOutcome.COMPLETED: "runs_completed", JobOutcome.FAILED: "runs_failed",
-                   JobOutcome.CANCELED: "runs_canceled",
-                   JobOutcome.AWAITING_TRIGGER: "runs_paused"}.get(outcome) if outcome else None
-        if counter is None or outcome is None:
-            log.error("executor ended with status %s", status, extra=fields(run=run_id))
-            self._metrics.inc("runs_errored")
-            return ERROR
-        backend.finish(run_id, status)
-        # Keep the lease alive (heartbeats go on) until the server has every record.
-        while True:
-            try:
-                if backend.flush(run_id, timeout=self.settings.flush_step):
-                    break
-            except LeaseLost:
-                self._metrics.inc("runs_lease_lost")
-                return LEASE_LOST
-            except FerryError as exc:
-                log.error("delivery failed, journal kept: %s", exc, extra=fields(run=run_id))
-                self._metrics.inc("runs_errored")
-                return ERROR
-            if keeper.lost.is_set():
-                self._metrics.inc("runs_lease_lost")
-                return LEASE_LOST
-            if self._stop_delivery.is_set():
-                log.warning("leaving undelivered records in the journal",
-                            extra=fields(run=run_id, backlog=backend.syncer(run_id)
-                                         .journal.backlog()))
-                self._metrics.inc(counter)
-                return UNDELIVERED
-            log.info("waiting for the control plane to take the journal",
-                     extra=fields(run=run_id, backlog=backend.syncer(run_id).journal.backlog()))
-        self._metrics.inc(counter)
-        return outcome
+    def _fail_run(self, backend: ApiBackend, run_id: str, writer: str, error: str) -> None:
+        """Journal the run's end as Failed with `error` (its first line)."""
+        first = error.splitlines()[0] if error else "failed"
+        ops = [run_field_op("status", RunStatus.FAILED.value), run_field_op("error", first),
+               run_field_op("ended_at", utc_now())]
+        _, last = backend.position(run_id, writer)
+        backend.apply(Diff(run_id=run_id, writer=writer, seq=last + 1, ops=ops))
 
     def _retry(self, fn: Callable[[], Any]) -> Any:
         try:
-            return call_with_retry(fn, self.settings.fetch_retry, stop_event=self._stop_delivery,
-                                   on_retry=self._on_retry)
+            result = call_with_retry(fn, self.settings.fetch_retry,
+                                     stop_event=self._stop_delivery, on_retry=self._on_retry)
         except RetryStopped as exc:
             raise TransientError("stopped while retrying") from exc
+        self._contact.ok()
+        return result
 
     def _on_retry(self, exc: BaseException, sleep: float) -> None:
-        self._metrics.contact_failed()
-        log.warning("request failed, retrying in %.1fs: %s", sleep, exc)
+        self._contact.failed(exc)
+        log.debug("request failed, retrying in %.1fs: %s", sleep, exc)
+
+    def _on_sync_retry(self, exc: BaseException, sleep: float) -> None:
+        self._contact.failed(exc)
+
+    def _on_ack(self, records: int) -> None:
+        self._contact.ok()
+        self._contact.delivered(records)
 
 
 class _Prefetch:

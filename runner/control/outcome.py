@@ -26,6 +26,8 @@ class JobOutcome(StrEnum):
     @property
     def exit_code(self) -> ExitCode:
         """What `ferry daemon --once` exits with after this outcome."""
+        if self is JobOutcome.UNDELIVERED:
+            return ExitCode.UNDELIVERED
         return for_status(self.value)
 
     @classmethod

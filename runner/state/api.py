@@ -4,7 +4,10 @@ Every write is applied to the in-memory document (which checks it), then appende
 journal (fsynced), then mirrored to an optional local backend (so `ferry status/logs` work
 offline), and the run's `Syncer` is kicked to deliver it. The run never waits for the server:
 while the control plane is down, work goes on and the journal grows; it is delivered later,
-exactly once (by the background syncer, the daemon's replay or `ferry sync`).
+exactly once (by the background syncer, the daemon's replay or `ferry sync`). Every record
+carries the run's lease, so any process can deliver it. A change larger than
+`MAX_RECORD_BYTES` is refused (`TooLarge`) before it is journaled: nothing is ever written that
+the server would refuse for its size; output is journaled in records of `MAX_LOG_RECORD_BYTES`.
 
 `changes_since` returns nothing: other writers (a user's cancel, a trigger) reach a run executed
 for a control plane through the daemon's heartbeats, not through this backend.
@@ -15,8 +18,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,8 @@ from typing import Any
 from runner.api.client import ControlClient
 from runner.api.retry import DEFAULT_POLICY, RetryPolicy
 from runner.diff import Diff, PatchConflict, apply_ops
-from runner.errors import FerryError, SeqGap, StateError, UnknownRun
+from runner.errors import FerryError, SeqGap, StateError, TooLarge, UnknownRun
+from runner.limits import MAX_LOG_RECORD_BYTES, MAX_RECORD_BYTES, human_size
 from runner.state.backend import RunSummary, StateBackend
 from runner.state.journal import Journal
 from runner.state.logfiles import TaskLogs
@@ -51,7 +56,9 @@ class ApiBackend:
 
     def __init__(self, client: ControlClient, journal_dir: Path, logs_dir: Path, *,
                  mirror: StateBackend | None = None, policy: RetryPolicy = DEFAULT_POLICY,
-                 background: bool = True, fsync: bool = True) -> None:
+                 background: bool = True, fsync: bool = True,
+                 on_retry: Callable[[BaseException, float], None] | None = None,
+                 on_ack: Callable[[int], None] | None = None) -> None:
         self.client = client
         self.journal_dir = journal_dir
         self.logs_dir = logs_dir
@@ -60,6 +67,8 @@ class ApiBackend:
         self.policy = policy
         self.background = background
         self._fsync = fsync
+        self._on_retry = on_retry
+        self._on_ack = on_ack
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
 
@@ -80,22 +89,35 @@ class ApiBackend:
         self._started(run)
 
     def adopt(self, doc: dict[str, Any], *, lease: str,
-              log_offsets: Mapping[str, int] | None = None) -> None:
+              log_offsets: Mapping[str, int] | None = None) -> Path | None:
         """Take over a claimed run from the server's document; writes carry `lease`.
-        `log_offsets` are the server's log lengths of tasks that already have output."""
+        `log_offsets` are the server's log lengths of tasks that already have output. A journal
+        an earlier attempt left here can never be delivered (this claim superseded its lease):
+        it is set aside first; its new place is returned."""
         run_id = str(doc["id"])
+        aside: Path | None = None
         with self._lock:
+            old = Journal.for_run(self.journal_dir, run_id, fsync=self._fsync)
+            if old.backlog() or old.damage or old.lost:
+                others = old.leases() - {lease}
+                why = (f"attempt with lease ...{lease[-6:]} claimed the run" if others or
+                       not old.leases() else "damaged")
+                aside = old.set_aside("superseded", f"an earlier attempt's records: {why}")
+            else:
+                old.close()
             run = self._open(doc, lease=lease)
             run.log_offsets.update(log_offsets or {})
             self._runs[run_id] = run
         if self.mirror is not None:
             self.mirror.create_run(copy.deepcopy(doc))
         self._started(run)
+        return aside
 
     def _open(self, doc: dict[str, Any], *, lease: str | None) -> _Run:
         run_id = str(doc["id"])
         journal = Journal.for_run(self.journal_dir, run_id, fsync=self._fsync)
-        syncer = Syncer(self.client, journal, lease=lease, policy=self.policy)
+        syncer = Syncer(self.client, journal, lease=lease, policy=self.policy,
+                        on_retry=self._on_retry, on_ack=self._on_ack)
         return _Run(base=copy.deepcopy(doc), doc=copy.deepcopy(doc), journal=journal,
                     syncer=syncer, lease=lease)
 
@@ -128,7 +150,7 @@ class ApiBackend:
                         apply_ops(run.doc, copy.deepcopy(diff.ops))
                     run.next_seq[diff.writer] = max(run.next_seq.get(diff.writer, 1),
                                                     diff.seq + 1)
-                    run.lease = run.lease or rec.data.get("lease")
+                    run.lease = run.lease or rec.lease
             run.base = copy.deepcopy(run.doc)
             self._runs[run_id] = run
         self._started(run)
@@ -160,6 +182,7 @@ class ApiBackend:
                 return False
             if diff.seq > expected:
                 raise SeqGap(diff.writer, diff.seq, expected)
+            _check_size(diff)  # before anything changes: a refused change leaves no trace
             ops = copy.deepcopy(diff.ops)  # the document must not share objects with history
             try:
                 apply_ops(run.doc, copy.deepcopy(ops))
@@ -167,9 +190,10 @@ class ApiBackend:
                 self._rebuild(run)
                 raise
             record: dict[str, Any] = {"kind": "diff", "diff": diff.to_json()}
+            record["diff"].pop("lease", None)
             lease = diff.lease or run.lease
             if lease:
-                record["diff"]["lease"] = lease
+                record["lease"] = lease
             try:
                 run.journal.append([record])
             except StateError:
@@ -242,11 +266,16 @@ class ApiBackend:
             if offset is None:
                 path = self.log_path(run_id, task_id)
                 offset = path.stat().st_size if path.exists() else 0
-            record: dict[str, Any] = {"kind": "log", "task": task_id, "offset": offset,
-                                      "data": base64.b64encode(data).decode()}
-            if run.lease:
-                record["lease"] = run.lease
-            run.journal.append([record])
+            records: list[dict[str, Any]] = []
+            for start in range(0, len(data), MAX_LOG_RECORD_BYTES):
+                part = data[start:start + MAX_LOG_RECORD_BYTES]
+                record: dict[str, Any] = {"kind": "log", "task": task_id,
+                                          "offset": offset + start,
+                                          "data": base64.b64encode(part).decode()}
+                if run.lease:
+                    record["lease"] = run.lease
+                records.append(record)
+            run.journal.append(records)
             run.log_offsets[task_id] = offset + len(data)
             if self.mirror is not None:
                 self.mirror.append_log(run_id, task_id, data)
@@ -274,12 +303,17 @@ class ApiBackend:
             return run.journal.backlog() == 0
         return run.syncer.flush(timeout)
 
-    def close(self) -> None:
-        """Stop every syncer (journals keep whatever is not acknowledged)."""
+    def backlog(self, run_id: str) -> int:
+        """Records of the run not acknowledged yet."""
+        return self._run(run_id).journal.backlog()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop every syncer (waiting at most `timeout` for one stuck in a request) and close
+        the journals (they keep whatever is not acknowledged)."""
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
-            run.syncer.stop()
+            run.syncer.stop(timeout)
             run.journal.close()
         if self.mirror is not None:
             self.mirror.close()
@@ -291,7 +325,7 @@ class ReportingBackend(ApiBackend):
     document's status) and delivery is tried under the config's retry policy; whatever does not
     get through stays in the journal for `ferry sync`."""
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
         """Journal finish records, try to deliver, stop the syncers, close the mirror."""
         with self._lock:
             runs = list(self._runs.items())
@@ -301,7 +335,7 @@ class ReportingBackend(ApiBackend):
             if status in _HANDBACK and not journaled and run.journal.last > 0:
                 self.finish(run_id, status)
         for _, run in runs:
-            run.syncer.stop()
+            run.syncer.stop(timeout)
             run.syncer.stop_event.clear()
             with contextlib.suppress(FerryError):  # kept in the journal for `ferry sync`
                 run.syncer.sync(self.policy)
@@ -311,3 +345,11 @@ class ReportingBackend(ApiBackend):
 
 
 _HANDBACK = frozenset({"Completed", "Failed", "Canceled", "AwaitingTrigger"})
+
+
+def _check_size(diff: Diff) -> None:
+    """`TooLarge` for a change the control plane could not take in one request."""
+    size = len(json.dumps(diff.ops, separators=(",", ":")))
+    if size > MAX_RECORD_BYTES:
+        raise TooLarge(f"a change of {size} bytes is over the limit of {MAX_RECORD_BYTES} bytes "
+                       f"({human_size(MAX_RECORD_BYTES)}) for one change of a run")

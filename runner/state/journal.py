@@ -1,39 +1,57 @@
 """The durable per-run journal: what must reach the control plane, written down before sending.
 
-`journal/<run_id>.jsonl` holds one JSON object per line. Numbered records (`n` from 1, strictly
-increasing) are the things to deliver, in order:
+`journal/<run_id>.jsonl` holds one checksummed JSON object per line (`journal_lines`). Numbered
+records (`n` from 1, consecutive) are the things to deliver, in order; each carries everything a
+later process needs to deliver it (the lease, and for diffs the writer and seq):
 
     {"kind": "create", "n": 1, "doc": {...}}                        report the run
-    {"kind": "diff",   "n": 2, "diff": {"writer", "seq", "ops", "lease"?, ...}}
-    {"kind": "log",    "n": 3, "task": id, "offset": int, "data": base64, "lease"?}
-    {"kind": "finish", "n": 4, "status": "Completed", "lease"?}
+    {"kind": "diff",   "n": 2, "lease"?, "diff": {"writer", "seq", "ops", ...}}
+    {"kind": "log",    "n": 3, "lease"?, "task": id, "offset": int, "data": base64}
+    {"kind": "finish", "n": 4, "lease"?, "status": "Completed"}
 
 Control lines carry no `n`: `{"kind": "ack", "upto": N}` (the server acknowledged every record up
-to N) and `{"kind": "lost", "reason": ...}` (the lease was superseded: keep the file, stop
-sending). Records are appended with write + flush + fsync before anything is sent (one fsync per
-`append` call: group commit). Ack lines are flushed but not fsynced: losing one in a crash only
-means a resend, which the server deduplicates. Acknowledged records leave the file only by
-compaction (atomic rewrite: temp file, fsync, rename, fsync of the directory); once everything is
-acknowledged the file is deleted. A torn last line (a crash mid-write) is truncated away on open;
-a damaged line anywhere else is a `StateError` naming the file and line.
+to N). An `append` writes all its records with one write loop and one fsync (group commit), whole
+or not at all: a short write or a failed fsync is rolled back (truncated) before the error is
+raised, so a full disk never leaves half a line for the next append to be glued to. Ack lines
+are not fsynced, and an ack that cannot be written at all is kept in memory only: losing one
+means a resend, which the server deduplicates. Acknowledged records leave the file by compaction
+(temp file, fsync, rename, fsync of the directory); once everything is acknowledged the file is
+deleted.
+
+Reading: trailing lines that are torn (a crash mid-append: never sent) are truncated away. A line
+in the middle that fails its checksum or does not parse is damage: it is listed in `damage`, and
+if a record is missing because of it, `gap` is its number; only the records before the gap are
+`pending` (deliverable) and nothing more may be appended. The syncer then ends the run on the
+server and sets the file aside (`set_aside`).
+
+One process at a time owns a journal: the owner holds an exclusive `flock` on `<run_id>.lock` in
+the same directory (released by the kernel if it dies); another opener gets `JournalBusy`.
+`readonly=True` opens a snapshot without the lock and never writes (metrics, tests).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import errno
+import fcntl
+import itertools
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.errors import StateError
+from runner.errors import NoSpace, StateError
+from runner.state import journal_lines as lines
+from runner.state.journal_lines import LineError
 
 SUFFIX = ".jsonl"
+LOCK_SUFFIX = ".lock"
 RECORD_KINDS = frozenset({"create", "diff", "log", "finish"})
 COMPACT_AFTER = 512  # acknowledged records kept in the file before a rewrite is worth it
+ASIDE_KINDS = ("superseded", "refused", "damaged")
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,18 @@ class Record:
     kind: str
     data: dict[str, Any]
 
+    @property
+    def lease(self) -> str | None:
+        """The lease token the record must be sent with (None for runs without a lease)."""
+        lease = self.data.get("lease")
+        if not lease and self.kind == "diff":  # journals written before leases moved up
+            lease = (self.data.get("diff") or {}).get("lease")
+        return str(lease) if lease else None
+
+
+class JournalBusy(StateError):
+    """Another live process (or another object of this one) owns the journal."""
+
 
 def journal_run_id(path: Path) -> str:
     """The run id a journal file is named after (`<run_id>.jsonl`)."""
@@ -53,23 +83,38 @@ def journal_run_id(path: Path) -> str:
 class Journal:
     """One run's journal file; thread-safe (the executor appends while the syncer acks)."""
 
-    def __init__(self, path: Path, *, fsync: bool = True) -> None:
+    def __init__(self, path: Path, *, fsync: bool = True, readonly: bool = False) -> None:
         self.path = path
         self.run_id = journal_run_id(path)
+        self.readonly = readonly
         self._fsync = fsync
         self._lock = threading.RLock()
         self._records: list[Record] = []  # unacknowledged, in order
         self._acked = 0
         self._last = 0
-        self._acked_in_file = 0  # acknowledged records still present in the file
+        self._acked_in_file = 0
         self._lost: str | None = None
-        self._fh: Any = None
-        self._load()
+        self._fd: int | None = None
+        self._lock_fd: int | None = None
+        self._closed = False
+        self.damage: list[str] = []
+        """Damaged lines in the middle of the file, as `line N: why` (loudly reported)."""
+        self.gap: int | None = None
+        """The first unacknowledged record number lost to damage (None: nothing lost)."""
+        self.torn = 0
+        """Bytes of a torn last append removed when the file was opened."""
+        if not readonly:
+            self._take_lock()
+        try:
+            self._load()
+        except BaseException:
+            self._release_lock()
+            raise
 
     @classmethod
     def for_run(cls, directory: Path, run_id: str, *, fsync: bool = True) -> Journal:
         """The journal of `run_id` under `directory` (created on the first append)."""
-        if not run_id or "/" in run_id or run_id.startswith("."):
+        if not run_id or "/" in run_id or run_id.startswith(".") or "\0" in run_id:
             raise StateError(f"invalid run id for a journal: {run_id!r}")
         return cls(directory / f"{run_id}{SUFFIX}", fsync=fsync)
 
@@ -87,17 +132,25 @@ class Journal:
 
     @property
     def lost(self) -> str | None:
-        """Why sending stopped for good (lease superseded), or None."""
+        """Why sending stopped for good (a `lost` line of an older version), or None."""
         return self._lost
 
     def pending(self, limit: int | None = None) -> list[Record]:
-        """Unacknowledged records in order (at most `limit`)."""
+        """Deliverable unacknowledged records in order (at most `limit`): none past a `gap`."""
         with self._lock:
-            return list(self._records if limit is None else self._records[:limit])
+            records = self._records
+            if self.gap is not None:
+                records = [r for r in records if r.n < self.gap]
+            return list(records if limit is None else records[:limit])
 
     def backlog(self) -> int:
-        """How many records wait for an acknowledgement."""
+        """How many records wait for an acknowledgement (undeliverable ones included)."""
         return len(self._records)
+
+    def leases(self) -> set[str]:
+        """The lease tokens of the records waiting (to tell an older attempt's journal)."""
+        with self._lock:
+            return {lease for r in self._records if (lease := r.lease)}
 
     def _load(self) -> None:
         try:
@@ -107,28 +160,43 @@ class Journal:
         except OSError as exc:
             raise StateError(f"{self.path}: cannot read journal: {exc.strerror}") from exc
         *complete, tail = raw.split(b"\n")
-        keep = 0  # bytes of the file that hold whole, good lines
-        for index, line in enumerate(complete):
-            end = keep + len(line) + 1
-            if not line.strip():
-                keep = end
+        first = next((c for c in complete if c.strip()), tail)
+        legacy = bool(first) and not lines.has_checksum(first)
+        parsed: list[dict[str, Any] | LineError | None] = []
+        for line in complete:
+            if not line:
+                parsed.append(None)
                 continue
             try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError("not a JSON object")
-                self._take(obj)
-            except (ValueError, KeyError, TypeError) as exc:
-                rest = [*complete[index + 1:], tail]
-                if all(not r.strip(b"\0 \t\r") for r in rest):
-                    break  # the last line is torn (crash mid-append): it was never sent
-                raise StateError(f"{self.path}:{index + 1}: damaged journal line ({exc})") from exc
-            keep = end
-        # a tail without its newline is a torn append too, even if it happens to parse
+                parsed.append(lines.decode(line, legacy=legacy))
+            except LineError as exc:
+                parsed.append(exc)
+        # Trailing bad or blank lines are a torn append: never acknowledged, never even sent.
+        end = len(parsed)
+        while end and not isinstance(parsed[end - 1], dict):
+            end -= 1  # (zeroed or half-written lines, blank lines: a crash mid-append)
+        keep = sum(len(c) + 1 for c in complete[:end])
+        suspects: list[tuple[int, int]] = []  # (line number, last record number before it)
+        numbers: list[int] = []
+        for index in range(end):
+            item = parsed[index]
+            if item is None:
+                continue
+            try:
+                if isinstance(item, LineError):
+                    raise item
+                self._take(item, numbers)
+            except (LineError, ValueError, KeyError, TypeError) as exc:
+                self.damage.append(f"line {index + 1}: {exc}")
+                if _maybe_record(complete[index]):
+                    suspects.append((index + 1, numbers[-1] if numbers else self._acked))
+        self._find_gap(numbers, suspects)
         if keep != len(raw):
-            self._truncate(keep)
+            self.torn = len(raw) - keep
+            if not self.readonly:
+                self._truncate(keep)
 
-    def _take(self, obj: dict[str, Any]) -> None:
+    def _take(self, obj: dict[str, Any], numbers: list[int]) -> None:
         kind = obj["kind"]
         if kind == "ack":
             upto = int(obj["upto"])
@@ -141,12 +209,28 @@ class Journal:
             self._lost = str(obj.get("reason") or "lease lost")
         elif kind in RECORD_KINDS:
             n = int(obj["n"])
-            if n <= self._last:
-                raise ValueError(f"record number {n} after {self._last}")
-            self._records.append(Record(n, kind, obj))
-            self._last = n
+            if numbers and n <= numbers[-1]:
+                raise ValueError(f"record number {n} after {numbers[-1]}")
+            numbers.append(n)
+            if n > self._acked:
+                self._records.append(Record(n, kind, obj))
+            self._last = max(self._last, n)
         else:
             raise ValueError(f"unknown record kind {kind!r}")
+
+    def _find_gap(self, numbers: list[int], suspects: list[tuple[int, int]]) -> None:
+        """The first unacknowledged record number missing from the file, if any."""
+        missing: list[int] = []
+        for before, after in itertools.pairwise(numbers):
+            if after > before + 1:
+                missing.append(before + 1)
+        if numbers and self._records and self._records[0].n > self._acked + 1:
+            missing.append(self._acked + 1)  # the records right after the ack line are gone
+        for _, before in suspects:
+            if not any(n > before for n in numbers):  # a damaged record after the last good one
+                missing.append(before + 1)
+        lost = sorted(n for n in missing if n > self._acked)
+        self.gap = lost[0] if lost else None
 
     def _truncate(self, size: int) -> None:
         try:
@@ -158,13 +242,45 @@ class Journal:
             raise StateError(f"{self.path}: cannot repair torn journal tail: {exc.strerror}") \
                 from exc
 
+    # -- the owner's lock ------------------------------------------------------------------
+
+    @property
+    def lock_path(self) -> Path:
+        """The file whose flock marks the journal's owner."""
+        return self.path.with_name(self.run_id + LOCK_SUFFIX)
+
+    def _take_lock(self) -> None:
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise _write_error(exc, self.path, "lock the journal") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalBusy(f"{self.path}: in use by another ferry process") from None
+        self._lock_fd = fd
+
+    def _release_lock(self, *, remove: bool = False) -> None:
+        if self._lock_fd is not None:
+            if remove:  # the journal is gone: so is the reason for its lock file
+                with contextlib.suppress(OSError):
+                    self.lock_path.unlink()
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)
+
     # -- writing ---------------------------------------------------------------------------
 
     def append(self, records: Sequence[dict[str, Any]]) -> list[int]:
-        """Number, write and fsync records (one fsync for all); returns their numbers."""
+        """Number, write and fsync records (one fsync for all), whole or not at all; returns
+        their numbers. `NoSpace` when the disk is full (nothing of them stays in the file)."""
         if not records:
             return []
         with self._lock:
+            if self.gap is not None:
+                raise StateError(f"{self.path}: damaged ({self.damage[0]}): nothing more may be "
+                                 "appended")
             numbered: list[Record] = []
             n = self._last
             for rec in records:
@@ -172,45 +288,51 @@ class Journal:
                     raise StateError(f"journal record of unknown kind: {rec.get('kind')!r}")
                 n += 1
                 numbered.append(Record(n, rec["kind"], {**rec, "n": n}))
-            blob = b"".join(_line(r.data) for r in numbered)
-            self._write(blob, sync=True)
+            blob = b"".join(lines.encode(r.data) for r in numbered)
+            self._write(blob, sync=True, what=f"{len(numbered)} record(s)")
             self._records.extend(numbered)
             self._last = n
             return [r.n for r in numbered]
 
     def ack(self, upto: int) -> None:
-        """Record that the server acknowledged every record up to `upto`."""
+        """Record that the server acknowledged every record up to `upto`. The line is best
+        effort: when it cannot be written (a full disk), the acknowledgement is kept in memory
+        and a later open resends those records, which the server deduplicates."""
         with self._lock:
             if upto <= self._acked:
                 return
             if upto > self._last:
                 raise StateError(f"{self.path}: ack {upto} beyond last record {self._last}")
-            self._write(_line({"kind": "ack", "upto": upto}), sync=False)
+            with contextlib.suppress(StateError):
+                self._write(lines.encode({"kind": "ack", "upto": upto}), sync=False,
+                            what="an acknowledgement")
             dropped = sum(1 for r in self._records if r.n <= upto)
             self._records = [r for r in self._records if r.n > upto]
             self._acked = upto
             self._acked_in_file += dropped
 
-    def mark_lost(self, reason: str) -> None:
-        """Stop delivery for good (lease superseded) but keep every record for inspection."""
-        with self._lock:
-            if self._lost is None:
-                self._write(_line({"kind": "lost", "reason": reason}), sync=True)
-                self._lost = reason
-
     def maybe_compact(self) -> bool:
-        """Compact when everything is acknowledged or enough acknowledged records piled up."""
+        """Compact when everything is acknowledged or enough acknowledged records piled up.
+        A compaction that fails (a full disk) leaves the file as it is: it is tried again."""
         with self._lock:
-            if self._lost is None and (not self._records or
-                                       self._acked_in_file >= COMPACT_AFTER):
-                self.compact()
+            if self.gap is None and self._lost is None and (
+                    not self._records or self._acked_in_file >= COMPACT_AFTER):
+                try:
+                    self.compact()
+                except StateError:
+                    if not self._records:
+                        raise  # the file could not even be deleted
+                    return False
                 return True
             return False
 
     def compact(self) -> None:
         """Rewrite the file without acknowledged records (atomically); delete it when empty."""
         with self._lock:
-            self._close_fh()
+            self._check_writable()
+            if self.gap is not None:
+                raise StateError(f"{self.path}: damaged journals are kept as they are")
+            self._close_fd()
             if not self._records and self._lost is None:
                 try:
                     self.path.unlink()
@@ -221,60 +343,135 @@ class Journal:
                         from exc
                 _fsync_dir(self.path.parent)
                 self._acked_in_file = 0
+                self.damage.clear()
                 return
             tmp = self.path.with_name(self.path.name + ".tmp")
-            lines = [_line({"kind": "ack", "upto": self._acked})]
+            out = [lines.encode({"kind": "ack", "upto": self._acked})]
             if self._lost is not None:
-                lines.append(_line({"kind": "lost", "reason": self._lost}))
-            lines.extend(_line(r.data) for r in self._records)
+                out.append(lines.encode({"kind": "lost", "reason": self._lost}))
+            out.extend(lines.encode(r.data) for r in self._records)
             try:
                 # created 0600: records carry lease tokens, never readable by others even briefly
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(b"".join(lines))
-                    fh.flush()
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+                try:
+                    _write_all(fd, b"".join(out))
                     if self._fsync:
-                        os.fsync(fh.fileno())
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
                 os.chmod(tmp, 0o600)  # a leftover .tmp from a crash keeps its old mode
                 os.replace(tmp, self.path)
             except OSError as exc:
-                raise StateError(f"{self.path}: cannot compact journal: {exc.strerror}") from exc
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise _write_error(exc, self.path, "compact the journal") from exc
             if self._fsync:
                 _fsync_dir(self.path.parent)
             self._acked_in_file = 0
 
-    def close(self) -> None:
-        """Close the file handle (the journal object stays usable; it reopens on demand)."""
+    def set_aside(self, kind: str, reason: str) -> Path:
+        """Move the file to `<dir>/<kind>/<run_id>.<UTC time>.jsonl` (kept for inspection,
+        never delivered again) with `reason` as its last line; returns the new path."""
+        if kind not in ASIDE_KINDS:
+            raise ValueError(f"unknown set-aside kind {kind!r}")
         with self._lock:
-            self._close_fh()
+            self._check_writable()
+            self._close_fd()
+            aside = self.path.parent / kind
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+            target = aside / f"{self.run_id}.{stamp}{SUFFIX}"
+            try:
+                aside.mkdir(mode=0o700, exist_ok=True)
+                os.replace(self.path, target)
+            except FileNotFoundError:
+                target.touch(mode=0o600)
+            except OSError as exc:
+                raise _write_error(exc, self.path, "set the journal aside") from exc
+            with contextlib.suppress(OSError):  # the reason is a courtesy: the move is the point
+                fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                try:
+                    _write_all(fd, lines.encode({"kind": "aside", "why": kind,
+                                                 "reason": reason}))
+                finally:
+                    os.close(fd)
+            _fsync_dir(self.path.parent)
+            _fsync_dir(aside)
+            self._records = []
+            self._closed = True
+            self._release_lock(remove=True)
+            return target
 
-    def _close_fh(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+    def close(self) -> None:
+        """Close the file and give up ownership (a closed journal refuses writes)."""
+        with self._lock:
+            self._close_fd()
+            self._closed = True
+            self._release_lock(remove=not self.path.exists())
 
-    def _write(self, blob: bytes, *, sync: bool) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            created = not self.path.exists()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self._fh = os.fdopen(fd, "ab", buffering=0)
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise StateError(f"{self.path}: opened read-only")
+        if self._closed:
+            raise StateError(f"{self.path}: journal closed")
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def _write(self, blob: bytes, *, sync: bool, what: str) -> None:
+        self._check_writable()
+        if self._fd is None:
+            try:
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                created = not self.path.exists()
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                                   0o600)
+            except OSError as exc:
+                raise _write_error(exc, self.path, f"journal {what}") from exc
             if created and self._fsync:
                 _fsync_dir(self.path.parent)
-        start = self._fh.tell()
+            if created and self._acked:
+                # a file re-created after everything was delivered and deleted: say where the
+                # numbering stands, or the first record would look like the end of a gap
+                blob = lines.encode({"kind": "ack", "upto": self._acked}) + blob
+        fd = self._fd
+        start = os.lseek(fd, 0, os.SEEK_END)
         try:
-            self._fh.write(blob)
+            _write_all(fd, blob)
             if sync and self._fsync:
-                os.fsync(self._fh.fileno())
+                os.fsync(fd)
         except OSError as exc:
-            # never leave half a line in the middle of the file: the next append would follow it
-            with contextlib.suppress(OSError):
-                self._fh.truncate(start)
-            raise StateError(f"{self.path}: cannot write journal: {exc.strerror}") from exc
+            # never leave part of a line behind: the next append would be glued to it
+            try:
+                os.ftruncate(fd, start)
+                if self._fsync:
+                    os.fsync(fd)
+            except OSError:
+                # the file may end with a partial line: reopening treats it as a torn tail
+                self._close_fd()
+            raise _write_error(exc, self.path, f"journal {what}") from exc
 
 
-def _line(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+def _maybe_record(raw: bytes) -> bool:
+    """Whether a damaged line may have held a record (rather than an acknowledgement)."""
+    return b'"n":' in raw or b'"upto":' not in raw
+
+
+def _write_all(fd: int, blob: bytes) -> None:
+    """Write every byte (a write may be short, e.g. when the disk fills up)."""
+    view = memoryview(blob)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def _write_error(exc: OSError, path: Path, what: str) -> StateError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpace(path.parent, f"cannot {what}")
+    return StateError(f"{path}: cannot {what}: {exc.strerror or exc}")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -291,8 +488,19 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def journal_paths(directory: Path) -> Iterator[Path]:
-    """Every journal file under `directory`, oldest first."""
+    """Every journal file directly under `directory` (not the set-aside ones), oldest first."""
     if not directory.is_dir():
         return iter(())
-    files = [p for p in directory.iterdir() if p.name.endswith(SUFFIX) and p.is_file()]
-    return iter(sorted(files, key=lambda p: (p.stat().st_mtime, p.name)))
+    files = []
+    for p in directory.iterdir():
+        if not p.name.endswith(SUFFIX):
+            continue
+        with contextlib.suppress(FileNotFoundError):  # delivered meanwhile
+            files.append((p.stat().st_mtime, p.name, p))
+    return iter(p for _, _, p in sorted(files))
+
+
+def set_aside_paths(directory: Path) -> list[Path]:
+    """Every journal set aside under `directory`, by kind then name."""
+    return sorted(p for kind in ASIDE_KINDS if (directory / kind).is_dir()
+                  for p in (directory / kind).iterdir() if p.name.endswith(SUFFIX))

@@ -1,29 +1,35 @@
-"""Delivery of journals to the control plane: in order, acknowledged, exactly once.
+"""Delivery of a journal to the control plane: in order, acknowledged, exactly once.
 
 A `Syncer` owns one run's journal on the sending side. It sends unacknowledged records in order
-(consecutive diffs of one writer as one `DiffBatch`, consecutive log records of one task as one
-`LogChunk`), records each acknowledgement in the journal, and resolves the server's 409 answers:
-`seq_gap` (the server already has a prefix: acknowledge it and go on), `offset_mismatch` (resend
-from the server's offset, using the bytes the journal still holds), `lease_lost` (stop for good,
-keep the journal). Transient errors back off through `runner.api.client.retrying`.
+(consecutive diffs of one writer and lease as one `DiffBatch`, consecutive log records of one
+task as one `LogChunk`, each request under `MAX_REQUEST_BYTES`), records each acknowledgement in
+the journal, and resolves the server's 409 answers: `seq_gap` (the server already has a prefix:
+acknowledge it and go on) and `offset_mismatch` (resend from the server's offset, using the bytes
+the journal still holds). Transient errors back off through `runner.api.retry`.
+
+What can never go through is raised as one of three typed errors, and `settle` (in
+`runner.state.replay`) disposes of the journal: `LeaseLost` (another attempt owns the run),
+`JournalDamaged` (records lost to damage, or acknowledged ones missing on the server) and
+`RecordRefused` (the server refuses a record as such: too large, does not apply).
 
 Exactly once comes from the server's idempotency (per writer+seq, per task+offset) plus the
 journal: a record is acknowledged only after the server answered, and removed only after that.
+Every record carries its own lease, so any process (the daemon after a restart, `ferry sync`)
+can deliver it later.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 
 from runner.api.client import ControlClient
 from runner.api.protocol import DiffBatch, LogChunk, WireDiff
 from runner.api.retry import DEFAULT_POLICY, RetryPolicy, RetryStopped, call_with_retry
 from runner.errors import (
-    AuthError,
     Conflict,
     FerryError,
     LeaseLost,
@@ -31,12 +37,26 @@ from runner.errors import (
     StateError,
     TransientError,
 )
-from runner.state.journal import Journal, Record, journal_paths, journal_run_id
+from runner.limits import MAX_REQUEST_BYTES
+from runner.state.journal import Journal, Record
 
 MAX_DIFFS_PER_BATCH = 500
 WINDOW = 5000  # records considered per round
 MAX_LOG_BYTES_PER_CHUNK = 512 * 1024
 IDLE_WAKE = 5.0  # the background loop also looks again this often without a kick
+_BATCH_BYTES = MAX_REQUEST_BYTES - 64 * 1024  # room for the batch's own JSON around the diffs
+
+
+class JournalDamaged(StateError):
+    """Records of the journal can never be delivered: lost to damage, or the server lacks
+    records it acknowledged earlier."""
+
+
+class RecordRefused(PermanentError):
+    """The server refuses a record for good (too large, does not apply): retrying cannot help."""
+
+
+REFUSED_STATUSES = frozenset({413, 422})
 
 
 class Syncer:
@@ -44,13 +64,15 @@ class Syncer:
 
     def __init__(self, client: ControlClient, journal: Journal, *, lease: str | None = None,
                  policy: RetryPolicy = DEFAULT_POLICY, stop_event: threading.Event | None = None,
-                 on_retry: Callable[[BaseException, float], None] | None = None) -> None:
+                 on_retry: Callable[[BaseException, float], None] | None = None,
+                 on_ack: Callable[[int], None] | None = None) -> None:
         self.client = client
         self.journal = journal
         self.lease = lease
         self.policy = policy
         self.stop_event = stop_event or threading.Event()
         self.on_retry = on_retry
+        self.on_ack = on_ack
         self.error: FerryError | None = None
         self.delivered = 0
         self._wake = threading.Event()
@@ -65,9 +87,10 @@ class Syncer:
     # -- foreground ------------------------------------------------------------------------
 
     def deliver(self) -> int:
-        """Send every pending record once, in order; returns how many were acknowledged.
-        Raises `TransientError` (try again later), `LeaseLost` (journal kept, marked lost),
-        `PermanentError`/`StateError` (needs a human)."""
+        """Send every deliverable record once, in order; returns how many were acknowledged.
+        Raises `TransientError` (try again later), `LeaseLost`, `JournalDamaged` or
+        `RecordRefused` (never deliverable: see `replay.settle`), `PermanentError`/`StateError`
+        (a configuration or server problem: the journal is kept)."""
         if self.journal.lost is not None:
             raise LeaseLost(f"run {self.run_id}: {self.journal.lost}")
         done = 0
@@ -75,16 +98,19 @@ class Syncer:
             records = self.journal.pending(limit=WINDOW)
             if not records:
                 break
-            try:
-                upto = self._send(records)
-            except LeaseLost as exc:
-                self.journal.mark_lost(str(exc))
-                raise
+            upto = self._send(records)
             before = self.journal.acked
             self.journal.ack(upto)
             done += upto - before
             self.delivered += upto - before
+            if self.on_ack is not None:
+                self.on_ack(upto - before)
             self.journal.maybe_compact()
+        if self.journal.gap is not None and not self.stop_event.is_set():
+            raise JournalDamaged(
+                f"journal {self.journal.path} is damaged ({'; '.join(self.journal.damage)}): "
+                f"record {self.journal.gap} and the {self.journal.backlog()} after it cannot be "
+                "delivered")
         return done
 
     def sync(self, policy: RetryPolicy | None = None) -> int:
@@ -124,6 +150,11 @@ class Syncer:
         with self._idle:
             self._idle.notify_all()
 
+    @property
+    def running(self) -> bool:
+        """Whether the background thread is still alive (it may be stuck in a request)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def _settled(self) -> bool:
         return (self.journal.backlog() == 0 or self.error is not None
                 or self.stop_event.is_set())
@@ -160,12 +191,15 @@ class Syncer:
         acknowledged only when all of it went through; a resend after a failure is deduplicated.
         """
         head = records[0]
-        if head.kind == "create":
-            self.client.report_run(head.data["doc"])
-            return head.n
-        if head.kind == "finish":
-            self.client.finish(self.run_id, self._lease(head), str(head.data["status"]))
-            return head.n
+        try:
+            if head.kind == "create":
+                self.client.report_run(head.data["doc"])
+                return head.n
+            if head.kind == "finish":
+                self.client.finish(self.run_id, self._lease(head), str(head.data["status"]))
+                return head.n
+        except PermanentError as exc:
+            raise _refused(exc, head) from exc
         window: list[Record] = []
         for rec in records:
             if rec.kind not in ("diff", "log"):
@@ -188,33 +222,42 @@ class Syncer:
         return window[-1].n
 
     def _lease(self, record: Record) -> str | None:
-        lease = record.data.get("lease")
-        return str(lease) if lease else self.lease
+        return record.lease or self.lease
 
     def _send_diffs(self, records: list[Record]) -> int:
         head = records[0]
         writer, lease = head.data["diff"]["writer"], self._lease(head)
         batch: list[Record] = []
+        size = 0
         for rec in records:
             if rec.kind != "diff" or rec.data["diff"]["writer"] != writer \
                     or self._lease(rec) != lease or len(batch) >= MAX_DIFFS_PER_BATCH:
                 break
+            weight = _wire_size(rec)
+            if batch and size + weight > _BATCH_BYTES:
+                break  # never a body the server refuses for its size
             batch.append(rec)
+            size += weight
         wire = [WireDiff(writer=writer, seq=int(r.data["diff"]["seq"]), ops=r.data["diff"]["ops"],
                          ts=r.data["diff"].get("ts")) for r in batch]
         try:
             ack = self.client.send_diffs(self.run_id, DiffBatch(lease=lease, diffs=wire))
         except Conflict as exc:
             if exc.code != "seq_gap" or exc.expected_seq is None:
-                raise
+                raise _refused(exc, head) from exc
             # The server has every seq below expected_seq: those of ours are duplicates.
             have = [r for r, w in zip(batch, wire, strict=True) if w.seq < exc.expected_seq]
             if not have:
-                raise StateError(
+                raise JournalDamaged(
                     f"run {self.run_id}: the server expects seq {exc.expected_seq} from writer "
                     f"{writer} but the journal continues at {wire[0].seq}: diffs acknowledged "
                     "earlier are missing on the server") from exc
             return have[-1].n
+        except PermanentError as exc:
+            applied = _applied(exc)
+            if applied:  # the prefix went in before the refusal: keep it acknowledged
+                return batch[min(applied, len(batch)) - 1].n
+            raise _refused(exc, batch[0]) from exc
         if ack.applied <= 0:
             raise PermanentError(f"run {self.run_id}: the server applied none of {len(batch)} "
                                  "diffs and gave no reason")
@@ -247,92 +290,36 @@ class Syncer:
                 return taken[-1].n
             except Conflict as exc:
                 if exc.code != "offset_mismatch" or exc.offset is None:
-                    raise
+                    raise _refused(exc, head) from exc
                 server = exc.offset
                 if server >= start + len(blob):
                     return taken[-1].n  # all of it arrived before (a lost answer)
                 if server < start:
-                    raise StateError(
+                    raise JournalDamaged(
                         f"run {self.run_id}: task {task} log is {server} bytes on the server but "
                         f"the journal continues at byte {start}: acknowledged bytes are missing"
                     ) from exc
                 offset = server  # part of it arrived: send the rest
+            except PermanentError as exc:
+                raise _refused(exc, head) from exc
         raise PermanentError(f"run {self.run_id}: task {task} log offsets keep moving")
 
 
-@dataclass
-class SyncResult:
-    """What `sync_all` did for one journal."""
-
-    run_id: str
-    delivered: int = 0
-    remaining: int = 0
-    error: str | None = None
-    lost: bool = False
+def _wire_size(record: Record) -> int:
+    """About how many bytes a diff record takes in a request body."""
+    return len(json.dumps(record.data["diff"]["ops"], separators=(",", ":"))) + 200
 
 
-@dataclass
-class SyncReport:
-    """What `sync_all` did, journal by journal."""
-
-    results: list[SyncResult] = field(default_factory=list)
-    unreachable: bool = False
-
-    @property
-    def delivered(self) -> int:
-        """Records acknowledged in this pass."""
-        return sum(r.delivered for r in self.results)
-
-    @property
-    def remaining(self) -> int:
-        """Records still waiting in journals."""
-        return sum(r.remaining for r in self.results)
-
-    @property
-    def ok(self) -> bool:
-        """Everything that could be delivered was."""
-        return not self.unreachable and all(r.error is None and not r.lost for r in self.results)
+def _applied(exc: PermanentError) -> int:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("applied"), int):
+        return int(body["applied"])
+    return 0
 
 
-def sync_all(journal_dir: Path, client: ControlClient, *, policy: RetryPolicy = DEFAULT_POLICY,
-             stop_event: threading.Event | None = None, skip: frozenset[str] = frozenset(),
-             on_retry: Callable[[BaseException, float], None] | None = None) -> SyncReport:
-    """Deliver every journal under `journal_dir` (`ferry sync`, and the daemon at start and exit).
-    Journals in `skip` (runs a live syncer owns) are left alone. When the server stays
-    unreachable the pass stops and says so; an `AuthError` is raised (nothing can go through)."""
-    report = SyncReport()
-    for path in journal_paths(journal_dir):
-        try:
-            journal = Journal(path)
-        except StateError as exc:  # damaged in the middle: say so, deliver the others
-            report.results.append(SyncResult(journal_run_id(path), error=str(exc)))
-            continue
-        if journal.run_id in skip:
-            continue
-        result = SyncResult(journal.run_id)
-        report.results.append(result)
-        if report.unreachable:
-            result.remaining = journal.backlog()
-            continue
-        syncer = Syncer(client, journal, policy=policy, stop_event=stop_event, on_retry=on_retry)
-        try:
-            if journal.lost is not None:
-                result.lost, result.error = True, journal.lost
-            elif journal.backlog() == 0:
-                journal.compact()
-            else:
-                syncer.sync()
-        except AuthError:
-            raise
-        except LeaseLost as exc:
-            result.lost, result.error = True, str(exc)
-        except TransientError as exc:
-            report.unreachable = True
-            result.error = str(exc)
-        except FerryError as exc:
-            result.error = str(exc)
-        finally:
-            journal.close()
-            result.delivered = syncer.delivered
-            result.remaining = journal.backlog()
-    return report
+def _refused(exc: PermanentError, record: Record) -> PermanentError:
+    """`RecordRefused` when the server refuses the record itself for good, else `exc`."""
+    if exc.status in REFUSED_STATUSES:
+        return RecordRefused(f"the server refused record {record.n} ({record.kind}): {exc}",
+                             exc.status, exc.body)
+    return exc

@@ -24,7 +24,8 @@ from runner.document import (
 from runner.state import sync as sync_module
 from runner.state.api import ApiBackend
 from runner.state.journal import Journal
-from runner.state.sync import Syncer, sync_all
+from runner.state.replay import sync_all
+from runner.state.sync import Syncer
 from tests.helpers import wait_until
 from tests.helpers.faultproxy import FaultProxy
 from tests.integration.sync.conftest import StubServer
@@ -84,7 +85,8 @@ def test_run_reported_while_server_down_is_delivered_once_when_it_starts(
         run_id = _work(backend)
         journal = tmp_path / "journal" / f"{run_id}.jsonl"
         assert journal.exists() and not backend.flush(run_id, timeout=0.3)
-        assert Journal(journal).backlog() > 60  # everything waits: create, diffs, logs, finish
+        # everything waits: create, diffs, logs, finish
+        assert Journal(journal, readonly=True).backlog() > 60
         stub.start()
         assert backend.flush(run_id, timeout=60)
         _assert_delivered(stub, backend, run_id)
@@ -104,8 +106,9 @@ def test_server_killed_mid_sync_then_restarted(stub: StubServer, tmp_path: Path,
     backend = ApiBackend(client, tmp_path / "journal", tmp_path / "logs", policy=FAST,
                          background=False)
     run_id = _work(backend, tasks=10, steps=12)  # ~300 records, all offline
+    backend.close()  # hands the journal over (its owner's lock) as a process exit would
     path = tmp_path / "journal" / f"{run_id}.jsonl"
-    total = Journal(path).backlog()
+    total = Journal(path, readonly=True).backlog()
     stub.start()
     stop = threading.Event()
     syncer = Syncer(client, Journal(path), policy=FAST, stop_event=stop)
@@ -152,6 +155,10 @@ def test_sync_all_delivers_every_journal_left_behind(stub: StubServer, tmp_path:
     client = ControlClient(stub.url, token, timeout=5)
     backend = ApiBackend(client, tmp_path / "journal", tmp_path / "logs", background=False)
     runs = [_work(backend, tasks=2, steps=3) for _ in range(3)]
+    busy = sync_all(tmp_path / "journal", client, policy=FAST)
+    assert [r.skipped for r in busy.results] == ["in use by another ferry process"] * 3
+    assert busy.delivered == 0 and busy.ok  # the owner delivers them, not us
+    backend.close()  # as the owning process exiting would
     report = sync_all(tmp_path / "journal", client,
                       policy=RetryPolicy(max_attempts=2, initial=0.01, max_wait=0.02))
     assert report.unreachable and report.remaining > 0 and report.delivered == 0
@@ -164,7 +171,8 @@ def test_sync_all_delivers_every_journal_left_behind(stub: StubServer, tmp_path:
     assert again.results == []  # nothing left behind
 
 
-def test_a_damaged_journal_does_not_stop_the_others(stub: StubServer, tmp_path: Path) -> None:
+def test_a_damaged_journal_ends_its_run_and_does_not_stop_the_others(
+        stub: StubServer, tmp_path: Path) -> None:
     stub.start()
     _, token = stub.register()
     stub.kill()
@@ -172,16 +180,31 @@ def test_a_damaged_journal_does_not_stop_the_others(stub: StubServer, tmp_path: 
     backend = ApiBackend(client, tmp_path / "journal", tmp_path / "logs", background=False)
     good = [_work(backend, tasks=1, steps=2) for _ in range(2)]
     damaged = _work(backend, tasks=1, steps=2)
+    harmless = _work(backend, tasks=1, steps=2)
     backend.close()
     path = tmp_path / "journal" / f"{damaged}.jsonl"
     lines = path.read_bytes().splitlines(keepends=True)
-    path.write_bytes(lines[0] + b"{not json\n" + b"".join(lines[1:]))  # damaged in the middle
+    assert b'"kind":"diff"' in lines[3] and b'"Running"' in lines[3]  # task Running
+    lines[3] = lines[3].replace(b'"Running"', b'"Runnin9"')  # a flipped byte, still JSON
+    path.write_bytes(b"".join(lines))
+    other = tmp_path / "journal" / f"{harmless}.jsonl"
+    kept = other.read_bytes().splitlines(keepends=True)
+    other.write_bytes(kept[0] + b"{not json\n" + b"".join(kept[1:]))  # no record lost
     stub.start()
     report = sync_all(tmp_path / "journal", client, policy=FAST)
     by_run = {r.run_id: r for r in report.results}
-    assert by_run[damaged].error is not None and str(path) in by_run[damaged].error
-    for run_id in good:
+    broken = by_run[damaged]
+    assert broken.damage == ["line 4: checksum mismatch"]
+    assert broken.delivered == 3, "the records before the damage are delivered"
+    assert broken.aside is not None and broken.aside.parent == tmp_path / "journal" / "damaged"
+    assert broken.run_ended and "record 4" in (broken.reason or "")
+    doc = stub.admin_get(f"/runs/{damaged}").json()
+    assert doc["status"] == "Failed" and "damaged" in doc["error"]
+    assert "line 4: checksum mismatch" in broken.describe()
+    assert by_run[harmless].damage == ["line 2: no checksum"]
+    assert by_run[harmless].error is None and by_run[harmless].aside is None
+    for run_id in (*good, harmless):
         assert by_run[run_id].error is None and by_run[run_id].remaining == 0
         assert stub.admin_get(f"/runs/{run_id}").json()["status"] == "Completed"
-    assert not report.ok  # the damaged journal needs a human; it is kept as it is
-    assert path.exists()
+    assert report.ok  # every journal is settled: delivered, or ended and set aside
+    assert not path.exists() and list((tmp_path / "journal").glob("*.jsonl")) == []
