@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
-import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +28,13 @@ from runner.api.client import ControlClient
 from runner.api.retry import DEFAULT_POLICY, RetryPolicy
 from runner.diff import Diff, PatchConflict, apply_ops
 from runner.errors import FerryError, SeqGap, StateError, TooLarge, UnknownRun
-from runner.limits import MAX_LOG_RECORD_BYTES, MAX_RECORD_BYTES, human_size
+from runner.limits import (
+    MAX_DOCUMENT_BYTES,
+    MAX_LOG_RECORD_BYTES,
+    MAX_RECORD_BYTES,
+    human_size,
+    json_size,
+)
 from runner.state.backend import RunSummary, StateBackend
 from runner.state.journal import Journal
 from runner.state.logfiles import TaskLogs
@@ -49,6 +54,8 @@ class _Run:
     diffs: list[Diff] = field(default_factory=list)
     log_offsets: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    size: int = -1
+    """An upper bound of the document's size (compact JSON); -1 until first measured."""
 
 
 class ApiBackend:
@@ -182,11 +189,12 @@ class ApiBackend:
                 return False
             if diff.seq > expected:
                 raise SeqGap(diff.writer, diff.seq, expected)
-            _check_size(diff)  # before anything changes: a refused change leaves no trace
+            added = _check_size(diff)  # before anything changes: a refused change leaves no trace
             ops = copy.deepcopy(diff.ops)  # the document must not share objects with history
             try:
                 apply_ops(run.doc, copy.deepcopy(ops))
-            except PatchConflict:
+                self._check_document(run, added)
+            except (PatchConflict, TooLarge):
                 self._rebuild(run)
                 raise
             record: dict[str, Any] = {"kind": "diff", "diff": diff.to_json()}
@@ -206,6 +214,24 @@ class ApiBackend:
             self.mirror.apply(diff)
         run.syncer.kick()
         return True
+
+    @staticmethod
+    def _check_document(run: _Run, added: int) -> None:
+        """`TooLarge` when the change made the document pass `MAX_DOCUMENT_BYTES`. The size is
+        tracked as an upper bound (each change adds its own size); the document is measured
+        only when that bound passes the limit, so a run pays for few full measurements."""
+        if run.size < 0:
+            run.size = json_size(run.doc)
+        else:
+            run.size += added
+        if run.size <= MAX_DOCUMENT_BYTES:
+            return
+        run.size = json_size(run.doc)
+        if run.size > MAX_DOCUMENT_BYTES:
+            size, run.size = run.size, -1
+            limit = MAX_DOCUMENT_BYTES
+            raise TooLarge(f"this change would make the run document {size} bytes, over the "
+                           f"limit of {limit} bytes ({human_size(limit)})")
 
     def _rebuild(self, run: _Run) -> None:
         doc = copy.deepcopy(run.base)
@@ -347,9 +373,10 @@ class ReportingBackend(ApiBackend):
 _HANDBACK = frozenset({"Completed", "Failed", "Canceled", "AwaitingTrigger"})
 
 
-def _check_size(diff: Diff) -> None:
-    """`TooLarge` for a change the control plane could not take in one request."""
-    size = len(json.dumps(diff.ops, separators=(",", ":")))
+def _check_size(diff: Diff) -> int:
+    """The change's size; `TooLarge` for one the control plane could not take in a request."""
+    size = json_size(diff.ops)
     if size > MAX_RECORD_BYTES:
         raise TooLarge(f"a change of {size} bytes is over the limit of {MAX_RECORD_BYTES} bytes "
                        f"({human_size(MAX_RECORD_BYTES)}) for one change of a run")
+    return size

@@ -311,6 +311,15 @@ class Journal:
             self._acked = upto
             self._acked_in_file += dropped
 
+    def mark_lost(self, reason: str) -> None:
+        """Stop delivery for good: a `lost` line (older journals have it; delivery then settles
+        the journal as superseded and moves it aside)."""
+        with self._lock:
+            if self._lost is None:
+                self._write(lines.encode({"kind": "lost", "reason": reason}), sync=True,
+                            what="a lost mark")
+                self._lost = reason
+
     def maybe_compact(self) -> bool:
         """Compact when everything is acknowledged or enough acknowledged records piled up.
         A compaction that fails (a full disk) leaves the file as it is: it is tried again."""

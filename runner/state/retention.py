@@ -27,7 +27,7 @@ from runner.document import TERMINAL_RUN
 from runner.errors import StateError
 from runner.paths import Paths, safe_segment
 from runner.state.backend import RunSummary
-from runner.state.journal import SUFFIX, Journal
+from runner.state.journal import LOCK_SUFFIX, SUFFIX, Journal
 from runner.state.runlock import RunLock
 
 KEPT_EXECUTING = "executing"
@@ -160,15 +160,12 @@ def _size(path: Path) -> int:
 def _journal_state(path: Path) -> str | None:
     """None when the journal holds nothing to deliver; else why it must stay."""
     try:
-        journal = Journal(path)
+        journal = Journal(path, readonly=True)  # a look only: its owner may be writing it
     except StateError as exc:
         return f"{KEPT_ERROR}: {exc}"
-    try:
-        if journal.lost is not None or journal.backlog():
-            return KEPT_UNDELIVERED
-        return None
-    finally:
-        journal.close()
+    if journal.lost is not None or journal.backlog() or journal.gap is not None:
+        return KEPT_UNDELIVERED
+    return None
 
 
 def prune(paths: Paths, policy: RetentionPolicy, *, now: float, dry_run: bool = False,
@@ -222,6 +219,10 @@ def _remove(run: _Run, locks_dir: Path, report: PruneReport, dry_run: bool) -> N
         return
     # taking the lock may have made its file: it goes too (last: held until the rest is gone)
     doomed = [*(p for p in run.paths if p != lock.path), lock.path]
+    owner = next((p.with_name(run.run_id + LOCK_SUFFIX) for p in run.paths
+                  if p.name.endswith(SUFFIX)), None)  # a journal's owner lock goes with it
+    if owner is not None and owner.exists():
+        doomed.insert(0, owner)
     try:
         journal = next((p for p in run.paths if p.name.endswith(SUFFIX)), None)
         if journal is not None and journal.exists() and _journal_state(journal) is not None:

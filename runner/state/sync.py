@@ -21,7 +21,6 @@ can deliver it later.
 from __future__ import annotations
 
 import base64
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -37,10 +36,10 @@ from runner.errors import (
     StateError,
     TransientError,
 )
-from runner.limits import MAX_REQUEST_BYTES
+from runner.limits import MAX_OPS_PER_BATCH, MAX_REQUEST_BYTES, json_size
 from runner.state.journal import Journal, Record
 
-MAX_DIFFS_PER_BATCH = 500
+MAX_DIFFS_PER_BATCH = 500  # under runner.limits.MAX_DIFFS_PER_BATCH
 WINDOW = 5000  # records considered per round
 MAX_LOG_BYTES_PER_CHUNK = 512 * 1024
 IDLE_WAKE = 5.0  # the background loop also looks again this often without a kick
@@ -228,16 +227,17 @@ class Syncer:
         head = records[0]
         writer, lease = head.data["diff"]["writer"], self._lease(head)
         batch: list[Record] = []
-        size = 0
+        size = ops = 0
         for rec in records:
             if rec.kind != "diff" or rec.data["diff"]["writer"] != writer \
                     or self._lease(rec) != lease or len(batch) >= MAX_DIFFS_PER_BATCH:
                 break
-            weight = _wire_size(rec)
-            if batch and size + weight > _BATCH_BYTES:
-                break  # never a body the server refuses for its size
+            weight, count = _wire_size(rec), len(rec.data["diff"]["ops"])
+            if batch and (size + weight > _BATCH_BYTES or ops + count > MAX_OPS_PER_BATCH):
+                break  # never a batch the server refuses for its size
             batch.append(rec)
             size += weight
+            ops += count
         wire = [WireDiff(writer=writer, seq=int(r.data["diff"]["seq"]), ops=r.data["diff"]["ops"],
                          ts=r.data["diff"].get("ts")) for r in batch]
         try:
@@ -307,7 +307,7 @@ class Syncer:
 
 def _wire_size(record: Record) -> int:
     """About how many bytes a diff record takes in a request body."""
-    return len(json.dumps(record.data["diff"]["ops"], separators=(",", ":"))) + 200
+    return json_size(record.data["diff"]["ops"]) + 200
 
 
 def _applied(exc: PermanentError) -> int:

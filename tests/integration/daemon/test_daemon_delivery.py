@@ -129,7 +129,7 @@ def test_once_with_the_server_gone_exits_7_and_says_what_waits(
 
 def test_a_second_sigterm_stops_at_once_and_keeps_the_journal(
         server: Server, make_daemon: Any, tmp_path: Path) -> None:
-    daemon, side, run_id = _setup(server, make_daemon, tmp_path, "twice")
+    daemon, side, _ = _setup(server, make_daemon, tmp_path, "twice")
     daemon.start("--drain-timeout", "10m")
     wait_until(lambda: lines(side / "second-start"), timeout=60, message="second task started")
     server.kill()  # nothing could be delivered anyway

@@ -63,8 +63,10 @@ def test_retention_prunes_finished_runs_and_never_the_executing_one(
     wait_until(lambda: server.status(run_id) == "Completed", timeout=60, message="completion")
     wait_until(lambda: pruned(run_id), timeout=30, message="the finished run pruned")
     assert _files(daemon.home, run_id) == []
-    # the journal a lost lease stranded stays for a human, with the run's files
-    assert (daemon.home / "data" / "journal" / f"{stranded}.jsonl").exists()
-    assert _files(daemon.home, stranded) != []
+    # the journal a lost lease stranded was moved aside at start (never delivered, never
+    # retried) and stays there for a human: retention does not look into journal/superseded/
+    aside = daemon.home / "data" / "journal" / "superseded"
+    assert [p.name.split(".")[0] for p in aside.glob("*.jsonl")] == [stranded]
+    assert not (daemon.home / "data" / "journal" / f"{stranded}.jsonl").exists()
     daemon.signal(15)
     assert daemon.wait(60) == 0, daemon.log()[-3000:]
