@@ -34,19 +34,36 @@ def build_backend(config: FerryConfig, paths: Paths, source: str = "config") -> 
     if sm.backend == "api":
         from runner.api.client import ControlClient
         from runner.api.retry import RetryPolicy
-        from runner.state.api import ReportingBackend
+        from runner.state.reporting import ReportingBackend
 
         api = sm.api_config
         if api is None:
             raise ConfigError(f"{source}: stateManagement.apiConfig is required with backend "
                               "'api'")
+        _check_endpoint(api.endpoint, source)
         retry = sm.retry_config
         policy = RetryPolicy.from_config(retry.max_retries, retry.backoff_factor)
         mirror = LocalBackend(paths.db_path, paths.logs_dir)
-        return ReportingBackend(ControlClient(api.endpoint, api.auth_token), paths.journal_dir,
+        return ReportingBackend(ControlClient(api.endpoint, api.auth_token, timeout=10),
+                                paths.journal_dir,
                                 paths.logs_dir, mirror=mirror, policy=policy)
     raise ConfigError(f"{source}: stateManagement.backend '{sm.backend}' is not supported "
                       "(use 'local' or 'api')")
+
+
+def _check_endpoint(endpoint: str, source: str) -> None:
+    """An http(s) URL with a host; a path is allowed (a proxy may serve the API under it)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(endpoint)
+        host = parts.hostname
+    except ValueError:
+        host = None
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"{source}: stateManagement.apiConfig.endpoint '{endpoint}' is not an "
+                          "http(s) URL of a control plane, e.g. http://ctl.example:8750")
 
 
 def open_backend(args: argparse.Namespace) -> tuple[StateBackend, Paths]:

@@ -22,7 +22,7 @@ from runner.cli.live import LinePrinter, make_printer
 from runner.cli.render import render_finished, render_paused, stamp
 from runner.config import FerryConfig
 from runner.document import TERMINAL_RUN, RunStatus, TaskStatus, task_label, utc_now
-from runner.errors import UsageError, WorkflowInvalid
+from runner.errors import FerryError, UsageError, WorkflowInvalid
 from runner.exitcodes import ExitCode, for_status
 from runner.paths import Paths
 from runner.runtimes.base import Runtime
@@ -176,11 +176,19 @@ class _Session:
     resumed = False
 
     def close(self) -> None:
-        """Stop the live view; release the lock and the backend."""
+        """Stop the live view; release the lock and the backend. A backend that reports to a
+        control plane raises here when records could not be delivered (exit 6, one line);
+        while another error is already on its way out, that one wins and this is printed."""
         self.printer.end()
         if self.lock is not None:
             self.lock.release()
-        self.backend.close()
+        in_flight = sys.exc_info()[1] is not None
+        try:
+            self.backend.close()
+        except FerryError as exc:
+            if not in_flight:
+                raise
+            print(f"ferry: error: {exc}", file=sys.stderr)
 
 
 @contextmanager

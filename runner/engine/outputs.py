@@ -7,7 +7,9 @@ Format, one entry per line (blank lines ignored):
     KEY@<<DELIM       the same, appended
 VALUE is parsed as JSON (`123`, `true`, `{"a":1}`, `"quoted"`), else kept as the plain string.
 KEY is letters, digits, `_`, `-` and `.`. Anything else is a malformed line: `OutputsError`
-names the file and the line, and the step's task fails.
+names the file and the line, and the step's task fails. So does a file over
+`MAX_OUTPUTS_FILE_BYTES` or a value (after an append: the whole array) over
+`MAX_STATE_VALUE_BYTES` as compact JSON, naming the file or key, the size and the limit.
 
 `OutputsFile` is one such file for a whole task attempt: created once (mode 0666, so a container
 user other than ours can write it), read and emptied after each successful step. Creating a file
@@ -28,6 +30,7 @@ from typing import Any, Protocol
 
 from runner.document import Op, pointer_escape
 from runner.errors import FerryError
+from runner.limits import MAX_OUTPUTS_FILE_BYTES, MAX_STATE_VALUE_BYTES, human_size, json_size
 
 _KEY = r"[A-Za-z0-9_.\-]+"
 _HEREDOC = re.compile(rf"^({_KEY})(@?)<<\s*(\S+)\s*$")
@@ -109,6 +112,8 @@ class OutputsFile:
                                    "that is not a regular file")
         if info.st_size == 0:
             return ""
+        if info.st_size > MAX_OUTPUTS_FILE_BYTES:
+            self._too_large(info.st_size)
         writable = True
         try:
             fd = self._open(os.O_RDWR)
@@ -119,8 +124,12 @@ class OutputsFile:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OutputsFileError(f"{self.name}: not a regular file")
             chunks = []
+            size = 0
             while chunk := os.read(fd, 1 << 16):
                 chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_OUTPUTS_FILE_BYTES:  # it grew after the lstat: read no further
+                    self._too_large(max(size, os.fstat(fd).st_size))
             if writable:
                 os.ftruncate(fd, 0)
         finally:
@@ -128,6 +137,11 @@ class OutputsFile:
         if not writable:
             self.reset()
         return b"".join(chunks).decode("utf-8", "replace")
+
+    def _too_large(self, size: int) -> None:
+        raise OutputsFileError(f"{self.name}: the step wrote {size} bytes, over the limit of "
+                               f"{MAX_OUTPUTS_FILE_BYTES} bytes "
+                               f"({human_size(MAX_OUTPUTS_FILE_BYTES)}) for one step")
 
 
 class StateInput:
@@ -221,24 +235,41 @@ def parse_outputs(text: str, source: str = "outputs") -> list[Entry]:
 def entries_to_ops(entries: list[Entry], current: Mapping[str, Any], prefix: str,
                    source: str = "outputs") -> list[Op]:
     """Operations applying `entries` under the JSON pointer `prefix` (e.g. `/state`) whose
-    present content is `current`. Appending to a key that holds a non-array is an error."""
+    present content is `current`. Appending to a key that holds a non-array is an error, and so
+    is a value (an array after appends: all of it) over `MAX_STATE_VALUE_BYTES`."""
     ops: list[Op] = []
     seen: dict[str, Any] = {}
+    sizes: dict[str, int] = {}  # compact JSON size of each key's value after these entries
     for entry in entries:
         path = f"{prefix}/{pointer_escape(entry.key)}"
         if not entry.append:
             ops.append({"op": "add", "path": path, "value": entry.value})
             seen[entry.key] = entry.value
+            sizes[entry.key] = _checked(entry.key, json_size(entry.value), source)
             continue
         now = seen[entry.key] if entry.key in seen else current.get(entry.key)
         if now is None:
             ops.append({"op": "add", "path": path, "value": [entry.value]})
             seen[entry.key] = [entry.value]
+            sizes[entry.key] = _checked(entry.key, json_size([entry.value]), source)
         elif isinstance(now, list):
             ops.append({"op": "add", "path": f"{path}/-", "value": entry.value})
             seen[entry.key] = now
+            before = sizes[entry.key] if entry.key in sizes else json_size(now)
+            # one more item: a comma (none after "[") and the item itself
+            grown = before + json_size(entry.value) + (1 if before > 2 else 0)
+            sizes[entry.key] = _checked(entry.key, grown, source)
         else:
             kind = type(now).__name__
             raise OutputsError(source, entry.line, f"{entry.key}@=...",
                                f"cannot append to '{entry.key}': it holds a {kind}, not an array")
     return ops
+
+
+def _checked(key: str, size: int, source: str) -> int:
+    """`size`, or `OutputsFileError` naming the key when it is over the value limit."""
+    if size > MAX_STATE_VALUE_BYTES:
+        raise OutputsFileError(f"{source}: the value of '{key}' is {size} bytes as JSON, over "
+                               f"the limit of {MAX_STATE_VALUE_BYTES} bytes "
+                               f"({human_size(MAX_STATE_VALUE_BYTES)})")
+    return size

@@ -28,6 +28,7 @@ from runner.document import (
 from runner.engine import events as ev
 from runner.engine.scheduler import Plan, plan
 from runner.engine.task_runner import Outcome, TaskRunner, TaskSetup
+from runner.errors import TooLarge
 
 
 class RunLoop:
@@ -89,7 +90,10 @@ class RunLoop:
                 need_plan = True
             if need_plan:
                 need_plan = False
-                current = self.plan_pass()
+                try:
+                    current = self.plan_pass()
+                except TooLarge as exc:  # e.g. a matrix too large for one change of the run
+                    return self.fail(f"cannot plan the run: {exc}")
                 self.queue = deque(t for t in current.runnable if t not in self.active)
                 if not self.queue and not self.active and current.status != RunStatus.RUNNING:
                     return self.finish(current)
@@ -230,6 +234,17 @@ class RunLoop:
         self.emit(ev.RunFinished(self.store.run_id, self.now(), RunStatus.CANCELED.value,
                                  "canceled"))
         return RunStatus.CANCELED
+
+    def fail(self, error: str) -> RunStatus:
+        """End the run Failed with `error`: running tasks are stopped first."""
+        self.s.cancel.set()
+        self._drain()
+        with self.store.lock:
+            self.store.commit([run_field_op("status", RunStatus.FAILED.value),
+                               run_field_op("ended_at", self.now()),
+                               run_field_op("error", error)])
+        self.emit(ev.RunFinished(self.store.run_id, self.now(), RunStatus.FAILED.value, error))
+        return RunStatus.FAILED
 
     def finish(self, result: Plan) -> RunStatus:
         """The run ended or paused: announce it."""

@@ -58,7 +58,13 @@ from runner.engine.steps import (
     template_outputs,
     with_inputs,
 )
-from runner.errors import ConditionError, ExpressionError, RuntimeUnavailable, StateError
+from runner.errors import (
+    ConditionError,
+    ExpressionError,
+    RuntimeUnavailable,
+    StateError,
+    TooLarge,
+)
 from runner.paths import control_dir_under, ensure_dir, ledger_file_under
 from runner.runtimes.base import Runtime, StepResult, StepSpec, TaskHandle, TaskSpec
 from runner.secrets.masker import Masker
@@ -158,7 +164,8 @@ class TaskRunner:
             try:
                 outcome = self.attempt_once()
             except (ExpressionError, ConditionError, StepError, OutputsError,
-                    RuntimeUnavailable) as exc:
+                    RuntimeUnavailable, TooLarge) as exc:
+                # (TooLarge: a change over what a control plane takes; it was not written)
                 outcome = Outcome(False, str(exc))
             except OSError as exc:  # control dir or script file: the task fails, not the run
                 outcome = Outcome(False, f"cannot prepare the task's files: {exc}")
@@ -411,7 +418,12 @@ class TaskRunner:
                                    canceled=True, state_changed=state_changed)
                 return Outcome(False, f"step '{name}' failed: {what}", step_no,
                                state_changed=state_changed)
-            state_changed = self.apply_outputs(state_file, task_file, step_no) or state_changed
+            try:
+                state_changed = self.apply_outputs(state_file, task_file, step_no) \
+                    or state_changed
+            except (OutputsError, TooLarge) as exc:  # this step wrote it: the step fails
+                return Outcome(False, f"step '{name}' failed: {exc}", step_no,
+                               state_changed=state_changed)
             failed = self.commit_checkpoint(planned, output, step_no, rendered.name)
             if failed is not None:
                 return replace(failed, state_changed=state_changed)

@@ -16,7 +16,6 @@ for a control plane through the daemon's heartbeats, not through this backend.
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import threading
 from collections.abc import Callable, Mapping
@@ -27,11 +26,12 @@ from typing import Any
 from runner.api.client import ControlClient
 from runner.api.retry import DEFAULT_POLICY, RetryPolicy
 from runner.diff import Diff, PatchConflict, apply_ops
-from runner.errors import FerryError, SeqGap, StateError, TooLarge, UnknownRun
+from runner.errors import SeqGap, StateError, TooLarge, UnknownRun
 from runner.limits import (
     MAX_DOCUMENT_BYTES,
     MAX_LOG_RECORD_BYTES,
     MAX_RECORD_BYTES,
+    MAX_REQUEST_BYTES,
     human_size,
     json_size,
 )
@@ -84,6 +84,10 @@ class ApiBackend:
     def create_run(self, doc: dict[str, Any]) -> None:
         """Journal a `create` record (the server learns of the run through `/runs/report`)."""
         run_id = str(doc["id"])
+        size = json_size(doc)
+        if size > MAX_REQUEST_BYTES - 64 * 1024:  # it goes whole in one request
+            raise TooLarge(f"the run document is {size} bytes, over the limit of "
+                           f"{MAX_REQUEST_BYTES - 64 * 1024} bytes for reporting a run")
         with self._lock:
             if run_id in self._runs:
                 return
@@ -343,34 +347,6 @@ class ApiBackend:
             run.journal.close()
         if self.mirror is not None:
             self.mirror.close()
-
-
-class ReportingBackend(ApiBackend):
-    """`ApiBackend` for `ferry run -c` (backend api): runs are reported with `/runs/report`,
-    mirrored to the local SQLite backend, and on `close` each run's end is journaled (from its
-    document's status) and delivery is tried under the config's retry policy; whatever does not
-    get through stays in the journal for `ferry sync`."""
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Journal finish records, try to deliver, stop the syncers, close the mirror."""
-        with self._lock:
-            runs = list(self._runs.items())
-        for run_id, run in runs:
-            status = str(run.doc.get("status"))
-            journaled = any(r.kind == "finish" for r in run.journal.pending())
-            if status in _HANDBACK and not journaled and run.journal.last > 0:
-                self.finish(run_id, status)
-        for _, run in runs:
-            run.syncer.stop(timeout)
-            run.syncer.stop_event.clear()
-            with contextlib.suppress(FerryError):  # kept in the journal for `ferry sync`
-                run.syncer.sync(self.policy)
-            run.journal.close()
-        if self.mirror is not None:
-            self.mirror.close()
-
-
-_HANDBACK = frozenset({"Completed", "Failed", "Canceled", "AwaitingTrigger"})
 
 
 def _check_size(diff: Diff) -> int:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
-from runner.errors import StateError
+from runner.errors import NoSpace, StateError
 from runner.paths import ensure_dir, log_file_under
 
 
@@ -28,6 +29,8 @@ class TaskLogs:
             with os.fdopen(fd, "ab") as fh:
                 fh.write(data)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace(path.parent, "cannot write the task log") from exc
             raise StateError(f"{path}: cannot write the task log: {exc.strerror}") from exc
 
     def read(self, run_id: str, task_id: str, offset: int = 0) -> bytes:

@@ -9,7 +9,15 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Symlink:
+    """A file of a commit that is a symbolic link to `target`."""
+
+    target: str
 
 _IDENTITY = ["-c", "user.name=ferry-tests", "-c", "user.email=tests@ferry.invalid",
              "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"]
@@ -31,7 +39,8 @@ def init_bare(root: Path, name: str) -> Path:
     return path
 
 
-def commit(repo: Path, files: Mapping[str, str | bytes], *, message: str = "test commit",
+def commit(repo: Path, files: Mapping[str, str | bytes | Symlink], *,
+           message: str = "test commit",
            branch: str = "main", tag: str | None = None) -> str:
     """Commit exactly `files` (path -> content) on `branch` (child of its tip); returns the SHA."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -40,7 +49,9 @@ def commit(repo: Path, files: Mapping[str, str | bytes], *, message: str = "test
         for rel, content in files.items():
             target = work / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
+            if isinstance(content, Symlink):
+                target.symlink_to(content.target)
+            elif isinstance(content, bytes):
                 target.write_bytes(content)
             else:
                 target.write_text(content, encoding="utf-8")
@@ -59,6 +70,7 @@ def commit(repo: Path, files: Mapping[str, str | bytes], *, message: str = "test
         return sha
 
 
-def make_repo(root: Path, name: str, files: Mapping[str, str | bytes], **kw: str) -> str:
+def make_repo(root: Path, name: str, files: Mapping[str, str | bytes | Symlink],
+              **kw: str) -> str:
     """A new bare repo `<root>/<name>.git` with one commit of `files`; returns its SHA."""
     return commit(init_bare(root, name), files, **kw)

@@ -7,13 +7,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers.gitrepo import commit, init_bare
+from tests.helpers.gitrepo import Symlink, commit, init_bare
 from tests.helpers.stub import StubHandle
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -30,7 +30,7 @@ class Server(StubHandle):
                          str(offline_grace), admin_token=ADMIN, registration_token=REGISTRATION)
 
     # -- admin side ------------------------------------------------------------------------
-    def repo(self, name: str, files: dict[str, str]) -> str:
+    def repo(self, name: str, files: Mapping[str, str | bytes | Symlink]) -> str:
         """A bare repo `name` holding `files`; returns the commit SHA."""
         path = self.repos / f"{name}.git"
         if not path.exists():

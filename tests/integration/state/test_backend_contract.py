@@ -19,9 +19,9 @@ from runner.api.client import ControlClient
 from runner.diff import Diff, PatchConflict
 from runner.document import add_task_op, new_run, new_task, state_set_op, task_field_op
 from runner.errors import SeqGap, UnknownRun
-from runner.state.api import ReportingBackend
 from runner.state.backend import StateBackend
 from runner.state.local import LocalBackend
+from runner.state.reporting import ReportingBackend
 from tests.integration.sync.conftest import StubServer
 
 
