@@ -254,6 +254,8 @@ class Daemon:
     def _maybe_claim(self, idle_since: float) -> None:
         if self._draining.is_set() or self._claim_thread is not None:
             return
+        if self._replayer is not None and self._replayer.busy:
+            return  # journals first: see Replayer.busy
         if self.settings.once and self.claimed >= 1:
             return
         free = self.settings.concurrency - len(self._jobs)

@@ -38,17 +38,21 @@ class Replayer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one pass at a time
         self._said: dict[str, str] = {}  # the last error logged per run (said once, not per pass)
+        self._passing = threading.Event()
 
     def replay(self, when: str, budget: float | None = None,
                stop: threading.Event | None = None) -> SyncReport | None:
         """One pass now (at most `budget` seconds of retrying, until `stop` is set); logs what
         it did."""
         with self._lock:
+            self._passing.set()
             try:
                 report = self._sync(stop or threading.Event(), budget)
             except FerryError as exc:  # a 401: nothing goes through with this token
                 log.error("journal replay at %s failed: %s", when, exc)
                 return None
+            finally:
+                self._passing.clear()
         if when == "background":
             fresh = [r for r in report.results if r.error is None
                      or self._said.get(r.run_id) != r.error]
@@ -71,6 +75,12 @@ class Replayer:
         """Replay soon (contact with the control plane is back)."""
         self._wake.set()
 
+    @property
+    def busy(self) -> bool:
+        """A pass runs or is due: the daemon delivers what it owes before it claims (a run of
+        its own journal would otherwise be claimed again, and that journal superseded)."""
+        return self._passing.is_set() or self._wake.is_set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the background passes (a pass in a request gives up at its next retry)."""
         self._stop.set()
@@ -82,9 +92,10 @@ class Replayer:
         wait = self.interval
         while not self._stop.is_set():
             self._wake.wait(wait)
-            self._wake.clear()
             if self._stop.is_set():
                 return
+            self._passing.set()
+            self._wake.clear()
             report = self.replay("background", budget=self.interval, stop=self._stop)
             failing = report is None or report.unreachable
             wait = min(MAX_INTERVAL, wait * 2) if failing else self.interval

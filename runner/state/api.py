@@ -56,6 +56,9 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     size: int = -1
     """An upper bound of the document's size (compact JSON); -1 until first measured."""
+    adopted: bool = False
+    """Claimed from the server: a task's output starts where the server's log ends (0 unless
+    `log_offsets` says otherwise), whatever a local copy left by an earlier attempt holds."""
 
 
 class ApiBackend:
@@ -117,6 +120,7 @@ class ApiBackend:
             else:
                 old.close()
             run = self._open(doc, lease=lease)
+            run.adopted = True
             run.log_offsets.update(log_offsets or {})
             self._runs[run_id] = run
         if self.mirror is not None:
@@ -293,7 +297,9 @@ class ApiBackend:
         run = self._run(run_id)
         with run.lock:
             offset = run.log_offsets.get(task_id)
-            if offset is None:
+            if offset is None and run.adopted:
+                offset = 0
+            elif offset is None:  # a run of this machine: the local copy is what was journaled
                 path = self.log_path(run_id, task_id)
                 offset = path.stat().st_size if path.exists() else 0
             records: list[dict[str, Any]] = []

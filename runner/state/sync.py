@@ -186,7 +186,8 @@ class Syncer:
 
         Diffs and logs between a `create` and a `finish` are independent streams on the server
         (diffs ordered per writer by seq, logs per task by offset), so a window of them goes as
-        a few large requests: the diffs in order, then each task's bytes merged. The window is
+        a few large requests: the diffs in order, then each task's bytes merged. A window ends
+        before a diff that ends a task whose output is in it (see the comments below). The window is
         acknowledged only when all of it went through; a resend after a failure is deduplicated.
         """
         head = records[0]
@@ -200,12 +201,21 @@ class Syncer:
         except PermanentError as exc:
             raise _refused(exc, head) from exc
         window: list[Record] = []
+        logged: set[str] = set()
         for rec in records:
             if rec.kind not in ("diff", "log"):
+                break
+            if rec.kind == "log":
+                logged.add(str(rec.data["task"]))
+            elif window and _ends_a_task(rec, logged):
+                # A task's end must not reach the server before its output (were the runner to
+                # die in between, its output would be stranded): it opens the next round.
                 break
             window.append(rec)
         if not window:
             raise StateError(f"{self.journal.path}: record {head.n} of unknown kind {head.kind!r}")
+        # The diffs first: a task's start reaches the server before its output, so a new
+        # attempt finds the task started and asks the server how much output it already has.
         diffs = [r for r in window if r.kind == "diff"]
         while diffs:
             done = self._send_diffs(diffs)
@@ -303,6 +313,19 @@ class Syncer:
             except PermanentError as exc:
                 raise _refused(exc, head) from exc
         raise PermanentError(f"run {self.run_id}: task {task} log offsets keep moving")
+
+
+_ENDED = frozenset({"Completed", "Failed"})
+
+
+def _ends_a_task(record: Record, tasks: set[str]) -> bool:
+    """Whether a diff record sets one of `tasks` Completed or Failed."""
+    for op in record.data["diff"].get("ops") or ():
+        path = str(op.get("path", ""))
+        if path.startswith("/tasks/") and path.endswith("/status") \
+                and op.get("value") in _ENDED and path[7:-7] in tasks:
+            return True
+    return False
 
 
 def _wire_size(record: Record) -> int:

@@ -8,6 +8,8 @@ Also, for the fault matrix and the endpoint tests:
     proxy.rate = 0.3         the share of failing requests can change while it runs
     proxy.hooks.append(fn)   fn(method, path, body) runs before a request is forwarded (on the
                              proxy's thread: it may block to hold the request, or flip `down`)
+    proxy.answered.append(fn)  fn(method, path, body, status) runs once the server answered a
+                             forwarded request (whether or not the client then hears of it)
     FaultProxy(..., prefix="/workflow-state")   serves the API under a path, as a reverse proxy
                              would: the prefix is stripped, anything else is a 404
 """
@@ -47,6 +49,7 @@ class FaultProxy:
         self.prefix = prefix.rstrip("/")
         self.down = False
         self.hooks: list[Callable[[str, str, bytes], None]] = []
+        self.answered: list[Callable[[str, str, bytes, int], None]] = []
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.outcomes: Counter[str] = Counter()
@@ -100,6 +103,8 @@ class FaultProxy:
                     return
                 finally:
                     conn.close()
+                for after in list(proxy.answered):
+                    after(self.command, path, body, resp.status)
                 if fate == "drop":
                     self._drop()
                     return
