@@ -21,13 +21,13 @@ nodes:
   - id: build
     steps:
       - run: |
-          echo "built" >> "$MARKS"
+          echo "built" >> "${{params.dir}}/marks"
           echo "line one"; echo "line two"
           echo "artifact=ok" >> "$STATE_OUTPUTS"
   - id: test
     depends_on: [build]
     steps:
-      - run: echo "tested" >> "$MARKS"
+      - run: echo "tested" >> "${{params.dir}}/marks"
 """
 
 
@@ -51,9 +51,8 @@ def _config(ferry: Ferry, endpoint: str, token: str) -> Path:
 
 
 def _run(ferry: Ferry, config: Path) -> tuple[int, str, str]:
-    ferry_env = ferry.env
-    ferry_env["MARKS"] = str(ferry.workdir / "marks")
-    proc = subprocess.run(ferry.argv("run", "-w", "wf.yaml", "-c", str(config)), env=ferry_env,
+    proc = subprocess.run(ferry.argv("run", "-w", "wf.yaml", "-c", str(config), "--param",
+                                     f"dir={ferry.workdir}"), env=ferry.env,
                           cwd=ferry.workdir, text=True, capture_output=True, timeout=120)
     return proc.returncode, proc.stdout, proc.stderr
 
