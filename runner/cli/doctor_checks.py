@@ -276,27 +276,35 @@ def _gib(size: float) -> str:
 
 
 def check_journals(paths: Paths) -> list[Check]:
-    """Journals still holding records for the control plane (offline runs not delivered)."""
+    """Journals still holding records for the control plane (offline runs not delivered),
+    damaged ones, and those set aside as never deliverable."""
     from runner.errors import StateError
-    from runner.state.journal import Journal, journal_paths
+    from runner.state.journal import Journal, journal_paths, set_aside_paths
 
     waiting, broken = 0, []
     for path in journal_paths(paths.journal_dir):
         try:
-            journal = Journal(path)
+            journal = Journal(path, readonly=True)  # a look only: a daemon may be writing it
         except StateError as exc:
             broken.append(str(exc))
             continue
-        try:
-            waiting += bool(journal.backlog() or journal.lost)
-        finally:
-            journal.close()
-    checks = [Check("journals", FAIL, reason, "look at the file; `ferry sync` reports it too")
+        if journal.gap is not None:
+            broken.append(f"{path}: damaged ({'; '.join(journal.damage)}): record "
+                          f"{journal.gap} and the ones after it cannot be delivered")
+        waiting += bool(journal.backlog() or journal.lost)
+    checks = [Check("journals", FAIL, reason, "look at the file; `ferry sync` reports it too "
+                    "(it ends the run Failed on the server and moves the file aside)")
               for reason in broken]
     if waiting:
         checks.append(Check("journals", WARN, f"{waiting} journal(s) hold records the control "
                             "plane has not acknowledged", "ferry sync (the daemon also "
                             "delivers them when it starts)"))
-    elif not broken:
+    aside = set_aside_paths(paths.journal_dir)
+    if aside:
+        checks.append(Check("journals", WARN, f"{len(aside)} journal(s) were set aside as never "
+                            f"deliverable, under {paths.journal_dir}/<superseded|damaged|"
+                            "refused>/", "read them if you need what they hold, then delete "
+                            "them"))
+    if not checks:
         checks.append(Check("journals", OK, "nothing waits for delivery"))
     return checks

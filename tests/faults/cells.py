@@ -23,8 +23,9 @@ WHEN = ("before_confirm", "mid_task", "between_tasks", "after_last_task", "durin
 
 NOSPACE = "Failed: no space left on device under"
 DAMAGED = "Failed: is damaged"
-PROCESS = "i11-proc: the orphaned step is killed before its task runs again"
-LEASE_CAP = "i12-server: the control plane fails a run after N lost leases"
+ACROSS_HOSTS = ("a change that ends a SIGKILLed runner's steps outside systemd (README, "
+                "Reliability, 'Across hosts': the runner that claims the run next cannot see "
+                "them; under the shipped unit systemd kills them with the daemon)")
 
 _RECOVERY = {
     "server_kill": ("live", "restart_before", "restart_after", "sync", "live"),
@@ -47,11 +48,11 @@ _EXPECT = {
     ("journal_damaged", "during_delivery"): DAMAGED,
 }
 
-# A daemon killed while a step runs leaves that step's processes behind; the task runs again
-# on the same machine (restart) or on another runner of it (reclaim): never concurrently.
-# (Between tasks, b may have started already when the kill lands.)
-_NEEDS = {(row, when): PROCESS for row in ("daemon_kill", "journal_torn", "journal_damaged")
-          for when in ("mid_task", "between_tasks")}
+# A daemon killed while a step runs leaves that step's processes behind. The same runner
+# starting again ends them before the task runs again (restart, sync then restart); a runner
+# of another FERRY_HOME, as another machine would be, cannot (reclaim). Between tasks, b may or
+# may not have started when the kill lands.
+_NEEDS = {("daemon_kill", "mid_task"): ACROSS_HOSTS}
 
 CELLS: tuple[Cell, ...] = (
     *(Cell(row, when, recovery, _EXPECT.get((row, when), "Completed"),
@@ -61,6 +62,6 @@ CELLS: tuple[Cell, ...] = (
     # the recoveries the table above gives one column only, once more elsewhere
     Cell("server_kill", "mid_task", "sync"),
     Cell("proxy_down", "between_tasks", "restart_after"),
-    Cell("daemon_kill", "between_tasks", "reclaim", needs=PROCESS),
-    Cell("daemon_kill", "before_confirm", "repeat", "Failed: lost", LEASE_CAP),
+    Cell("daemon_kill", "between_tasks", "reclaim", needs=ACROSS_HOSTS),
+    Cell("daemon_kill", "before_confirm", "repeat", "Failed: runner lost"),
 )
