@@ -33,6 +33,7 @@ from runner.api.protocol import ClaimResponse
 from runner.api.retry import RetryPolicy, RetryStopped, call_with_retry
 from runner.control.contact import Contact
 from runner.control.delivery import Delivery
+from runner.control.events import LogEvents
 from runner.control.lease import LeaseKeeper
 from runner.control.logs import RedactingFilter, fields
 from runner.control.metrics import DaemonMetrics
@@ -40,7 +41,7 @@ from runner.control.outcome import JobOutcome
 from runner.control.workspace import WorkflowCache, extract_archive, hand_over, make_git_repository
 from runner.diff import Diff
 from runner.document import TERMINAL_TASK, RunStatus, run_field_op, utc_now
-from runner.engine.events import Event, EventSink, RunFinished, RunPaused, TaskStatusChanged
+from runner.engine.events import EventSink
 from runner.engine.executor import Executor, ExecutorSettings
 from runner.errors import (
     FerryError,
@@ -96,27 +97,6 @@ class JobSettings:
 
 ExecutorFactory = Callable[[ApiBackend, Mapping[str, Runtime], ExecutorSettings, EventSink],
                           Executor]
-
-
-class LogEvents:
-    """An engine event sink that writes one daemon log line per status change."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-
-    def emit(self, event: Event) -> None:
-        """Log task and run status changes; step output stays in the task logs."""
-        if isinstance(event, TaskStatusChanged) and not event.master:
-            # a task a cancel stopped is stored Failed (for the scheduler) but was not a failure
-            status = "canceled" if event.canceled else event.status.lower()
-            log.info("task %s", status, extra=fields(
-                run=self.run_id, task=event.task_id, node=event.label, error=event.error))
-        elif isinstance(event, RunPaused):
-            log.info("run awaiting trigger", extra=fields(
-                run=self.run_id, awaiting=",".join(label for _, label in event.awaiting)))
-        elif isinstance(event, RunFinished):
-            log.info("run %s", event.status.lower(), extra=fields(run=self.run_id,
-                                                                   error=event.error))
 
 
 class RunJob:

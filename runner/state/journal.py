@@ -32,26 +32,34 @@ the same directory (released by the kernel if it dies); another opener gets `Jou
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
-import itertools
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.errors import NoSpace, StateError
+from runner.errors import StateError
 from runner.state import journal_lines as lines
-from runner.state.journal_lines import LineError
+from runner.state.journal_files import (
+    ASIDE_KINDS,
+    LOCK_SUFFIX,
+    SUFFIX,
+    fsync_dir,
+    journal_paths,
+    journal_run_id,
+    set_aside_paths,
+    write_all,
+    write_error,
+)
+from runner.state.journal_read import RECORD_KINDS, read_journal
 
-SUFFIX = ".jsonl"
-LOCK_SUFFIX = ".lock"
-RECORD_KINDS = frozenset({"create", "diff", "log", "finish"})
+__all__ = ["LOCK_SUFFIX", "SUFFIX", "Journal", "JournalBusy", "Record", "journal_paths",
+           "journal_run_id", "set_aside_paths"]
+
 COMPACT_AFTER = 512  # acknowledged records kept in the file before a rewrite is worth it
-ASIDE_KINDS = ("superseded", "refused", "damaged")
 
 
 @dataclass(frozen=True)
@@ -73,11 +81,6 @@ class Record:
 
 class JournalBusy(StateError):
     """Another live process (or another object of this one) owns the journal."""
-
-
-def journal_run_id(path: Path) -> str:
-    """The run id a journal file is named after (`<run_id>.jsonl`)."""
-    return path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem
 
 
 class Journal:
@@ -159,78 +162,15 @@ class Journal:
             return
         except OSError as exc:
             raise StateError(f"{self.path}: cannot read journal: {exc.strerror}") from exc
-        *complete, tail = raw.split(b"\n")
-        first = next((c for c in complete if c.strip()), tail)
-        legacy = bool(first) and not lines.has_checksum(first)
-        parsed: list[dict[str, Any] | LineError | None] = []
-        for line in complete:
-            if not line:
-                parsed.append(None)
-                continue
-            try:
-                parsed.append(lines.decode(line, legacy=legacy))
-            except LineError as exc:
-                parsed.append(exc)
-        # Trailing bad or blank lines are a torn append: never acknowledged, never even sent.
-        end = len(parsed)
-        while end and not isinstance(parsed[end - 1], dict):
-            end -= 1  # (zeroed or half-written lines, blank lines: a crash mid-append)
-        keep = sum(len(c) + 1 for c in complete[:end])
-        suspects: list[tuple[int, int]] = []  # (line number, last record number before it)
-        numbers: list[int] = []
-        for index in range(end):
-            item = parsed[index]
-            if item is None:
-                continue
-            try:
-                if isinstance(item, LineError):
-                    raise item
-                self._take(item, numbers)
-            except (LineError, ValueError, KeyError, TypeError) as exc:
-                self.damage.append(f"line {index + 1}: {exc}")
-                if _maybe_record(complete[index]):
-                    suspects.append((index + 1, numbers[-1] if numbers else self._acked))
-        self._find_gap(numbers, suspects)
-        if keep != len(raw):
-            self.torn = len(raw) - keep
+        read = read_journal(raw)
+        self._records = [Record(n, kind, data) for n, kind, data in read.records]
+        self._acked, self._last, self._lost = read.acked, read.last, read.lost
+        self._acked_in_file = read.acked_in_file
+        self.damage, self.gap = read.damage, read.gap
+        if read.keep != len(raw):
+            self.torn = len(raw) - read.keep
             if not self.readonly:
-                self._truncate(keep)
-
-    def _take(self, obj: dict[str, Any], numbers: list[int]) -> None:
-        kind = obj["kind"]
-        if kind == "ack":
-            upto = int(obj["upto"])
-            self._acked = max(self._acked, upto)
-            self._last = max(self._last, upto)
-            dropped = [r for r in self._records if r.n <= upto]
-            self._acked_in_file += len(dropped)
-            self._records = [r for r in self._records if r.n > upto]
-        elif kind == "lost":
-            self._lost = str(obj.get("reason") or "lease lost")
-        elif kind in RECORD_KINDS:
-            n = int(obj["n"])
-            if numbers and n <= numbers[-1]:
-                raise ValueError(f"record number {n} after {numbers[-1]}")
-            numbers.append(n)
-            if n > self._acked:
-                self._records.append(Record(n, kind, obj))
-            self._last = max(self._last, n)
-        else:
-            raise ValueError(f"unknown record kind {kind!r}")
-
-    def _find_gap(self, numbers: list[int], suspects: list[tuple[int, int]]) -> None:
-        """The first unacknowledged record number missing from the file, if any."""
-        missing: list[int] = []
-        for before, after in itertools.pairwise(numbers):
-            if after > before + 1:
-                missing.append(before + 1)
-        if numbers and self._records and self._records[0].n > self._acked + 1:
-            missing.append(self._acked + 1)  # the records right after the ack line are gone
-        for _, before in suspects:
-            if not any(n > before for n in numbers):  # a damaged record after the last good one
-                missing.append(before + 1)
-        lost = sorted(n for n in missing if n > self._acked)
-        self.gap = lost[0] if lost else None
+                self._truncate(read.keep)
 
     def _truncate(self, size: int) -> None:
         try:
@@ -254,7 +194,7 @@ class Journal:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise _write_error(exc, self.path, "lock the journal") from exc
+            raise write_error(exc, self.path, "lock the journal") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -350,7 +290,7 @@ class Journal:
                 except OSError as exc:
                     raise StateError(f"{self.path}: cannot delete journal: {exc.strerror}") \
                         from exc
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
                 self._acked_in_file = 0
                 self.damage.clear()
                 return
@@ -363,7 +303,7 @@ class Journal:
                 # created 0600: records carry lease tokens, never readable by others even briefly
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
                 try:
-                    _write_all(fd, b"".join(out))
+                    write_all(fd, b"".join(out))
                     if self._fsync:
                         os.fsync(fd)
                 finally:
@@ -373,9 +313,9 @@ class Journal:
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
-                raise _write_error(exc, self.path, "compact the journal") from exc
+                raise write_error(exc, self.path, "compact the journal") from exc
             if self._fsync:
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
             self._acked_in_file = 0
 
     def set_aside(self, kind: str, reason: str) -> Path:
@@ -395,16 +335,16 @@ class Journal:
             except FileNotFoundError:
                 target.touch(mode=0o600)
             except OSError as exc:
-                raise _write_error(exc, self.path, "set the journal aside") from exc
+                raise write_error(exc, self.path, "set the journal aside") from exc
             with contextlib.suppress(OSError):  # the reason is a courtesy: the move is the point
                 fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
                 try:
-                    _write_all(fd, lines.encode({"kind": "aside", "why": kind,
+                    write_all(fd, lines.encode({"kind": "aside", "why": kind,
                                                  "reason": reason}))
                 finally:
                     os.close(fd)
-            _fsync_dir(self.path.parent)
-            _fsync_dir(aside)
+            fsync_dir(self.path.parent)
+            fsync_dir(aside)
             self._records = []
             self._closed = True
             self._release_lock(remove=True)
@@ -437,9 +377,9 @@ class Journal:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                                    0o600)
             except OSError as exc:
-                raise _write_error(exc, self.path, f"journal {what}") from exc
+                raise write_error(exc, self.path, f"journal {what}") from exc
             if created and self._fsync:
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
             if created and self._acked:
                 # a file re-created after everything was delivered and deleted: say where the
                 # numbering stands, or the first record would look like the end of a gap
@@ -447,7 +387,7 @@ class Journal:
         fd = self._fd
         start = os.lseek(fd, 0, os.SEEK_END)
         try:
-            _write_all(fd, blob)
+            write_all(fd, blob)
             if sync and self._fsync:
                 os.fsync(fd)
         except OSError as exc:
@@ -459,57 +399,4 @@ class Journal:
             except OSError:
                 # the file may end with a partial line: reopening treats it as a torn tail
                 self._close_fd()
-            raise _write_error(exc, self.path, f"journal {what}") from exc
-
-
-def _maybe_record(raw: bytes) -> bool:
-    """Whether a damaged line may have held a record (rather than an acknowledgement)."""
-    return b'"n":' in raw or b'"upto":' not in raw
-
-
-def _write_all(fd: int, blob: bytes) -> None:
-    """Write every byte (a write may be short, e.g. when the disk fills up)."""
-    view = memoryview(blob)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        view = view[written:]
-
-
-def _write_error(exc: OSError, path: Path, what: str) -> StateError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return NoSpace(path.parent, f"cannot {what}")
-    return StateError(f"{path}: cannot {what}: {exc.strerror or exc}")
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def journal_paths(directory: Path) -> Iterator[Path]:
-    """Every journal file directly under `directory` (not the set-aside ones), oldest first."""
-    if not directory.is_dir():
-        return iter(())
-    files = []
-    for p in directory.iterdir():
-        if not p.name.endswith(SUFFIX):
-            continue
-        with contextlib.suppress(FileNotFoundError):  # delivered meanwhile
-            files.append((p.stat().st_mtime, p.name, p))
-    return iter(p for _, _, p in sorted(files))
-
-
-def set_aside_paths(directory: Path) -> list[Path]:
-    """Every journal set aside under `directory`, by kind then name."""
-    return sorted(p for kind in ASIDE_KINDS if (directory / kind).is_dir()
-                  for p in (directory / kind).iterdir() if p.name.endswith(SUFFIX))
+            raise write_error(exc, self.path, f"journal {what}") from exc

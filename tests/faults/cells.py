@@ -17,7 +17,7 @@ Recoveries:
 
 from __future__ import annotations
 
-from tests.faults.scenario import Cell
+from tests.faults.cell import Cell
 
 WHEN = ("before_confirm", "mid_task", "between_tasks", "after_last_task", "during_delivery")
 

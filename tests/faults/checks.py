@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from tests.faults.scenario import Cell, Evidence
+from tests.faults.cell import Cell, Evidence
 from tests.faults.workflow import Mark, expected_lines
 
 _EPSILON = 0.005  # seconds: marks come from `date` in different processes (one clock)

@@ -16,9 +16,7 @@ Moments (`when`), each caught where it happens:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -26,10 +24,10 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.faults.cell import Cell, Evidence, alive, completed_tasks, sets_completed
 from tests.faults.workflow import Mark, marks, workflow
 from tests.helpers.faultproxy import FaultProxy
 from tests.helpers.tmpfs import fill, free, small_disk
@@ -37,43 +35,6 @@ from tests.integration.daemon.conftest import REPO_ROOT, DaemonProc, Server
 
 NODES = ("a", "b", "c")
 OUTAGE = 1.5  # seconds the server stays away in the "live" recovery
-_STATUS_PATH = re.compile(r"^/tasks/([^/]+)/status$")
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One cell: the fault (`row`), its moment (`when`), the recovery and the expected end."""
-
-    row: str
-    when: str
-    recovery: str
-    expect: str = "Completed"
-    """The run's final status on the server; `Failed: text` also wants `text` in its error."""
-    needs: str = ""
-    """Work of another change this cell's guarantee depends on (said in the report)."""
-
-    @property
-    def name(self) -> str:
-        """`row/when/recovery`."""
-        return f"{self.row}/{self.when}/{self.recovery}"
-
-
-@dataclass
-class Evidence:
-    """What a cell left: the server's view, the steps' marks, the runners' journals."""
-
-    doc: dict[str, Any] = field(default_factory=dict)
-    queue: str = ""
-    logs: dict[str, bytes] = field(default_factory=dict)
-    marks: dict[str, list[Mark]] = field(default_factory=dict)
-    completed_at: dict[str, float] = field(default_factory=dict)
-    """Task id -> when the server first acknowledged a batch setting it Completed."""
-    journals_left: list[Path] = field(default_factory=list)
-    set_aside: list[Path] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    injected_at: float | None = None
-    concurrent: list[str] = field(default_factory=list)
-    """Older attempts of a step seen alive (/proc) when a newer one started."""
 
 
 class Scenario:
@@ -184,7 +145,7 @@ class Scenario:
         if when == "before_confirm":
             self._hook_once(lambda m, p, b: p == f"/api/v1/runs/{self.run_id}/start")
         elif when == "between_tasks" and not journal_row:
-            self._hook_once(lambda m, p, b: p.endswith("/diffs") and _sets_completed(b))
+            self._hook_once(lambda m, p, b: p.endswith("/diffs") and sets_completed(b))
         elif when == "between_tasks":  # nothing reaches the server: the journal says it
             self._watch(lambda: b'"value":"Completed"' in self._journal_bytes(self.d1),
                         self._inject)
@@ -364,7 +325,7 @@ class Scenario:
                 newest = max(starts, key=lambda pid: starts[pid])
                 self.ev.concurrent += [f"b: pid {pid} was still running when pid {newest} "
                                        "started" for pid in starts
-                                       if pid != newest and _alive(pid)]
+                                       if pid != newest and alive(pid)]
                 return True
             return any(at > killed_at for at in starts.values())
         self._watch(ready, self._open_gate)
@@ -396,7 +357,7 @@ class Scenario:
         if status >= 300 or not path.endswith("/diffs"):
             return
         now = time.time()
-        for task_id in _completed_tasks(body):
+        for task_id in completed_tasks(body):
             with self._seen:
                 self.ev.completed_at.setdefault(task_id, now)
 
@@ -422,7 +383,7 @@ class Scenario:
     def _steps_ended(self) -> bool:
         for node in NODES:
             for pid in {m.pid for m in self._marks(node)}:
-                if _alive(pid):
+                if alive(pid):
                     return False
         return True
 
@@ -454,34 +415,4 @@ class Scenario:
         if required:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         self.ev.notes.append(f"timed out waiting for {what}")
-        return False
-
-
-def _ops(body: bytes) -> list[dict[str, Any]]:
-    try:
-        batch = json.loads(body)
-    except ValueError:
-        return []
-    return [op for diff in batch.get("diffs", []) for op in diff.get("ops", [])
-            if isinstance(op, dict)]
-
-
-def _completed_tasks(body: bytes) -> list[str]:
-    out = []
-    for op in _ops(body):
-        match = _STATUS_PATH.match(str(op.get("path", "")))
-        if match and op.get("value") == "Completed":
-            out.append(match.group(1))
-    return out
-
-
-def _sets_completed(body: bytes) -> bool:
-    return bool(_completed_tasks(body))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.faults.cell import Cell
 from tests.faults.cells import CELLS, WHEN
 from tests.faults.checks import judge, summary
-from tests.faults.scenario import Cell, Scenario
+from tests.faults.scenario import Scenario
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "fault_matrix.md"
 

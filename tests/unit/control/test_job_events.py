@@ -1,4 +1,4 @@
-"""The daemon's log line per engine event (`control.job.LogEvents`)."""
+"""The daemon's log line per engine event (`control.events.LogEvents`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from runner.control.job import LogEvents
+from runner.control.events import LogEvents
 from runner.engine.events import TaskStatusChanged
 
 
