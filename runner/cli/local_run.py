@@ -22,7 +22,7 @@ from runner.cli.live import LinePrinter, make_printer
 from runner.cli.render import render_finished, render_paused, stamp
 from runner.config import FerryConfig
 from runner.document import TERMINAL_RUN, RunStatus, TaskStatus, task_label, utc_now
-from runner.errors import FerryError, UsageError, WorkflowInvalid
+from runner.errors import FerryError, StateError, UsageError, WorkflowInvalid
 from runner.exitcodes import ExitCode, for_status
 from runner.paths import Paths
 from runner.runtimes.base import Runtime
@@ -182,11 +182,17 @@ class _Session:
         self.printer.end()
         if self.lock is not None:
             self.lock.release()
-        in_flight = sys.exc_info()[1] is not None
+        in_flight = sys.exc_info()[1]
+        if isinstance(in_flight, StateError):  # e.g. a full disk: the server learns it too
+            from runner.state.reporting import ReportingBackend
+
+            if isinstance(self.backend, ReportingBackend):
+                for line in self.backend.fail_open_runs(str(in_flight)):
+                    print(f"ferry: error: {line}", file=sys.stderr)
         try:
             self.backend.close()
         except FerryError as exc:
-            if not in_flight:
+            if in_flight is None:
                 raise
             print(f"ferry: error: {exc}", file=sys.stderr)
 

@@ -14,9 +14,11 @@ a journal the server will never take is settled (see `runner.state.replay`) and 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+from runner.document import TERMINAL_RUN
 from runner.errors import (
     AuthError,
     ControlPlaneError,
@@ -26,7 +28,7 @@ from runner.errors import (
     TransientError,
 )
 from runner.state.api import ApiBackend
-from runner.state.replay import SyncResult, settle
+from runner.state.replay import SyncResult, report_failed, settle
 from runner.state.sync import JournalDamaged, RecordRefused
 
 _HANDBACK = frozenset({"Completed", "Failed", "Canceled", "AwaitingTrigger"})
@@ -65,6 +67,29 @@ class ReportingBackend(ApiBackend):
             raise ControlPlaneError(f"the run could not be reported to {url}: {exc}{hint}") \
                 from exc
         super().create_run(doc)
+
+    def fail_open_runs(self, reason: str) -> list[str]:
+        """The run cannot go on through the journal (a full disk): deliver what it holds, then
+        tell the server directly that every run not ended yet failed, and why. Returns a line
+        per run the server could not be told about."""
+        with self._lock:
+            runs = [(rid, r) for rid, r in self._runs.items()
+                    if r.doc.get("status") not in TERMINAL_RUN]
+        problems = []
+        for run_id, run in runs:
+            run.syncer.stop(1.0)
+            run.syncer.stop_event.clear()
+            with contextlib.suppress(FerryError):  # what is left stays in the journal
+                run.syncer.sync(self.policy)
+            writer = next(iter(run.next_seq), run_id)
+            try:
+                why = report_failed(self.client, run_id, run.lease, writer, reason,
+                                    policy=self.policy)
+            except FerryError as exc:
+                why = str(exc)
+            if why is not None:
+                problems.append(f"run {run_id} could not be reported failed ({why})")
+        return problems
 
     def close(self, timeout: float = 10.0) -> None:
         """Journal finish records, try to deliver, stop the syncers, close the mirror; then

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.faultproxy import FaultProxy
+from tests.helpers.tmpfs import fill, free, small_disk
 from tests.integration.local.conftest import Ferry
 from tests.integration.sync.conftest import StubServer
 
@@ -138,3 +139,28 @@ def test_an_endpoint_that_is_not_a_url_is_a_config_error(ferry: Ferry) -> None:
     assert err.strip() == (f"ferry: error: {config}: stateManagement.apiConfig.endpoint "
                            "'api.example.com/workflow-state' is not an http(s) URL of a control "
                            "plane, e.g. http://ctl.example:8750")
+
+
+def test_a_full_disk_is_one_clean_failure_the_server_learns_of(
+        ferry: Ferry, stub: StubServer, tmp_path: Path) -> None:
+    _, token = stub.register()
+    config = _config(ferry, stub.url, token)
+    (ferry.workdir / "wf.yaml").write_text(
+        'version: "1"\nnodes:\n  - id: talk\n    steps:\n      - run: |\n'
+        '          i=0; while [ $i -lt 4000 ]; do i=$((i+1)); echo "line $i '
+        '................................................................"; done\n')
+    with small_disk(tmp_path / "disk", "4m") as disk:
+        ferry.home = disk / "home"
+        assert ferry("list").returncode == 0  # the database and the directories exist
+        fill(disk, leave=150_000)
+        proc = subprocess.run(ferry.argv("run", "-w", "wf.yaml", "-c", str(config)),
+                              env=ferry.env, cwd=ferry.workdir, text=True, capture_output=True,
+                              timeout=120)
+        free(disk)
+    assert proc.returncode == 5, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"ferry: error: no space left on device under {disk / 'home' / 'data'}")
+    run_id = ferry.run_id(proc.stdout)
+    doc = stub.admin_get(f"/runs/{run_id}").json()
+    assert doc["status"] == "Failed" and doc["error"].startswith("no space left on device under")
