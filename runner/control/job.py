@@ -226,20 +226,19 @@ class RunJob:
                      writer: str, cancel: threading.Event) -> str:
         """Validate the workflow (once per cached file) and execute the run; its status."""
         run_id = claim.run.id
+        bundle = workspace.root / PurePosixPath(claim.run.workflow_path).parent
         try:
             # The server validated it when the run was queued; the engine runs the document's
             # copy. Checking again here catches a runner older than the workflow's features;
             # a commit never changes, so once per cached file is enough.
             if workspace.workflow_file not in self._validated:
-                self._load(workspace.workflow_file, workspace.root
-                           / PurePosixPath(run.workflow_path).parent)
+                self._load(workspace.workflow_file, bundle)
                 with self._lock:
                     self._validated.add(workspace.workflow_file)
         except WorkflowInvalid as exc:
             log.error("workflow is invalid at this commit: %s", exc, extra=fields(run=run_id))
             self._fail_run(backend, run_id, writer, f"workflow is invalid at this commit: {exc}")
             return RunStatus.FAILED.value
-        bundle = workspace.root / PurePosixPath(claim.run.workflow_path).parent
         executor = self._make_executor(backend, writer, workspace.root, claim, bundle)
         return str(executor.execute(run_id, cancel))
 

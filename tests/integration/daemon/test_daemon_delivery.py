@@ -154,9 +154,10 @@ def test_an_outage_is_one_warning_and_one_line_when_it_is_over(
     daemon.start("--once")
     wait_until(lambda: lines(side / "second-start"), timeout=60, message="second task started")
     server.kill()
-    wait_until(lambda: [e for e in daemon.events() if e.get("level") == "warning"],
+    wait_until(lambda: [e for e in daemon.events()
+                        if str(e.get("msg")).startswith("lost contact")],
                timeout=30, message="the outage noticed")
-    time.sleep(4)  # a while offline: heartbeats keep failing (and back off)
+    time.sleep(3)  # a while longer offline: heartbeats keep failing (and back off)
     (side / "gate").touch()
     wait_until(lambda: lines(side / "second-done"), timeout=30, message="second task done")
     server.start()
