@@ -140,14 +140,8 @@ async def trigger(request: Request, run_id: RunId, task_id: TaskId) -> Response:
 async def retry_failed(request: Request, run_id: RunId) -> Response:
     """Run a Failed run's failed and blocked tasks again (its completed ones are kept)."""
     core = core_of(request)
-    operation = getattr(users, "retry_failed", None)
-
-    def action(session: Session) -> Any:
-        if operation is None:
-            raise ApiError(409, "not_available", "this server cannot re-run failed tasks")
-        return operation(core, run_id, session.actor)
-
-    return await _run_action(request, run_id, action, queue=True)
+    return await _run_action(request, run_id,
+                             lambda s: users.retry_failed(core, run_id, s.actor), queue=True)
 
 
 @router.post("/new")

@@ -322,3 +322,41 @@ def test_a_late_diff_the_server_kept_without_applying_is_marked(stub: StubProces
     assert '<tr class="ignored">' in history and "ignored (late)" in history
     assert "run status = Failed" in history
     assert 'id="run-status"><span class="badge st-Completed">' in html
+
+
+def test_rerun_failed_tasks_from_the_dashboard(stub: StubProcess) -> None:
+    run = _create(stub)
+    label = run["labels"][0]
+    runner = requests.post(stub.url + "/api/v1/runners/register", timeout=30,
+                           json={"name": "fails", "labels": [label]},
+                           headers={"Authorization": f"Bearer {stub.registration_token}"}
+                           ).json()
+    auth = {"Authorization": f"Bearer {runner['token']}"}
+    lease = requests.post(stub.url + "/api/v1/runs/claim", headers=auth, timeout=30,
+                          json={"labels": [label], "wait": 0}).json()["lease"]["token"]
+    task = {"id": "t-build", "node_id": "build", "status": "Failed", "master": False,
+            "parent": None, "matrix": None, "matrix_key": None, "triggered": False,
+            "attempt": 1, "interrupted": 0, "started_at": None, "ended_at": None,
+            "step": 0, "error": "exit 1", "outputs": {}}
+    requests.post(f"{stub.url}/api/v1/runs/{run['id']}/diffs", headers=auth, timeout=30,
+                  json={"lease": lease, "diffs": [{"writer": f"{runner['runner_id']}/a1",
+                                                   "seq": 1, "ops": [
+                      {"op": "add", "path": "/tasks/t-build", "value": task}]}]}
+                  ).raise_for_status()
+    requests.post(f"{stub.url}/api/v1/runs/{run['id']}/finish", headers=auth, timeout=30,
+                  json={"lease": lease, "status": "Failed"}).raise_for_status()
+    session = sign_in(stub.url, stub.admin_token)
+    page = session.get(f"{stub.url}/runs/{run['id']}", timeout=30).text
+    assert f'action="/runs/{run["id"]}/retry-failed"' in page and "exit 1" in page
+    resp = session.post(f"{stub.url}/runs/{run['id']}/retry-failed",
+                        data={"csrf": csrf_of(page)}, allow_redirects=False, timeout=30)
+    assert resp.status_code == 303, resp.text
+    doc = requests.get(f"{stub.url}/api/v1/runs/{run['id']}", headers=stub.admin_headers,
+                       timeout=30).json()
+    assert doc["status"] == "Pending" and doc["tasks"]["t-build"]["status"] == "Pending"
+    audit = requests.get(f"{stub.url}/api/v1/runs/{run['id']}/audit",
+                         headers=stub.admin_headers, timeout=30).json()["entries"]
+    assert (audit[-1]["action"], audit[-1]["who"]) == ("retry-failed",
+                                                       "admin (dashboard, 127.0.0.1)")
+    after = session.get(f"{stub.url}/runs/{run['id']}", timeout=30).text
+    assert "retry-failed" not in after.split('id="run-actions"')[1].split("</section>")[0]
