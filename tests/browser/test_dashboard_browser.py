@@ -277,3 +277,26 @@ def test_pages_fit_a_phone_and_buttons_take_the_keyboard(server: Server, browser
             assert clickable == 0, name
     finally:
         browser.set_window_size(1280, 1000)
+
+
+def test_drain_a_runner_from_its_page(server: Server, browser: Any, daemon: Any) -> None:
+    runner = daemon(name="to-drain-in-browser")
+    browser.get(f"{server.url}/runners")
+    link = 'a[href^="/runners/"]'
+    wait_until(lambda: "to-drain-in-browser" in _text(browser, "#runners-body"), timeout=60,
+               message="the runner listed")
+    href = browser.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].find(a => a.innerText === "
+        "'to-drain-in-browser').getAttribute('href')", link)
+    browser.get(server.url + href)
+    browser.find_element(_by().CSS_SELECTOR, 'button[aria-label="Drain to-drain-in-browser"]'
+                         ).click()
+    wait_until(lambda: "drained" in _text(browser, "main"), timeout=30,
+               message="the runner page to say drained")
+    assert runner.wait(60) == 0, runner.log()[-2000:]
+    assert runner.logged("draining: no new claims")
+    assert "admin (dashboard, 127.0.0.1): drain" in _text(browser, "main")
+    browser.find_element(_by().CSS_SELECTOR,
+                         'button[aria-label="Let to-drain-in-browser claim runs again"]').click()
+    wait_until(lambda: "no: it claims runs" in _text(browser, "main"), timeout=30,
+               message="undrained")
