@@ -36,7 +36,7 @@ def validated_run(text: bytes, source: str, given: dict[str, str], *, strict: bo
     errors for a run, every warning with `strict`), or 422 `invalid_params` with every problem
     of the params (one line each). `files(path)`: whether a file exists in the workflow's
     directory at the run's commit (the codemod steps' `js_file`, `config_file`...)."""
-    report = validate_source(text, source, strict=strict, for_run=True, files=files)
+    report = validate_source(text, source, strict=strict, for_run=True, files=files, claimed=True)
     workflow = report.workflow
     errors = report.errors
     if workflow is None or errors:
