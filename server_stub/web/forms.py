@@ -5,6 +5,7 @@ field for `secret: true` (its value is never sent back to the browser)."""
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +71,14 @@ def load(core: Core, repo: str, ref: str, workflow_path: str,
     if len(text) > MAX_WORKFLOW_BYTES:
         form.error = f"{workflow_path}: the file is larger than {MAX_WORKFLOW_BYTES} bytes"
         return form
-    report = validate_source(text, workflow_path)
+    folder = posixpath.dirname(workflow_path)
+
+    def exists(rel: str) -> bool:  # as users.create_run checks the codemod steps' files
+        return core.repos.is_file(repo, form.commit, posixpath.normpath(
+            posixpath.join(folder, rel)))
+
+    # the checks a run's creation makes, so that the form never offers what submit refuses
+    report = validate_source(text, workflow_path, for_run=True, files=exists, claimed=True)
     if report.workflow is None or report.errors:
         shown = report.errors or report.problems
         form.error = f"{workflow_path} is not a valid workflow at {form.commit[:12]}"
