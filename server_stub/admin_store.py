@@ -248,11 +248,8 @@ def runner_names(conn: Conn, runner_ids: Sequence[str]) -> dict[str, str]:
 # -- runs pages -------------------------------------------------------------------------------
 
 _LIST_COLUMNS = ("seq, id, name, repo, commit_sha, workflow_path, params, status, queue, attempt,"
-                 " runner_id, cancel_requested, created_at,"
-                 " json_extract(doc, '$.started_at') AS started_at,"
-                 " json_extract(doc, '$.ended_at') AS ended_at")
-"""The list's columns; the times come from the document as `runs._ROW` reads them (columns of
-their own once the store keeps them in the row)."""
+                 " runner_id, cancel_requested, created_at, started_at, ended_at")
+"""The list's columns (the document's times are columns of the row, kept by `runs.Documents`)."""
 
 
 def _filters(status: str | None, repo: str | None) -> tuple[str, list[Any]]:

@@ -27,6 +27,7 @@ from server_stub.config import ServerConfig
 from server_stub.core import Core
 from server_stub.limits import BodyLimit
 from server_stub.notifier import Notifier
+from server_stub.store.base import CHANGES, QUEUE
 
 log = logging.getLogger("ferry.server")
 
@@ -50,14 +51,12 @@ def _prune_once(core: Core, older_than: float) -> None:
     """One retention pass; each run's removal and each failure is a log line."""
     import time
 
-    from server_stub.maintenance import expired_logs, remove_logs
-
-    logs_dir = core.config.data_dir / "logs"
     with core.db.transaction() as conn:
-        expired = expired_logs(conn, logs_dir, older_than=older_than, now=time.time())
-    # removed outside the transaction: nothing writes to a finished run's logs
+        expired = core.logs.expired(conn, older_than=older_than, now=time.time())
+    # one run at a time: nothing writes to a finished run's logs
     for run_id, ended, size in expired:
-        errors = remove_logs(logs_dir, run_id)
+        with core.db.transaction() as conn:
+            errors = core.logs.remove(conn, run_id)
         for error in errors:
             log.error("log retention: %s", error)
         if not errors:
@@ -86,7 +85,13 @@ def create_app(config: ServerConfig, *, admin: Secret | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(_reap(core, app.state.notifier, app.state.changes))]
+        notifier: Notifier = app.state.notifier
+        changes: Notifier = app.state.changes
+        for each in (notifier, changes):
+            each.bind(asyncio.get_running_loop())
+        # other servers on the same database: claimers, and the dashboard's live pages
+        core.db.listen({QUEUE: notifier.wake_threadsafe, CHANGES: changes.wake_threadsafe})
+        tasks = [asyncio.create_task(_reap(core, notifier, changes))]
         if config.log_retention is not None:
             tasks.append(asyncio.create_task(_retain(core, config.log_retention)))
         try:
@@ -102,8 +107,9 @@ def create_app(config: ServerConfig, *, admin: Secret | None = None,
                   summary="Protocol v1 between Ferry runners and their control plane.",
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None, redoc_url=None)
     app.state.core = core
-    app.state.notifier = Notifier()
-    app.state.changes = Notifier()  # the dashboard's live pages: any run or runner changed
+    app.state.notifier = Notifier(publish=lambda: core.db.publish(QUEUE))
+    # the dashboard's live pages: any run or runner changed (on any server on the database)
+    app.state.changes = Notifier(publish=lambda: core.db.publish(CHANGES))
     errors.install(app)
     for module in (routes_runners, routes_users, routes_repos, routes_secrets, routes_admin):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -11,12 +11,12 @@ import hmac
 import json
 import os
 import secrets
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from server_stub import admin_store
 from server_stub.errors import ApiError
+from server_stub.store.base import Conn
 
 ADMIN = "admin"
 REGISTRATION = "registration"
@@ -93,7 +93,7 @@ def bearer(header: str | None) -> str:
     return token
 
 
-def identify(conn: sqlite3.Connection, token: str, admin: Secret, registration: Secret) -> Caller:
+def identify(conn: Conn, token: str, admin: Secret, registration: Secret) -> Caller:
     """The caller owning `token`; 401 for a token nobody owns."""
     digest = hash_token(token)
     if hmac.compare_digest(digest, admin.hash):

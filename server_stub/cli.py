@@ -39,6 +39,7 @@ from server_stub.config import (
 OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.json"
 ENV_ADMIN = "FERRY_SERVER_ADMIN_TOKEN"
 ENV_REGISTRATION = "FERRY_SERVER_REGISTRATION_TOKEN"
+ENV_DATABASE = "FERRY_SERVER_DATABASE"
 
 
 def _positive(text: str) -> float:
@@ -136,6 +137,14 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="these options in a YAML file (keys: data_dir, repos, port, ...); "
                         "flags win over it")
+    p.add_argument("--database", metavar="URL",
+                   help="a PostgreSQL URL (postgresql://user@host/db; several servers may share"
+                        f" it); default: SQLite in the data dir (or ${ENV_DATABASE})")
+    p.add_argument("--database-pool", type=_count, default=16, metavar="N",
+                   help="most connections to PostgreSQL this server opens (default 16)")
+    p.add_argument("--secrets-key", type=Path, metavar="FILE",
+                   help="the key that seals stored secrets (default DIR/secrets.key, created at"
+                        " first start); every server on one database needs the same key")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8750, help="0 picks a free port")
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
@@ -220,6 +229,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (psycopg's span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _write_port_file(path: Path, port: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(f"{port}\n", encoding="utf-8")
@@ -250,7 +264,13 @@ def _serve(args: argparse.Namespace) -> int:
                           max_body=args.max_body, log_retention=args.log_retention,
                           max_document=args.max_document, max_value=args.max_value,
                           max_lost_leases=args.max_lost_leases,
-                          max_claim_wait=args.max_claim_wait)
+                          max_claim_wait=args.max_claim_wait,
+                          database=args.database or os.environ.get(ENV_DATABASE) or None,
+                          pool_size=args.database_pool, secrets_key=args.secrets_key)
+    if config.database and not config.database.startswith(("postgresql://", "postgres://")):
+        print("ferry-server: error: --database must be a postgresql:// URL (SQLite needs no "
+              "option: it lives in the data dir)", file=sys.stderr)
+        return 2
     try:
         admin = load_secret(config.data_dir, ADMIN, config.admin_token)
         registration = load_secret(config.data_dir, REGISTRATION, config.registration_token)
@@ -262,7 +282,15 @@ def _serve(args: argparse.Namespace) -> int:
         if secret.generated:  # shown once; the data dir keeps it (mode 0600) for restarts
             print(f"{secret.name} token (stored in {config.data_dir / (secret.name + '.token')}):"
                   f" {secret.generated}", file=sys.stderr, flush=True)
-    app = create_app(config, admin=admin, registration=registration)
+    try:
+        app = create_app(config, admin=admin, registration=registration)
+    except Exception as exc:  # the database cannot be opened or migrated: one line, no trace
+        from runner.exitcodes import ExitCode
+
+        where = "the database" if config.database else str(config.data_dir / "server.db")
+        print(f"ferry-server: error: cannot open {where}: {type(exc).__name__}: "
+              f"{_one_line(exc)}", file=sys.stderr)
+        return int(ExitCode.STATE)
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if ":" in args.host else args.host
     if args.port_file:

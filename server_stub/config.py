@@ -46,6 +46,12 @@ class ServerConfig:
     max_claim_wait: float = MAX_CLAIM_WAIT
     session_ttl: float = DEFAULT_SESSION_TTL
     """Seconds a dashboard sign-in lasts."""
+    database: str | None = None
+    """A PostgreSQL URL (`postgresql://...`); None: SQLite in the data dir."""
+    pool_size: int = 16
+    """Connections to PostgreSQL this server keeps at most."""
+    secrets_key: Path | None = None
+    """The secrets key file (None: `<data_dir>/secrets.key`); replicas share one."""
 
     @property
     def lease_deadline(self) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,13 +12,12 @@ from server_stub import admin_store
 from server_stub.auth import RUNNER, Caller, Secret, identify
 from server_stub.bounds import Limits
 from server_stub.config import ServerConfig
-from server_stub.db import Database
 from server_stub.leases import LeaseTimes
-from server_stub.logs import LogStore
+from server_stub.logs import Logs, LogStore
 from server_stub.repos import Repos
 from server_stub.runs import Documents
-from server_stub.secrets import SCHEMA as SECRETS_SCHEMA
-from server_stub.secrets import SecretStore, load_key
+from server_stub.secrets import KEY_FILE, SecretStore, load_key
+from server_stub.store.base import Conn, Database
 
 
 def private_dir(path: Path) -> None:
@@ -35,7 +33,7 @@ class Core:
     config: ServerConfig
     db: Database
     docs: Documents
-    logs: LogStore
+    logs: Logs
     repos: Repos
     admin: Secret
     registration: Secret
@@ -43,21 +41,30 @@ class Core:
 
     @classmethod
     def open(cls, config: ServerConfig, admin: Secret, registration: Secret) -> Core:
-        """Open (creating when needed) the data dir's database and log store."""
+        """Open (creating when needed, migrating to this version's schema) the database and the
+        log store: `config.database` (PostgreSQL, logs in it) or the data dir's SQLite file
+        (logs under `logs/`)."""
         private_dir(config.data_dir)
-        private_dir(config.data_dir / "logs")
         for token_file in config.data_dir.glob("*.token"):  # also when the env gives tokens
             os.chmod(token_file, 0o600)
-        db = Database(config.data_dir / "server.db")
-        with db.transaction() as conn:
-            for statement in SECRETS_SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            admin_store.create_schema(conn)
-        return cls(config=config, db=db, docs=Documents(),
-                   logs=LogStore(config.data_dir / "logs"), repos=Repos(config.repos_dir),
-                   admin=admin, registration=registration,
-                   secrets=SecretStore(load_key(config.data_dir)))
+        db: Database
+        logs: Logs
+        if config.database:
+            from server_stub.logrows import RowLogs
+            from server_stub.store.postgres import PostgresDatabase
+
+            db, logs = PostgresDatabase(config.database, pool_size=config.pool_size), RowLogs()
+        else:
+            from server_stub.store.sqlite import SqliteDatabase
+
+            private_dir(config.data_dir / "logs")
+            db = SqliteDatabase(config.data_dir / "server.db")
+            logs = LogStore(config.data_dir / "logs")
+        secrets = SecretStore(load_key(config.secrets_key or config.data_dir / KEY_FILE))
+        secrets.check_key(db)
+        return cls(config=config, db=db, docs=Documents(), logs=logs,
+                   repos=Repos(config.repos_dir), admin=admin, registration=registration,
+                   secrets=secrets)
 
     @property
     def times(self) -> LeaseTimes:
@@ -72,7 +79,7 @@ class Core:
                       max_ops=self.config.max_ops)
 
     @contextmanager
-    def tx(self, run_id: str | None = None) -> Iterator[sqlite3.Connection]:
+    def tx(self, run_id: str | None = None) -> Iterator[Conn]:
         """One transaction; the run's cached document is dropped if it fails (it may have been
         patched in memory before the rollback)."""
         try:
@@ -82,6 +89,16 @@ class Core:
             if run_id is not None:
                 self.docs.drop(run_id)
             raise
+
+    def read_log(self, run_id: str, task: str, offset: int = 0) -> bytes:
+        """A task's log from `offset` (its own transaction; callers checked who may read)."""
+        with self.db.transaction() as conn:
+            return self.logs.read(conn, run_id, task, offset)
+
+    def log_size(self, run_id: str, task: str) -> int:
+        """Bytes stored for a task's log."""
+        with self.db.transaction() as conn:
+            return self.logs.size(conn, run_id, task)
 
     def caller(self, token: str, user_agent: str | None = None) -> Caller:
         """Who owns this bearer token (401 if nobody); a runner's request is its last contact,

@@ -10,7 +10,6 @@ applied; other late diffs (state, outputs of unfinished tasks) still apply.
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from runner.api.protocol import DiffAck, WireDiff
@@ -19,6 +18,7 @@ from runner.document import TERMINAL_TASK
 from server_stub.bounds import CopyBudget, Limits, check_document, check_op_count, touched_values
 from server_stub.errors import ApiError
 from server_stub.runs import SERVER_WRITER, Documents, check_ops, next_seq, record_diff
+from server_stub.store.base import Conn
 
 _RUN_OUTCOME = ("status", "ended_at", "cancel_requested")
 _TASK_STATES = frozenset(s.value for s in TERMINAL_TASK)
@@ -46,7 +46,7 @@ def _changes_outcome(doc: dict[str, Any], ops: list[dict[str, Any]]) -> bool:
     return False
 
 
-def apply_batch(conn: sqlite3.Connection, docs: Documents, run_id: str, diffs: list[WireDiff],
+def apply_batch(conn: Conn, docs: Documents, run_id: str, diffs: list[WireDiff],
                 limits: Limits, *, final: bool = False) -> tuple[DiffAck, ApiError | None]:
     """Apply `diffs` in order inside the caller's transaction, stopping at the first refusal.
 

@@ -9,9 +9,7 @@ be claimed again (attempt + 1, new token). Until someone does, the old holder ma
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runner.api.protocol import ClaimedRun, ClaimResponse, Lease
@@ -19,6 +17,7 @@ from runner.document import RunStatus, run_field_op
 from server_stub import runs
 from server_stub.auth import Caller, hash_token, new_token
 from server_stub.errors import ApiError, lease_lost
+from server_stub.store.base import Conn, Row
 
 WRITE = "write"     # diffs and logs: accepted from the last holder of a paused/finished run too
 CONTROL = "control"  # start and heartbeat: only while the run is leased
@@ -34,21 +33,17 @@ class LeaseTimes:
     max_lost: int = 3
 
 
-def _labels_fit(run_labels: Iterable[str], runner_labels: frozenset[str]) -> bool:
-    return set(run_labels) <= runner_labels
-
-
-def claim(conn: sqlite3.Connection, docs: runs.Documents, caller: Caller, times: LeaseTimes,
+def claim(conn: Conn, docs: runs.Documents, caller: Caller, times: LeaseTimes,
           now: float | None = None) -> ClaimResponse | None:
-    """Lease the oldest claimable run whose labels the runner has (inside a transaction)."""
+    """Lease the oldest claimable run whose labels the runner has (inside a transaction; on
+    PostgreSQL concurrent claimers skip each other's candidate rows instead of waiting)."""
     now = time.time() if now is None else now
     expire(conn, docs, times, now)  # the reaper may not have run since a deadline passed
-    rows = conn.execute("SELECT id, labels, attempt FROM runs WHERE queue = 'queued'"
-                        " ORDER BY seq")
-    for row in rows:
-        if _labels_fit(json.loads(row["labels"]), caller.labels):
-            break
-    else:
+    row = conn.execute("SELECT id, attempt FROM runs WHERE queue = 'queued' AND "
+                       + conn.dialect.labels_fit + " ORDER BY seq LIMIT 1"
+                       + conn.dialect.claim_lock,
+                       (json.dumps(sorted(caller.labels)),)).fetchone()
+    if row is None:
         return None
     token = new_token("fl")
     digest = hash_token(token)
@@ -66,14 +61,16 @@ def claim(conn: sqlite3.Connection, docs: runs.Documents, caller: Caller, times:
     return ClaimResponse(run=run, lease=Lease(token=token, ttl=times.ttl))
 
 
-def expire(conn: sqlite3.Connection, docs: runs.Documents, times: LeaseTimes,
+def expire(conn: Conn, docs: runs.Documents, times: LeaseTimes,
            now: float | None = None) -> int:
     """Put runs whose lease deadline passed back in the queue, or fail those that lost their
-    lease `times.max_lost` times; returns how many were re-queued."""
+    lease `times.max_lost` times; returns how many were re-queued. (Rows another transaction
+    holds are skipped: it is changing them, and the next pass sees what it did.)"""
     now = time.time() if now is None else now
     requeued = 0
     for row in conn.execute("SELECT id, lost_leases FROM runs WHERE queue = 'leased'"
-                            " AND lease_expires < ?", (now,)).fetchall():
+                            " AND lease_expires < ?" + conn.dialect.claim_lock,
+                            (now,)).fetchall():
         lost = int(row["lost_leases"]) + 1
         if lost < times.max_lost:
             conn.execute("UPDATE runs SET queue = 'queued', revivable = 1, lost_leases = ?"
@@ -89,7 +86,7 @@ def expire(conn: sqlite3.Connection, docs: runs.Documents, times: LeaseTimes,
     return requeued
 
 
-def authorize(conn: sqlite3.Connection, row: sqlite3.Row, caller: Caller, lease: str | None,
+def authorize(conn: Conn, row: Row, caller: Caller, lease: str | None,
               times: LeaseTimes, purpose: str, now: float | None = None) -> bool:
     """Check that `caller` may write to the run with `lease`; renew the lease when it is live.
 
@@ -132,7 +129,7 @@ def authorize(conn: sqlite3.Connection, row: sqlite3.Row, caller: Caller, lease:
     return False
 
 
-def release(conn: sqlite3.Connection, run_id: str, queue: str) -> None:
+def release(conn: Conn, run_id: str, queue: str) -> None:
     """End the current lease: the run is `done`, `paused` or `queued` again. The last lease's
     hash stays so that the holder's late journal records are still accepted."""
     conn.execute("UPDATE runs SET queue = ?, lease_expires = NULL, revivable = 0 WHERE id = ?",

@@ -1,6 +1,8 @@
-"""Task logs: one append-only file per (run, task) under `<data-dir>/logs/`, written by offset.
+"""Task logs: the store interface (`Logs`) and its embedded form, one append-only file per
+(run, task) under `<data-dir>/logs/`, written by offset (`FileLogs`; with PostgreSQL the logs are
+rows of the database, `server_stub.logrows`, so that every replica serves them).
 
-An append at the file's length is written; a chunk overlapping what is stored must match it
+An append at the stored length is written; a chunk overlapping what is stored must match it
 (a resend) and only its new tail is written; anything else is refused with the stored length.
 """
 
@@ -10,9 +12,11 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import Protocol
 
 from runner.api.protocol import RUN_ID_PATTERN, TASK_ID_PATTERN
 from server_stub.errors import ApiError, bad_request
+from server_stub.store.base import Conn
 
 _RUN = re.compile(RUN_ID_PATTERN)
 _TASK = re.compile(TASK_ID_PATTERN)
@@ -34,8 +38,35 @@ def check_task(task: str) -> str:
     return task
 
 
+def mismatch(task: str, offset: int, size: int, gap: bool) -> ApiError:
+    """409 `offset_mismatch` carrying the stored length."""
+    why = "leaves a gap" if gap else "differs from the stored bytes"
+    return ApiError(409, "offset_mismatch", f"task {task}: chunk at offset {offset} {why}; "
+                    f"the server has {size} bytes", offset=size)
+
+
+class Logs(Protocol):
+    """Where task logs are kept; every call runs inside the caller's transaction `conn`."""
+
+    def append(self, conn: Conn, run_id: str, task: str, offset: int, data: bytes) -> int:
+        """Store `data` at `offset`; returns the new length (409 `offset_mismatch` otherwise)."""
+
+    def read(self, conn: Conn, run_id: str, task: str, offset: int = 0) -> bytes:
+        """The task's log from `offset` on (empty when none or past its end)."""
+
+    def size(self, conn: Conn, run_id: str, task: str) -> int:
+        """Bytes stored for the task."""
+
+    def expired(self, conn: Conn, *, older_than: float, now: float
+                ) -> list[tuple[str, str, int]]:
+        """(run id, when it ended, bytes) of finished runs with logs older than `older_than`."""
+
+    def remove(self, conn: Conn, run_id: str) -> list[str]:
+        """Remove a run's logs; what could not be removed, one message each."""
+
+
 class LogStore:
-    """Log files of every run; appends are serialized by one lock."""
+    """Log files of every run (`Logs`); appends are serialized by one lock."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -45,31 +76,29 @@ class LogStore:
         """Where a task's log lives; both ids are checked here too, whatever the route did."""
         return self.root / check_run(run_id) / f"{check_task(task)}.log"
 
-    def size(self, run_id: str, task: str) -> int:
+    def size(self, conn: Conn | None, run_id: str, task: str) -> int:
         """Bytes stored for the task."""
         try:
             return self.path(run_id, task).stat().st_size
         except FileNotFoundError:
             return 0
 
-    def append(self, run_id: str, task: str, offset: int, data: bytes) -> int:
+    def append(self, conn: Conn | None, run_id: str, task: str, offset: int,
+               data: bytes) -> int:
         """Store `data` at `offset`; returns the new length. 409 `offset_mismatch` otherwise."""
         with self._lock:
             path = self.path(run_id, task)
-            size = self.size(run_id, task)
+            size = self.size(conn, run_id, task)
             end = offset + len(data)
             if offset > size:
-                raise ApiError(409, "offset_mismatch", f"task {task}: chunk at offset {offset} "
-                               f"leaves a gap; the server has {size} bytes", offset=size)
+                raise mismatch(task, offset, size, gap=True)
             if offset < size:
                 overlap = min(end, size) - offset
                 with path.open("rb") as fh:
                     fh.seek(offset)
                     stored = fh.read(overlap)
                 if stored != data[:overlap]:
-                    raise ApiError(409, "offset_mismatch", f"task {task}: chunk at offset {offset}"
-                                   f" differs from the stored bytes; the server has {size} bytes",
-                                   offset=size)
+                    raise mismatch(task, offset, size, gap=False)
                 data = data[overlap:]
             if data:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -80,7 +109,7 @@ class LogStore:
                     os.close(fd)
             return max(size, end)
 
-    def read(self, run_id: str, task: str, offset: int = 0) -> bytes:
+    def read(self, conn: Conn | None, run_id: str, task: str, offset: int = 0) -> bytes:
         """The task's log from `offset` on (empty when there is none yet or `offset` is past its
         end: a seek far past it fails with EINVAL or overflows)."""
         try:
@@ -91,3 +120,16 @@ class LogStore:
                 return fh.read()
         except FileNotFoundError:
             return b""
+
+    def expired(self, conn: Conn, *, older_than: float, now: float
+                ) -> list[tuple[str, str, int]]:
+        """Finished runs whose log directory is older than `older_than`."""
+        from server_stub.maintenance import expired_logs
+
+        return expired_logs(conn, self.root, older_than=older_than, now=now)
+
+    def remove(self, conn: Conn | None, run_id: str) -> list[str]:
+        """Remove `logs/<run>/`."""
+        from server_stub.maintenance import remove_logs
+
+        return remove_logs(self.root, run_id)

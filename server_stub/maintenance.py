@@ -16,6 +16,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 DB_NAME = "server.db"
 FINISHED = ("Completed", "Failed", "Canceled")
@@ -66,10 +67,11 @@ def open_readonly(data_dir: Path) -> sqlite3.Connection:
     return conn
 
 
-def expired_logs(conn: sqlite3.Connection, logs_dir: Path, *, older_than: float,
+def expired_logs(conn: Any, logs_dir: Path, *, older_than: float,
                  now: float) -> list[tuple[str, str, int]]:
     """(run id, when it ended, bytes) of every finished run with logs that ended more than
-    `older_than` seconds before `now`; `conn` only reads the runs table."""
+    `older_than` seconds before `now`; `conn` (the store's or a read-only sqlite3 connection)
+    only reads the runs table."""
     found: list[tuple[str, str, int]] = []
     for row in conn.execute(_FINISHED_SQL, FINISHED).fetchall():
         ended = _epoch(row["ended"])

@@ -32,6 +32,7 @@ from server_stub.bounds import check_document
 from server_stub.core import Core
 from server_stub.diffs import apply_batch
 from server_stub.errors import ApiError, bad_request
+from server_stub.store.base import Conn
 
 _REPORT_REQUIRED = ("id", "workflow", "status", "tasks", "params")
 _RUN_ID = re.compile(RUN_ID_PATTERN)
@@ -113,7 +114,7 @@ def post_log(core: Core, caller: Caller, run_id: str, chunk: LogChunk) -> LogAck
     with core.tx() as conn:
         row = runs.get_row(conn, run_id)
         leases.authorize(conn, row, caller, chunk.lease, core.times, leases.WRITE)
-    return LogAck(offset=core.logs.append(run_id, chunk.task, chunk.offset, data))
+        return LogAck(offset=core.logs.append(conn, run_id, chunk.task, chunk.offset, data))
 
 
 def _has_triggered_pending(doc: dict[str, Any]) -> bool:
@@ -141,7 +142,7 @@ def finish(core: Core, caller: Caller, run_id: str, req: FinishRequest) -> tuple
         if RunStatus(req.status) in TERMINAL_RUN and not doc.get("ended_at"):
             ops.append(run_field_op("ended_at", runs.now_iso()))
         if not external:  # pull_request nodes: their tasks' branches, recorded on the run
-            made = _branches(core, row, doc, run_id)
+            made = _branches(core, conn, row, doc, run_id)
             if made:
                 ops.append({"op": "add", "path": "/pull_requests",
                             "value": [*(doc.get("pull_requests") or []), *made]})
@@ -160,8 +161,10 @@ def finish(core: Core, caller: Caller, run_id: str, req: FinishRequest) -> tuple
         return runs.to_info(runs.get_row(conn, run_id)), requeue
 
 
-def _branches(core: Core, row: Any, doc: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
-    """New branches of the run's `pull_request` tasks (`server_stub.branches`)."""
+def _branches(core: Core, conn: Conn, row: Any, doc: dict[str, Any],
+              run_id: str) -> list[dict[str, Any]]:
+    """New branches of the run's `pull_request` tasks (`server_stub.branches`), inside the
+    finish's transaction."""
     from server_stub.branches import new_branches
 
     if not any(isinstance(n, dict) and n.get("pull_request")
@@ -169,7 +172,7 @@ def _branches(core: Core, row: Any, doc: dict[str, Any], run_id: str) -> list[di
         return []
     repo = core.repos.locate(row["repo"])
     return new_branches(repo, row["commit_sha"], doc,
-                        lambda log_id: core.logs.read(run_id, log_id, 0))
+                        lambda log_id: core.logs.read(conn, run_id, log_id, 0))
 
 
 def report(core: Core, caller: Caller, doc: dict[str, Any]) -> tuple[RunInfo, bool]:
@@ -190,7 +193,8 @@ def report(core: Core, caller: Caller, doc: dict[str, Any]) -> tuple[RunInfo, bo
     text = json.dumps(doc, separators=(",", ":"))
     check_document(doc, text, {("state",), ("tasks",)}, core.limits, 0)
     with core.tx(doc["id"]) as conn:
-        row = conn.execute("SELECT * FROM runs WHERE id = ?", (doc["id"],)).fetchone()
+        row = conn.execute("SELECT * FROM runs WHERE id = ?" + conn.dialect.lock,
+                           (doc["id"],)).fetchone()
         if row is not None:
             if row["runner_id"] != caller.runner_id or row["queue"] != "external" \
                     or row["workflow_digest"] != str(doc.get("workflow_digest", "")):

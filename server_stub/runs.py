@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from typing import Any
 from runner.api.protocol import RunInfo
 from runner.diff import PatchConflict, apply_ops
 from server_stub.errors import ApiError, not_found
+from server_stub.store.base import Conn, Row
 
 SERVER_WRITER = "server"
 
@@ -21,20 +21,21 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-_ROW = ("SELECT *, json_extract(doc, '$.started_at') AS started_at,"
-        " json_extract(doc, '$.ended_at') AS ended_at FROM runs")
-"""A run's row with the document's times (what `ferry list --server` shows)."""
+_ROW = "SELECT * FROM runs"
 
 
-def get_row(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row:
-    """The run's row; 404 when there is none."""
-    row = conn.execute(_ROW + " WHERE id = ?", (run_id,)).fetchone()
+def get_row(conn: Conn, run_id: str, *, lock: bool = True) -> Row:
+    """The run's row, locked for the rest of the transaction unless `lock` is False (readers);
+    404 when there is none. Every operation that changes a run reads it this way first, so two
+    servers on one PostgreSQL change a run one after the other."""
+    row = conn.execute(_ROW + " WHERE id = ?" + (conn.dialect.lock if lock else ""),
+                       (run_id,)).fetchone()
     if row is None:
         raise not_found("run", run_id)
-    return row
+    return dict(row)
 
 
-def to_info(row: sqlite3.Row) -> RunInfo:
+def to_info(row: Row) -> RunInfo:
     """The queue's view of a run."""
     return RunInfo(id=row["id"], name=row["name"], repo=row["repo"], commit=row["commit_sha"],
                    workflow_path=row["workflow_path"], params=json.loads(row["params"]),
@@ -44,29 +45,35 @@ def to_info(row: sqlite3.Row) -> RunInfo:
                    started_at=_text(row, "started_at"), ended_at=_text(row, "ended_at"))
 
 
-def _text(row: sqlite3.Row, key: str) -> str | None:
-    """A column that only some queries select (`_ROW`); None when absent or not text."""
-    value = row[key] if key in row.keys() else None  # noqa: SIM118 (Row: `in` sees values)
+def _text(row: Row, key: str) -> str | None:
+    """A text column; None when absent or not text."""
+    value = row.get(key)
     return value if isinstance(value, str) else None
 
 
-def insert(conn: sqlite3.Connection, doc: dict[str, Any], *, repo: str, commit: str,
+def _time(doc: dict[str, Any], key: str) -> str | None:
+    value = doc.get(key)
+    return value if isinstance(value, str) else None
+
+
+def insert(conn: Conn, doc: dict[str, Any], *, repo: str, commit: str,
            workflow_path: str, labels: list[str], queue: str,
            runner_id: str | None = None) -> None:
     """Store a new run with its initial document."""
     conn.execute(
         "INSERT INTO runs (id, name, repo, commit_sha, workflow_path, params, labels, queue,"
-        " runner_id, status, cancel_requested, workflow_digest, created_at, doc)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " runner_id, status, cancel_requested, workflow_digest, created_at, doc, started_at,"
+        " ended_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (doc["id"], str(doc.get("name") or ""), repo, commit, workflow_path,
          json.dumps(doc.get("params") or {}), json.dumps(sorted(set(labels))), queue, runner_id,
          str(doc.get("status", "Pending")), int(bool(doc.get("cancel_requested"))),
          str(doc.get("workflow_digest", "")), str(doc.get("created_at") or now_iso()),
-         json.dumps(doc, separators=(",", ":"))))
+         json.dumps(doc, separators=(",", ":")), _time(doc, "started_at"),
+         _time(doc, "ended_at")))
 
 
-def list_rows(conn: sqlite3.Connection, *, status: str | None, repo: str | None,
-              queue: str | None, limit: int, owner: str | None = None) -> list[sqlite3.Row]:
+def list_rows(conn: Conn, *, status: str | None, repo: str | None,
+              queue: str | None, limit: int, owner: str | None = None) -> list[Row]:
     """Most recent runs first, filtered; with `owner` (a runner id) only the runs that runner
     holds, held or reported."""
     where: list[str] = []
@@ -84,23 +91,29 @@ def list_rows(conn: sqlite3.Connection, *, status: str | None, repo: str | None,
 
 class Documents:
     """Parsed run documents kept between requests so a diff batch does not re-parse a big
-    document; every write goes through the store's single connection, so the cache is coherent.
-    Callers `drop` an entry whenever a transaction that touched it fails."""
+    document. Each entry remembers the row's `rev` (bumped by every save, on any server), and is
+    used only while the row still has it; callers hold the run's row lock (`get_row`) while they
+    change a document, and `drop` the entry whenever a transaction that touched it fails."""
 
     def __init__(self, capacity: int = 64) -> None:
-        self._docs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._docs: OrderedDict[str, tuple[int, dict[str, Any]]] = OrderedDict()
         self._capacity = capacity
 
-    def get(self, conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
+    def get(self, conn: Conn, run_id: str) -> dict[str, Any]:
         """The materialized document (the cached object: mutate only inside a transaction)."""
-        doc = self._docs.get(run_id)
-        if doc is None:
-            doc = json.loads(get_row(conn, run_id)["doc"])
-            self._docs[run_id] = doc
-            while len(self._docs) > self._capacity:
-                self._docs.popitem(last=False)
-        else:
+        row = conn.execute("SELECT rev FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise not_found("run", run_id)
+        rev = int(row["rev"])
+        cached = self._docs.get(run_id)
+        if cached is not None and cached[0] == rev:
             self._docs.move_to_end(run_id)
+            return cached[1]
+        doc: dict[str, Any] = json.loads(get_row(conn, run_id)["doc"])
+        self._docs[run_id] = (rev, doc)
+        self._docs.move_to_end(run_id)
+        while len(self._docs) > self._capacity:
+            self._docs.popitem(last=False)
         return doc
 
     def drop(self, run_id: str) -> None:
@@ -111,15 +124,19 @@ class Documents:
         """Forget every document (after a failed transaction that touched several runs)."""
         self._docs.clear()
 
-    def save(self, conn: sqlite3.Connection, run_id: str, doc: dict[str, Any],
+    def save(self, conn: Conn, run_id: str, doc: dict[str, Any],
              text: str | None = None) -> None:
-        """Write the document once (`text`: its JSON when the caller made it already) and copy
-        the fields the queue filters on into the row."""
+        """Write the document once (`text`: its JSON when the caller made it already), copy
+        the fields the queue filters and lists on into the row, and bump its `rev`."""
         if text is None:
             text = json.dumps(doc, separators=(",", ":"))
-        conn.execute("UPDATE runs SET doc = ?, status = ?, cancel_requested = ? WHERE id = ?",
+        row = conn.execute("SELECT rev FROM runs WHERE id = ?", (run_id,)).fetchone()
+        rev = int(row["rev"]) + 1
+        conn.execute("UPDATE runs SET doc = ?, status = ?, cancel_requested = ?, started_at = ?,"
+                     " ended_at = ?, rev = ? WHERE id = ?",
                      (text, str(doc.get("status", "")), int(bool(doc.get("cancel_requested"))),
-                      run_id))
+                      _time(doc, "started_at"), _time(doc, "ended_at"), rev, run_id))
+        self._docs[run_id] = (rev, doc)
 
 
 def check_ops(ops: list[dict[str, Any]]) -> None:
@@ -133,14 +150,14 @@ def check_ops(ops: list[dict[str, Any]]) -> None:
                 raise PatchConflict(f"ops[{i}]: may not change '{target or '/'}'")
 
 
-def next_seq(conn: sqlite3.Connection, run_id: str, writer: str) -> int:
+def next_seq(conn: Conn, run_id: str, writer: str) -> int:
     """The seq the store expects next from this writer (1 for a new writer)."""
     row = conn.execute("SELECT next_seq FROM writers WHERE run_id = ? AND writer = ?",
                        (run_id, writer)).fetchone()
     return int(row["next_seq"]) if row else 1
 
 
-def record_diff(conn: sqlite3.Connection, run_id: str, writer: str, seq: int,
+def record_diff(conn: Conn, run_id: str, writer: str, seq: int,
                 ops: list[dict[str, Any]], ts: str | None, *, ignored: bool = False) -> None:
     """Append a diff to the history (`ignored`: kept but not applied) and advance its writer."""
     conn.execute("INSERT INTO diffs (run_id, writer, seq, ops, ts, received_at, ignored)"
@@ -151,7 +168,7 @@ def record_diff(conn: sqlite3.Connection, run_id: str, writer: str, seq: int,
                  (run_id, writer, seq + 1))
 
 
-def server_diff(conn: sqlite3.Connection, docs: Documents, run_id: str,
+def server_diff(conn: Conn, docs: Documents, run_id: str,
                 ops: list[dict[str, Any]]) -> dict[str, Any]:
     """Apply and record a diff written by the server itself (writer `server`); returns the doc."""
     doc = docs.get(conn, run_id)
@@ -165,11 +182,11 @@ def server_diff(conn: sqlite3.Connection, docs: Documents, run_id: str,
     return doc
 
 
-def history(conn: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
+def history(conn: Conn, run_id: str) -> list[dict[str, Any]]:
     """Every diff of the run in the order received; one kept but not applied (a late diff to a
     final run) carries `"ignored": true`."""
     return [{"cursor": r["cursor"], "writer": r["writer"], "seq": r["seq"],
              "ops": json.loads(r["ops"]), "ts": r["ts"], **({"ignored": True} if r["ignored"]
                                                             else {})}
             for r in conn.execute("SELECT * FROM diffs WHERE run_id = ? ORDER BY cursor",
-                                  (run_id,))]
+                                  (run_id,)).fetchall()]

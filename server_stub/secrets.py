@@ -9,8 +9,9 @@ A run's params declared secret are kept the same way (`run_secrets`), never in i
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
-import sqlite3
 import time
 from pathlib import Path
 
@@ -18,34 +19,30 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from server_stub.errors import ApiError, not_found
+from server_stub.store.base import Conn, Database
 
 KEY_FILE = "secrets.key"
 _GLOBAL = ""
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS secrets (
-    scope TEXT NOT NULL, name TEXT NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL,
-    updated_at TEXT NOT NULL, PRIMARY KEY (scope, name)
-);
-CREATE TABLE IF NOT EXISTS run_secrets (
-    run_id TEXT NOT NULL, name TEXT NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL,
-    PRIMARY KEY (run_id, name)
-);
-"""
+_KEY_CHECK = "secrets_key_check"  # meta row: which key sealed this database's secrets
 
 
-def load_key(data_dir: Path) -> bytes:
-    """The data dir's key, created (0600, never replaced) when there is none."""
-    path = data_dir / KEY_FILE
+class KeyMismatch(RuntimeError):
+    """This server's secrets key is not the one the database's secrets were sealed with."""
+
+
+def load_key(path: Path) -> bytes:
+    """The key in `path` (`<data-dir>/secrets.key` unless `--secrets-key` says otherwise),
+    created (0600, never replaced) when there is none."""
     try:
         key = path.read_bytes()
     except FileNotFoundError:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = AESGCM.generate_key(bit_length=256)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another start won the race: use its key
-            return load_key(data_dir)
+            return load_key(path)
         with os.fdopen(fd, "wb") as fh:
             fh.write(key)
             fh.flush()
@@ -66,6 +63,20 @@ class SecretStore:
 
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
+        self._check = hmac.new(key, b"ferry secrets key check", hashlib.sha256).hexdigest()
+
+    def check_key(self, db: Database) -> None:
+        """Record which key seals this database's secrets (first start), or refuse a different
+        one: replicas on one PostgreSQL must share the key, or one's secrets would not open on
+        the others."""
+        with db.transaction() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                         " DO NOTHING", (_KEY_CHECK, self._check))
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (_KEY_CHECK,)).fetchone()
+        if not hmac.compare_digest(str(row["value"]), self._check):
+            raise KeyMismatch(f"{db.url}: its secrets were sealed with another secrets key than "
+                              "this server's; give every server on the database the same key "
+                              "(--secrets-key FILE)")
 
     def _seal(self, slot: str, value: str) -> tuple[bytes, bytes]:
         nonce = os.urandom(12)
@@ -78,7 +89,7 @@ class SecretStore:
             raise ApiError(500, "secret_unreadable", f"secret {slot.rsplit(chr(0), 1)[-1]} "
                            "cannot be decrypted with this server's key") from None
 
-    def put(self, conn: sqlite3.Connection, repo: str | None, name: str, value: str) -> str:
+    def put(self, conn: Conn, repo: str | None, name: str, value: str) -> str:
         """Create or replace; returns the time it was stored."""
         scope = scope_of(repo)
         nonce, sealed = self._seal(f"{scope}\0{name}", value)
@@ -89,39 +100,40 @@ class SecretStore:
                      " updated_at = excluded.updated_at", (scope, name, nonce, sealed, now))
         return now
 
-    def names(self, conn: sqlite3.Connection, repo: str | None) -> list[tuple[str, str]]:
+    def names(self, conn: Conn, repo: str | None) -> list[tuple[str, str]]:
         """(name, updated_at) of one scope, by name."""
         rows = conn.execute("SELECT name, updated_at FROM secrets WHERE scope = ? ORDER BY name",
                             (scope_of(repo),))
         return [(r["name"], r["updated_at"]) for r in rows]
 
-    def delete(self, conn: sqlite3.Connection, repo: str | None, name: str) -> None:
+    def delete(self, conn: Conn, repo: str | None, name: str) -> None:
         """Remove one; 404 when there is none."""
         cur = conn.execute("DELETE FROM secrets WHERE scope = ? AND name = ?",
                            (scope_of(repo), name))
         if cur.rowcount == 0:
             raise not_found("secret", name)
 
-    def for_repo(self, conn: sqlite3.Connection, repo: str) -> dict[str, str]:
+    def for_repo(self, conn: Conn, repo: str) -> dict[str, str]:
         """What a run of `repo` gets: the global secrets, its repository's over them."""
         out: dict[str, str] = {}
         for scope in (_GLOBAL, scope_of(repo)):
             for row in conn.execute("SELECT name, nonce, sealed FROM secrets WHERE scope = ?",
                                     (scope,)):
-                out[row["name"]] = self._open(f"{scope}\0{row['name']}", row["nonce"],
-                                              row["sealed"])
+                out[row["name"]] = self._open(f"{scope}\0{row['name']}", bytes(row["nonce"]),
+                                              bytes(row["sealed"]))
         return out
 
-    def put_run(self, conn: sqlite3.Connection, run_id: str, values: dict[str, str]) -> None:
+    def put_run(self, conn: Conn, run_id: str, values: dict[str, str]) -> None:
         """Keep a run's secret params (its document holds `***`)."""
         for name, value in values.items():
             nonce, sealed = self._seal(f"run:{run_id}\0{name}", value)
-            conn.execute("INSERT OR REPLACE INTO run_secrets (run_id, name, nonce, sealed)"
-                         " VALUES (?,?,?,?)", (run_id, name, nonce, sealed))
+            conn.execute("INSERT INTO run_secrets (run_id, name, nonce, sealed) VALUES (?,?,?,?)"
+                         " ON CONFLICT (run_id, name) DO UPDATE SET nonce = excluded.nonce,"
+                         " sealed = excluded.sealed", (run_id, name, nonce, sealed))
 
-    def for_run(self, conn: sqlite3.Connection, run_id: str) -> dict[str, str]:
+    def for_run(self, conn: Conn, run_id: str) -> dict[str, str]:
         """A run's secret params."""
-        return {row["name"]: self._open(f"run:{run_id}\0{row['name']}", row["nonce"],
-                                        row["sealed"])
+        return {row["name"]: self._open(f"run:{run_id}\0{row['name']}", bytes(row["nonce"]),
+                                        bytes(row["sealed"]))
                 for row in conn.execute("SELECT name, nonce, sealed FROM run_secrets"
                                         " WHERE run_id = ?", (run_id,))}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import sqlite3
 import time
 from pathlib import PurePosixPath
 from typing import Any
@@ -25,6 +24,7 @@ from server_stub.admin_store import API_ACTOR
 from server_stub.auth import ADMIN, Caller
 from server_stub.core import Core
 from server_stub.errors import ApiError, not_found
+from server_stub.store.base import Conn, Row
 from server_stub.validation import required_labels, validated_run
 
 MAX_WORKFLOW_BYTES = 4 * 1024 * 1024
@@ -65,7 +65,7 @@ def create_run(core: Core, req: CreateRunRequest, who: str = API_ACTOR) -> RunIn
         return runs.to_info(runs.get_row(conn, doc["id"]))
 
 
-def may_read(conn: sqlite3.Connection, row: sqlite3.Row, caller: Caller) -> None:
+def may_read(conn: Conn, row: Row, caller: Caller) -> None:
     """Admins read every run; a runner only the runs it has held or reported."""
     if caller.kind == ADMIN or row["runner_id"] == caller.runner_id:
         return
@@ -78,7 +78,7 @@ def may_read(conn: sqlite3.Connection, row: sqlite3.Row, caller: Caller) -> None
 def get_doc(core: Core, caller: Caller, run_id: str, *, with_history: bool = False) -> str:
     """The materialized document as JSON text, optionally with its diff history (`history`)."""
     with core.tx() as conn:
-        row = runs.get_row(conn, run_id)
+        row = runs.get_row(conn, run_id, lock=False)
         may_read(conn, row, caller)
         if not with_history:
             return str(row["doc"])
@@ -96,7 +96,7 @@ def list_runs(core: Core, caller: Caller, *, status: str | None, repo: str | Non
                                                         queue=queue, limit=limit, owner=owner)]
 
 
-def nobody_runs(row: sqlite3.Row, now: float) -> bool:
+def nobody_runs(row: Row, now: float) -> bool:
     """Whether no runner executes the run: queued, paused, or leased but never confirmed (no
     start or heartbeat yet) or past its lease deadline."""
     if row["queue"] in ("queued", "paused"):
@@ -193,18 +193,18 @@ def retry_failed(core: Core, run_id: str, who: str = API_ACTOR) -> RunInfo:
 def read_log(core: Core, caller: Caller, run_id: str, task: str, offset: int) -> bytes:
     """A task's log from `offset`."""
     with core.tx() as conn:
-        may_read(conn, runs.get_row(conn, run_id), caller)
-    return core.logs.read(run_id, task, offset)
+        may_read(conn, runs.get_row(conn, run_id, lock=False), caller)
+        return core.logs.read(conn, run_id, task, offset)
 
 
 def read_patch(core: Core, caller: Caller, run_id: str, task_id: str | None) -> bytes:
     """The run's change as one patch: its tasks' patches in the order they ended (one task's
     with `task_id`; 404 for a task the run does not have)."""
     with core.tx() as conn:
-        row = runs.get_row(conn, run_id)
+        row = runs.get_row(conn, run_id, lock=False)
         may_read(conn, row, caller)
-        doc = core.docs.get(conn, run_id)
-    if task_id is not None and task_id not in (doc.get("tasks") or {}):
-        raise not_found("task", task_id)
-    return b"".join(core.logs.read(run_id, patch_log_id(tid), 0)
-                    for tid in patch_order(doc, task_id))
+        doc = json.loads(row["doc"])  # read as stored: the cache is for writers
+        if task_id is not None and task_id not in (doc.get("tasks") or {}):
+            raise not_found("task", task_id)
+        return b"".join(core.logs.read(conn, run_id, patch_log_id(tid), 0)
+                        for tid in patch_order(doc, task_id))

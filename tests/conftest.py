@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import IN_CI
+from tests.helpers.pg import PgCluster, PgUnavailable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "ferry-test/busybox:1"
@@ -52,3 +53,25 @@ def docker_image() -> Iterator[str]:
         subprocess.run([str(REPO_ROOT / "tests/images/build-busybox-image.sh"), "docker"],
                        check=True)
     yield TEST_IMAGE
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One throwaway PostgreSQL cluster for the session (tests take a fresh database each);
+    missing PostgreSQL skips, except in CI (CI=true), where it fails."""
+    try:
+        cluster = PgCluster.start()
+    except PgUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"{exc}; in CI PostgreSQL tests must not skip")
+        pytest.skip(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> str:
+    """A fresh, empty database on the session's cluster."""
+    return pg_cluster.new_database()

@@ -165,9 +165,9 @@ async def log_events(request: Request, run_id: RunId, task_id: TaskId,
         yield "retry: 2000\n\n"
         while True:
             version = changes.version
-            size = await run_in_threadpool(core.logs.size, run_id, task_id)
+            size = await run_in_threadpool(core.log_size, run_id, task_id)
             while position < size:
-                raw = await run_in_threadpool(core.logs.read, run_id, task_id, position)
+                raw = await run_in_threadpool(core.read_log, run_id, task_id, position)
                 raw = raw[:LOG_CHUNK]
                 if not raw:
                     break
@@ -175,7 +175,7 @@ async def log_events(request: Request, run_id: RunId, task_id: TaskId,
                 yield _event("log", {"html": converter.feed(raw), "offset": position})
             view = await run_in_threadpool(data.run_view_row, core, run_id)
             if view["status"] in terminal and view["queue"] in ("done", "external") \
-                    and position >= await run_in_threadpool(core.logs.size, run_id, task_id):
+                    and position >= await run_in_threadpool(core.log_size, run_id, task_id):
                 yield _event("end", {"offset": position, "status": view["status"]})
                 return
             if not await changes.wait(version, KEEPALIVE):

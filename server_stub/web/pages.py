@@ -81,9 +81,9 @@ async def run_response(request: Request, session: Session, run_id: str, task: st
     task = chosen or views.auto_task(tree)  # none chosen: follow the running task
     log_html, offset, cut = "", 0, 0
     if task:
-        size = await run_in_threadpool(core.logs.size, run_id, task)
+        size = await run_in_threadpool(core.log_size, run_id, task)
         start = max(0, size - LOG_SHOWN)
-        raw = await run_in_threadpool(core.logs.read, run_id, task, start)
+        raw = await run_in_threadpool(core.read_log, run_id, task, start)
         from server_stub.web.ansi import AnsiHtml
 
         log_html, offset, cut = AnsiHtml().feed(raw), start + len(raw), start
@@ -100,7 +100,7 @@ async def log_download(request: Request, run_id: RunId, task_id: TaskId) -> Resp
     await current(request)
     core = core_of(request)
     await run_in_threadpool(data.run_marks, core, run_id)  # 404 for an unknown run
-    raw = await run_in_threadpool(core.logs.read, run_id, task_id, 0)
+    raw = await run_in_threadpool(core.read_log, run_id, task_id, 0)
     return Response(raw, media_type="text/plain; charset=utf-8", headers={
         **render.HEADERS,
         "Content-Disposition": f'attachment; filename="{run_id[:8]}-{task_id}.log"'})

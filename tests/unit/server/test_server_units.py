@@ -53,17 +53,17 @@ def test_check_path_refuses(bad: str) -> None:
 def test_log_store_offsets(tmp_path: Path) -> None:
     logs = LogStore(tmp_path)
     r = "00000000-0000-4000-8000-000000000001"
-    assert logs.append(r, "t", 0, b"abc") == 3
-    assert logs.append(r, "t", 1, b"bcde") == 5  # overlap matches: only "de" written
-    assert logs.read(r, "t") == b"abcde"
+    assert logs.append(None, r, "t", 0, b"abc") == 3
+    assert logs.append(None, r, "t", 1, b"bcde") == 5  # overlap matches: only "de" written
+    assert logs.read(None, r, "t") == b"abcde"
     with pytest.raises(ApiError) as info:
-        logs.append(r, "t", 2, b"XX")
+        logs.append(None, r, "t", 2, b"XX")
     assert info.value.status == 409 and info.value.extra["offset"] == 5
     with pytest.raises(ApiError):
-        logs.append(r, "t", 9, b"x")
-    assert logs.read(r, "t", 3) == b"de"
+        logs.append(None, r, "t", 9, b"x")
+    assert logs.read(None, r, "t", 3) == b"de"
     for offset in (5, 2**62, 2**70):  # at or past the end: nothing, not EINVAL or an overflow
-        assert logs.read(r, "t", offset) == b""
+        assert logs.read(None, r, "t", offset) == b""
 
 
 @pytest.mark.parametrize(("run_id", "task"), [
@@ -73,7 +73,8 @@ def test_log_store_offsets(tmp_path: Path) -> None:
 ])
 def test_log_store_checks_both_ids_itself(tmp_path: Path, run_id: str, task: str) -> None:
     logs = LogStore(tmp_path / "logs")
-    for call in (lambda: logs.append(run_id, task, 0, b"x"), lambda: logs.read(run_id, task)):
+    for call in (lambda: logs.append(None, run_id, task, 0, b"x"),
+                 lambda: logs.read(None, run_id, task)):
         with pytest.raises(ApiError) as info:
             call()
         assert info.value.status == 400 and info.value.error == "bad_id"
