@@ -52,7 +52,7 @@ async def claim(req: ClaimRequest, request: Request, core: CoreDep, notifier: No
     deadline = loop.time() + min(req.wait, core.config.max_claim_wait)
     while True:
         seen = notifier.version
-        got = await run_in_threadpool(runners.claim_once, core, who, req.labels)
+        got = await run_in_threadpool(runners.claim_once, core, who, req.labels, req.tasks)
         if got is not None:
             await changes.notify()
             return got
@@ -121,7 +121,7 @@ async def finish(run_id: RunId, req: FinishRequest, core: CoreDep, notifier: Not
                  changes: ChangesDep, who: RunnerDep) -> RunInfo:
     """Hand the run back: its final status, or AwaitingTrigger to release it until a trigger."""
     info, requeued = await run_in_threadpool(runners.finish, core, who, run_id, req)
-    if requeued:
+    if requeued:  # or, for a task's lease: its dependents were queued, or the run ended
         await notifier.notify()
     await changes.notify()
     return info

@@ -14,7 +14,7 @@ from server_stub.params import LogOffset, RunId, TaskId
 
 router = APIRouter()
 
-Queue = Query(pattern="^(queued|leased|paused|done|external)$")
+Queue = Query(pattern="^(queued|leased|paused|done|external|distributed)$")
 
 
 @router.post("/runs", status_code=201, response_model=RunInfo,
@@ -53,10 +53,13 @@ async def get_run(run_id: RunId, core: CoreDep, who: ReaderDep,
 
 @router.post("/runs/{run_id:run_id}/cancel", response_model=RunInfo,
              responses=errors(403, 404, 409))
-async def cancel_run(run_id: RunId, core: CoreDep, changes: ChangesDep, _: AdminDep) -> RunInfo:
+async def cancel_run(run_id: RunId, core: CoreDep, notifier: NotifierDep, changes: ChangesDep,
+                     _: AdminDep) -> RunInfo:
     """Request cancellation: a queued or paused run ends Canceled at once; a running one sees
     `cancel_requested` in its next heartbeat."""
-    info, _changed = await run_in_threadpool(users.cancel, core, run_id)
+    info, changed = await run_in_threadpool(users.cancel, core, run_id)
+    if changed and info.distributed:  # its claimers may be waiting for nothing more
+        await notifier.notify()
     await changes.notify()
     return info
 

@@ -26,7 +26,7 @@ from runner.api.protocol import (
     RunInfo,
 )
 from runner.document import TERMINAL_RUN, RunStatus, TaskStatus, new_id, run_field_op
-from server_stub import admin_store, leases, runs
+from server_stub import admin_store, distribute, leases, runs
 from server_stub.auth import Caller, hash_token, new_token
 from server_stub.bounds import check_document
 from server_stub.core import Core
@@ -48,9 +48,10 @@ def register(core: Core, req: RegisterRequest) -> RegisterResponse:
     return RegisterResponse(runner_id=runner_id, token=token)
 
 
-def claim_once(core: Core, caller: Caller, labels: list[str]) -> ClaimResponse | None:
+def claim_once(core: Core, caller: Caller, labels: list[str],
+               tasks: bool = False) -> ClaimResponse | None:
     """One atomic claim attempt with the labels the runner offers (limited to its registered
-    labels when it registered any)."""
+    labels when it registered any); with `tasks`, a task of a distributed run comes first."""
     offered = frozenset(labels) if labels else caller.labels
     if caller.labels and not offered <= caller.labels:
         extra = ", ".join(sorted(offered - caller.labels))
@@ -58,8 +59,10 @@ def claim_once(core: Core, caller: Caller, labels: list[str]) -> ClaimResponse |
     with core.tx() as conn:
         admin_store.gate(conn, caller.runner_id)  # revoked or drained since the poll began
         try:
-            got = leases.claim(conn, core.docs, Caller(caller.kind, caller.runner_id, offered),
-                               core.times)
+            who = Caller(caller.kind, caller.runner_id, offered)
+            got = distribute.claim(conn, core.docs, who, core.times) if tasks else None
+            if got is None:
+                got = leases.claim(conn, core.docs, who, core.times)
             if got is not None:  # secrets leave the server only here, with the lease
                 got.secrets = {k: SecretStr(v) for k, v in
                                core.secrets.for_repo(conn, got.run.repo).items()}
@@ -72,10 +75,11 @@ def claim_once(core: Core, caller: Caller, labels: list[str]) -> ClaimResponse |
 
 
 def expire_leases(core: Core) -> int:
-    """Re-queue runs whose lease deadline passed (or fail those that lost too many)."""
+    """Re-queue runs and tasks whose lease deadline passed (or fail those that lost too many)."""
     with core.tx() as conn:
         try:
-            return leases.expire(conn, core.docs, core.times)
+            return (leases.expire(conn, core.docs, core.times)
+                    + distribute.expire(conn, core.docs, core.times))
         except BaseException:
             core.docs.clear()
             raise
@@ -87,7 +91,10 @@ def control(core: Core, caller: Caller, run_id: str, lease: str) -> HeartbeatRes
         row = runs.get_row(conn, run_id)
         if row["queue"] == "external":
             raise ApiError(409, "not_leased", f"run {run_id} is reported, not leased")
-        leases.authorize(conn, row, caller, lease, core.times, leases.CONTROL)
+        if row["distributed"]:
+            distribute.authorize(conn, row, caller, lease, core.times, leases.CONTROL)
+        else:
+            leases.authorize(conn, row, caller, lease, core.times, leases.CONTROL)
         return HeartbeatResponse(ttl=core.config.lease_ttl,
                                  cancel_requested=bool(row["cancel_requested"]))
 
@@ -97,7 +104,11 @@ def post_diffs(core: Core, caller: Caller, run_id: str, batch: DiffBatch) -> Dif
     refusal: ApiError | None = None
     with core.tx(run_id) as conn:
         row = runs.get_row(conn, run_id)
-        leases.authorize(conn, row, caller, batch.lease, core.times, leases.WRITE)
+        if row["distributed"]:
+            task = distribute.authorize(conn, row, caller, batch.lease, core.times, leases.WRITE)
+            distribute.check_scope(task, batch.diffs)
+        else:
+            leases.authorize(conn, row, caller, batch.lease, core.times, leases.WRITE)
         ack, refusal = apply_batch(conn, core.docs, run_id, batch.diffs, core.limits,
                                    final=bool(row["final"]))
     if refusal is not None:
@@ -113,7 +124,10 @@ def post_log(core: Core, caller: Caller, run_id: str, chunk: LogChunk) -> LogAck
         raise bad_request(f"data is not valid base64: {exc}", "bad_base64") from exc
     with core.tx() as conn:
         row = runs.get_row(conn, run_id)
-        leases.authorize(conn, row, caller, chunk.lease, core.times, leases.WRITE)
+        if row["distributed"]:
+            distribute.authorize(conn, row, caller, chunk.lease, core.times, leases.WRITE)
+        else:
+            leases.authorize(conn, row, caller, chunk.lease, core.times, leases.WRITE)
         return LogAck(offset=core.logs.append(conn, run_id, chunk.task, chunk.offset, data))
 
 
@@ -127,6 +141,10 @@ def finish(core: Core, caller: Caller, run_id: str, req: FinishRequest) -> tuple
     trigger arrived while it ran). Returns the run and whether it was re-queued."""
     with core.tx(run_id) as conn:
         row = runs.get_row(conn, run_id)
+        if row["distributed"]:  # a task's lease: the task ends, the run goes on
+            changed = distribute.finish_lease(conn, core.docs, row, caller, req.lease,
+                                              core.times)
+            return runs.to_info(runs.get_row(conn, run_id)), changed
         leased = leases.authorize(conn, row, caller, req.lease, core.times, leases.WRITE)
         external = row["queue"] == "external"
         if not leased and not external:

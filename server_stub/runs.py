@@ -42,7 +42,8 @@ def to_info(row: Row) -> RunInfo:
                    labels=json.loads(row["labels"]), status=row["status"], queue=row["queue"],
                    attempt=row["attempt"], runner_id=row["runner_id"],
                    cancel_requested=bool(row["cancel_requested"]), created_at=row["created_at"],
-                   started_at=_text(row, "started_at"), ended_at=_text(row, "ended_at"))
+                   started_at=_text(row, "started_at"), ended_at=_text(row, "ended_at"),
+                   distributed=bool(row.get("distributed")))
 
 
 def _text(row: Row, key: str) -> str | None:
@@ -58,18 +59,18 @@ def _time(doc: dict[str, Any], key: str) -> str | None:
 
 def insert(conn: Conn, doc: dict[str, Any], *, repo: str, commit: str,
            workflow_path: str, labels: list[str], queue: str,
-           runner_id: str | None = None) -> None:
+           runner_id: str | None = None, distributed: bool = False) -> None:
     """Store a new run with its initial document."""
     conn.execute(
         "INSERT INTO runs (id, name, repo, commit_sha, workflow_path, params, labels, queue,"
         " runner_id, status, cancel_requested, workflow_digest, created_at, doc, started_at,"
-        " ended_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " ended_at, distributed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (doc["id"], str(doc.get("name") or ""), repo, commit, workflow_path,
          json.dumps(doc.get("params") or {}), json.dumps(sorted(set(labels))), queue, runner_id,
          str(doc.get("status", "Pending")), int(bool(doc.get("cancel_requested"))),
          str(doc.get("workflow_digest", "")), str(doc.get("created_at") or now_iso()),
          json.dumps(doc, separators=(",", ":")), _time(doc, "started_at"),
-         _time(doc, "ended_at")))
+         _time(doc, "ended_at"), int(distributed)))
 
 
 def list_rows(conn: Conn, *, status: str | None, repo: str | None,

@@ -19,7 +19,7 @@ from runner.document import (
     retry_failed_ops,
     run_field_op,
 )
-from server_stub import admin_store, runs
+from server_stub import admin_store, distribute, runs
 from server_stub.admin_store import API_ACTOR
 from server_stub.auth import ADMIN, Caller
 from server_stub.core import Core
@@ -56,9 +56,14 @@ def create_run(core: Core, req: CreateRunRequest, who: str = API_ACTOR) -> RunIn
                   workflow_path=req.workflow_path)
     if checked.warnings:  # kept with the run: `ferry status` and the runner show them
         doc["warnings"] = checked.warnings
-    with core.tx() as conn:
+    if req.distributed:
+        distribute.seed_state(doc)
+    with core.tx(doc["id"]) as conn:
         runs.insert(conn, doc, repo=req.repo, commit=commit, workflow_path=req.workflow_path,
-                    labels=labels, queue="queued")
+                    labels=labels, queue="distributed" if req.distributed else "queued",
+                    distributed=req.distributed)
+        if req.distributed:  # its first tasks are queued now
+            distribute.replan(conn, core.docs, doc["id"])
         core.secrets.put_run(conn, doc["id"], hidden)
         admin_store.audit(conn, who, "create", run_id=doc["id"], at=doc["created_at"],
                           detail=f"{req.repo}@{req.ref} ({commit[:12]}) {req.workflow_path}")
@@ -113,6 +118,10 @@ def cancel(core: Core, run_id: str, who: str = API_ACTOR) -> tuple[RunInfo, bool
         if row["queue"] == "done":
             raise ApiError(409, "already_finished", f"run {run_id} already ended "
                            f"({row['status']})")
+        if row["distributed"]:
+            runs.server_diff(conn, core.docs, run_id, [run_field_op("cancel_requested", True)])
+            ended = distribute.cancel(conn, core.docs, run_id)
+            return runs.to_info(runs.get_row(conn, run_id)), ended
         ops = [run_field_op("cancel_requested", True)]
         idle = nobody_runs(row, time.time())
         if idle:
@@ -159,6 +168,10 @@ def trigger(core: Core, run_id: str, task_ids: list[str] | None,
             ops += [{"op": "replace", "path": f"{base}/status",
                      "value": TaskStatus.PENDING.value},
                     {"op": "replace", "path": f"{base}/triggered", "value": True}]
+        if row["distributed"]:  # the server plans it: the triggered tasks are queued now
+            runs.server_diff(conn, core.docs, run_id, ops)
+            requeue = distribute.replan(conn, core.docs, run_id)
+            return runs.to_info(runs.get_row(conn, run_id)), requeue
         requeue = row["queue"] == "paused"
         if requeue:
             ops.append(run_field_op("status", RunStatus.PENDING.value))

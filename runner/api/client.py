@@ -117,9 +117,10 @@ class ControlClient:
         return data
 
     def claim(self, labels: Sequence[str] = (), *, capacity: int = 1,
-              wait: float = MAX_CLAIM_WAIT) -> ClaimResponse | None:
-        """Long-poll for a run; None when nothing matched before the server's hold ended."""
-        body = ClaimRequest(labels=list(labels), capacity=capacity, wait=wait)
+              wait: float = MAX_CLAIM_WAIT, tasks: bool = False) -> ClaimResponse | None:
+        """Long-poll for a run (with `tasks`, also single tasks of distributed runs); None when
+        nothing matched before the server's hold ended."""
+        body = ClaimRequest(labels=list(labels), capacity=capacity, wait=wait, tasks=tasks)
         resp = self._send("POST", "/runs/claim", body, timeout=wait + _CLAIM_MARGIN)
         if resp.status_code == 204:
             return None

@@ -20,6 +20,12 @@ All endpoints live under `/api/v1` and take `Authorization: Bearer <token>`:
     GET  /repos/{repo}/blob/{commit}/{path}  -> bytes
     GET  /repos/{repo}/archive/{commit}      -> tar.gz
     POST /runs/report                 ReportRunRequest -> RunInfo (201, 200 if known) (runner token)
+
+Distributed runs (`CreateRunRequest.distributed`): the server plans the run itself (the engine's
+pure scheduler) and leases its ready tasks one by one to runners that claim with `tasks: true`;
+the claim then names the task (`ClaimResponse.task`) and its lease is the task's: start,
+heartbeat, diffs (touching only that task and the workflow state), logs and finish (the task's
+end) carry it. Queue `distributed` while its tasks are handed out.
     PUT  /secrets/{name}?repo=        SecretValue -> SecretInfo              (admin token)
     GET  /secrets?repo=               -> SecretList (names only, never values)
     DELETE /secrets/{name}?repo=      -> 204
@@ -122,6 +128,8 @@ class CreateRunRequest(_Body):
     params: dict[str, str] = Field(default_factory=dict)
     labels: list[str] = Field(default_factory=list, max_length=100)
     strict: bool = Field(default=False, description="refuse the workflow on any warning")
+    distributed: bool = Field(default=False, description="lease the run's ready tasks one by "
+                              "one to any runner with its labels, instead of the whole run to one")
 
 
 class RunInfo(BaseModel):
@@ -135,7 +143,7 @@ class RunInfo(BaseModel):
                                                "values are ***")
     labels: list[str]
     status: str = Field(description="the run document's status")
-    queue: Literal["queued", "leased", "paused", "done", "external"]
+    queue: Literal["queued", "leased", "paused", "done", "external", "distributed"]
     attempt: int
     runner_id: str | None = None
     cancel_requested: bool = False
@@ -143,6 +151,7 @@ class RunInfo(BaseModel):
     name: str = ""
     started_at: str | None = Field(default=None, description="the run document's started_at")
     ended_at: str | None = Field(default=None, description="the run document's ended_at")
+    distributed: bool = Field(default=False, description="its tasks are leased one by one")
 
 
 class RunList(BaseModel):
@@ -157,6 +166,8 @@ class ClaimRequest(_Body):
     labels: list[str] = Field(default_factory=list, max_length=100)
     capacity: JsonInt = Field(default=1, ge=1, le=1000)
     wait: JsonFloat = Field(default=MAX_CLAIM_WAIT, ge=0, le=MAX_CLAIM_WAIT)
+    tasks: bool = Field(default=False, description="this runner also executes single tasks "
+                        "of distributed runs (the answer's `task` names one)")
 
 
 class Lease(BaseModel):
@@ -185,6 +196,8 @@ class ClaimResponse(BaseModel):
 
     run: ClaimedRun
     lease: Lease
+    task: str | None = Field(default=None, description="for a distributed run: the one task "
+                             "to execute (the lease is that task's)")
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict, description="values of ${{ secrets.NAME }}: the run repository's "
         "secrets over the global ones")

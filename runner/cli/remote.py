@@ -54,6 +54,9 @@ def register(sub: Any) -> None:
                    help="only runners with this label may run it (repeatable)")
     p.add_argument("--strict", action="store_true",
                    help="refuse the workflow on any warning of 'ferry validate' (unknown keys)")
+    p.add_argument("--distributed", action="store_true",
+                   help="hand the run's ready tasks one by one to any runner with its labels "
+                        "(many runners work one run), instead of the whole run to one")
     add_server_options(p, local=False)
     p.set_defaults(func=cmd_submit)
     for name in REMOTE_COMMANDS:
@@ -113,7 +116,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     try:
         request = CreateRunRequest(repo=args.repo, ref=args.ref, workflow_path=args.workflow,
                                    params=parse_params(args.param), labels=args.label,
-                                   strict=bool(getattr(args, "strict", False)))
+                                   strict=bool(getattr(args, "strict", False)),
+                                   distributed=args.distributed)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = {"repo": "--repo", "ref": "--ref", "workflow_path": "--workflow"}.get(

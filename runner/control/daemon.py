@@ -67,8 +67,8 @@ class ClaimClient(Protocol):
     """The client method the loop uses."""
 
     def claim(self, labels: tuple[str, ...] | list[str] = (), *, capacity: int = 1,
-              wait: float = 30.0) -> ClaimResponse | None:
-        """Long-poll for a run."""
+              wait: float = 30.0, tasks: bool = False) -> ClaimResponse | None:
+        """Long-poll for a run (or, with `tasks`, a task of a distributed run)."""
         ...
 
 
@@ -277,7 +277,8 @@ class Daemon:
         def claim() -> None:
             try:
                 result: ClaimResponse | BaseException | None = retry(
-                    lambda: self._client.claim(list(labels), capacity=free, wait=wait))
+                    lambda: self._client.claim(list(labels), capacity=free, wait=wait,
+                                               tasks=True))
             except BaseException as exc:
                 result = exc
             self._claim_result.append(result)
@@ -331,12 +332,14 @@ class Daemon:
         if self.settings.once:
             self.bounded.set()  # nothing else will be claimed: its delivery is bounded too
         self.metrics.inc("runs_claimed")
-        log.info("run claimed", extra=fields(run=run.id, attempt=run.attempt, repo=run.repo,
-                                             workflow=run.workflow_path))
+        log.info("task claimed" if claim.task else "run claimed",
+                 extra=fields(run=run.id, task=claim.task, attempt=run.attempt, repo=run.repo,
+                              workflow=run.workflow_path))
         cancel = threading.Event()
+        key = f"{run.id}/{claim.task}" if claim.task else run.id  # tasks of one run side by side
         job = _Job(claim=claim, cancel=cancel, thread=threading.Thread(
-            target=self._run_job, args=(run.id,), name=f"ferry-run-{run.id[:8]}", daemon=True))
-        self._jobs[run.id] = job
+            target=self._run_job, args=(key,), name=f"ferry-run-{run.id[:8]}", daemon=True))
+        self._jobs[key] = job
         self.metrics.set_running(len(self._jobs), self.settings.concurrency)
         self._notifier.status(self._status_line())
         job.thread.start()

@@ -53,6 +53,8 @@ class Delivery:
     """Set when the lease keeper learns the lease is lost."""
     retry: RetryPolicy
     flush_step: float = 5.0
+    task: str | None = None
+    """A distributed run's task this job runs (its lease is the task's)."""
 
     def deliver(self, status: str) -> JobOutcome:
         """Journal the run's end and deliver everything; the job's outcome."""
@@ -127,7 +129,7 @@ class Delivery:
         self._flush_briefly(flush)
         try:
             why = report_failed(self.client, self.run_id, self.lease, self.writer, reason,
-                                policy=self.retry, stop_event=self.stop)
+                                policy=self.retry, stop_event=self.stop, task=self.task)
         except TransientError as exc:
             why = str(exc)
         if why is None:

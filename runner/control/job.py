@@ -13,6 +13,12 @@ the queue when its lease expires. When the journal cannot be written (a full dis
 fails and the failure is reported to the server directly. A lost lease stops the run's work and
 keeps its journal; it is never reported as an outcome of the run. The daemon loop runs one
 `RunJob` per claimed run on its own thread.
+
+A claim that names a task (a distributed run: the server plans it) is a task job: the same
+steps, but the engine runs that one task (`Executor.execute_task`) with the task's lease and its
+own writer (`<runner>/<task>/a<attempt>`), journal (`journal/tasks/<task>/`) and workspace copy
+(`work/<run>/workspaces/<task>`), and the finish hands the task back. Several task jobs of one
+run may run side by side, on this daemon and on others; a failure it must report fails the task.
 """
 
 from __future__ import annotations
@@ -40,7 +46,14 @@ from runner.control.metrics import DaemonMetrics
 from runner.control.outcome import JobOutcome
 from runner.control.workspace import WorkflowCache, extract_archive, hand_over, make_git_repository
 from runner.diff import Diff
-from runner.document import TERMINAL_TASK, RunStatus, run_field_op, utc_now
+from runner.document import (
+    TERMINAL_TASK,
+    RunStatus,
+    TaskStatus,
+    run_field_op,
+    task_field_op,
+    utc_now,
+)
 from runner.engine.events import EventSink
 from runner.engine.executor import Executor, ExecutorSettings
 from runner.errors import (
@@ -57,6 +70,7 @@ from runner.paths import Paths, ensure_dir
 from runner.runtimes.base import Runtime
 from runner.state.api import ApiBackend
 from runner.state.journal import JournalBusy
+from runner.state.journal_files import TASK_JOURNALS
 from runner.state.runlock import RunLock, wait_for_lock
 
 log = logging.getLogger("ferry.daemon")
@@ -126,7 +140,8 @@ class RunJob:
     def __call__(self, claim: ClaimResponse, cancel: threading.Event) -> JobOutcome:
         """Run the claimed run to its end; the outcome is a run status or a reason. The run's
         lock is held throughout: `ferry prune` (and the retention pass) leave it alone."""
-        lock = RunLock(self._paths.data_dir / "locks", claim.run.id)
+        lock = RunLock(self._paths.data_dir / "locks",
+                       f"{claim.run.id}.{claim.task}" if claim.task else claim.run.id)
         if not wait_for_lock(lock, cancel):
             log.warning("run lock held by another process; running anyway",
                         extra=fields(run=claim.run.id, holder=lock.holder_pid()))
@@ -158,34 +173,47 @@ class RunJob:
             keeper.cancel_requested.set()
             cancel.set()
         keeper.start()
-        backend = ApiBackend(self._client, self._paths.journal_dir, self._paths.logs_dir,
+        journal = self._paths.journal_dir
+        if claim.task:  # one journal per task job: its own lease, delivered on its own
+            journal = journal / TASK_JOURNALS / claim.task
+        backend = ApiBackend(self._client, journal, self._paths.logs_dir,
                              policy=self.settings.sync_retry, on_retry=self._on_sync_retry,
                              on_ack=self._on_ack)
         delivery = Delivery(self._client, backend, self._metrics, run.id, lease.token,
-                            f"{self.settings.runner_id}/a{run.attempt}",
-                            self.settings.drain_timeout, self._bounded, self._stop_delivery,
-                            keeper.lost, self.settings.fetch_retry, self.settings.flush_step)
+                            self._writer(claim), self.settings.drain_timeout, self._bounded,
+                            self._stop_delivery, keeper.lost, self.settings.fetch_retry,
+                            self.settings.flush_step, task=claim.task)
         try:
             return self._execute(claim, cancel, keeper, backend, document, delivery)
         finally:
             keeper.stop()
             backend.close(timeout=1.0 if self._stop_delivery.is_set() else 10.0)
             if not self.settings.keep_workspace:
-                shutil.rmtree(self._paths.run_work_dir(run.id) / "workspace",
-                              ignore_errors=True)
+                shutil.rmtree(self._workspace_dir(claim), ignore_errors=True)
+
+    def _writer(self, claim: ClaimResponse) -> str:
+        """This attempt's diff writer: the run's, or the task's for a task job."""
+        task = f"{claim.task}/" if claim.task else ""
+        return f"{self.settings.runner_id}/{task}a{claim.run.attempt}"
+
+    def _workspace_dir(self, claim: ClaimResponse) -> Path:
+        """Where the run's tree is extracted: one copy per job (task jobs of one run too)."""
+        root = self._paths.run_work_dir(claim.run.id)
+        # not under tasks/<task>/: that is the task's control dir, emptied at each attempt
+        return root / "workspaces" / claim.task if claim.task else root / "workspace"
 
     # -- steps -------------------------------------------------------------------------------
     def _execute(self, claim: ClaimResponse, cancel: threading.Event, keeper: LeaseKeeper,
                  backend: ApiBackend, document: _Prefetch, delivery: Delivery) -> JobOutcome:
         run = claim.run
-        writer = f"{self.settings.runner_id}/a{run.attempt}"
+        writer = self._writer(claim)
         doc: dict[str, Any] | None = None
         try:
             doc = document.result()
             workspace = self._fetch(claim)
             if doc is None:  # the early read failed: now with retries
                 doc = self._retry(lambda: self._client.get_run(run.id))
-            offsets = self._log_offsets(run.id, doc)
+            offsets = self._log_offsets(run.id, doc, claim.task)
         except (FerryError, OSError) as exc:
             if keeper.lost.is_set():
                 self._metrics.inc("runs_lease_lost")
@@ -237,9 +265,12 @@ class RunJob:
                     self._validated.add(workspace.workflow_file)
         except WorkflowInvalid as exc:
             log.error("workflow is invalid at this commit: %s", exc, extra=fields(run=run_id))
-            self._fail_run(backend, run_id, writer, f"workflow is invalid at this commit: {exc}")
+            self._fail_run(backend, run_id, writer, f"workflow is invalid at this commit: {exc}",
+                           claim.task)
             return RunStatus.FAILED.value
         executor = self._make_executor(backend, writer, workspace.root, claim, bundle)
+        if claim.task:
+            return _task_outcome(executor.execute_task(run_id, claim.task, cancel), cancel)
         return str(executor.execute(run_id, cancel))
 
     def _unpreparable(self, claim: ClaimResponse, backend: ApiBackend,
@@ -251,7 +282,7 @@ class RunJob:
         base = doc or {"id": run.id, "status": RunStatus.PENDING.value, "tasks": {}}
         try:
             self._adopt(backend, base, claim.lease.token, {})
-            self._fail_run(backend, run.id, writer, reason)
+            self._fail_run(backend, run.id, writer, reason, claim.task)
         except StateError as exc:
             return delivery.report_directly(f"{reason}; {exc}")
         return delivery.deliver(RunStatus.FAILED.value)
@@ -282,24 +313,27 @@ class RunJob:
         wf = self._cache.get(run.repo, run.commit, run.workflow_path,
                              lambda: self._retry(lambda: self._client.get_blob(
                                  run.repo, run.commit, run.workflow_path)))
-        root = ensure_dir(self._paths.run_work_dir(run.id))
-        # Archives are cached by commit next to the workflow files (a commit never changes).
+        workspace = self._workspace_dir(claim)
+        ensure_dir(workspace.parent)
+        # Archives are cached by commit next to the workflow files (a commit never changes):
+        # fetched once per runner and commit, whatever the number of runs and tasks.
         archive = self._cache.path_for(run.repo, run.commit, ".ferry-archive.tar.gz")
         if not archive.is_file():
             ensure_dir(archive.parent)
-            partial = archive.with_name(f".partial-{run.id}")
+            partial = archive.with_name(f".partial-{run.id}-{claim.task or 'run'}")
             try:
                 self._retry(lambda: self._client.get_archive(run.repo, run.commit, partial))
                 os.replace(partial, archive)
             finally:
                 partial.unlink(missing_ok=True)
-        workspace = root / "workspace"
         shutil.rmtree(workspace, ignore_errors=True)
         extract_archive(archive.read_bytes(), workspace)
         if b"commit:" in wf.read_bytes():  # checkpoints need a repository to commit in
             make_git_repository(workspace, f"{run.repo} at {run.commit}")
         if self.settings.step_owner is not None:
-            hand_over(root, workspace, self.settings.step_owner)
+            if claim.task:  # <run>/workspaces/<task>: the step user traverses both
+                os.chmod(workspace.parents[1], 0o711)
+            hand_over(workspace.parent, workspace, self.settings.step_owner)
         return _Workspace(root=workspace, workflow_file=wf)
 
     def _load(self, path: Path, bundle: Path) -> Any:
@@ -308,11 +342,15 @@ class RunJob:
         # the codemod package is the workflow's directory in the checkout
         return load_workflow(path, bundle=bundle, claimed=True)
 
-    def _log_offsets(self, run_id: str, doc: dict[str, Any]) -> dict[str, int]:
-        """The server's log length of every task that may write more output: unfinished tasks
-        that ran before (an earlier attempt's bytes stay; new output continues after them)."""
+    def _log_offsets(self, run_id: str, doc: dict[str, Any],
+                     only: str | None = None) -> dict[str, int]:
+        """The server's log length of every task that may write more output (`only`: of that
+        task): unfinished tasks that ran before (an earlier attempt's bytes stay; new output
+        continues after them)."""
         offsets: dict[str, int] = {}
         for task_id, task in (doc.get("tasks") or {}).items():
+            if only is not None and task_id != only:
+                continue
             if task.get("master") or task.get("status") in TERMINAL_TASK:
                 continue
             if task.get("started_at") or task.get("attempt") or task.get("interrupted"):
@@ -342,11 +380,17 @@ class RunJob:
         factory = self._executor_factory or _default_executor
         return factory(backend, self._runtimes, settings, LogEvents(claim.run.id))
 
-    def _fail_run(self, backend: ApiBackend, run_id: str, writer: str, error: str) -> None:
-        """Journal the run's end as Failed with `error` (its first line)."""
+    def _fail_run(self, backend: ApiBackend, run_id: str, writer: str, error: str,
+                  task: str | None = None) -> None:
+        """Journal the run's end as Failed with `error` (its first line); a task job's task
+        (its lease writes only its task: the server's planning then fails the run)."""
         first = error.splitlines()[0] if error else "failed"
-        ops = [run_field_op("status", RunStatus.FAILED.value), run_field_op("error", first),
-               run_field_op("ended_at", utc_now())]
+        if task:
+            ops = [task_field_op(task, "status", TaskStatus.FAILED.value),
+                   task_field_op(task, "error", first), task_field_op(task, "ended_at", utc_now())]
+        else:
+            ops = [run_field_op("status", RunStatus.FAILED.value), run_field_op("error", first),
+                   run_field_op("ended_at", utc_now())]
         _, last = backend.position(run_id, writer)
         backend.apply(Diff(run_id=run_id, writer=writer, seq=last + 1, ops=ops))
 
@@ -369,6 +413,13 @@ class RunJob:
     def _on_ack(self, records: int) -> None:
         self._contact.ok()
         self._contact.delivered(records)
+
+
+def _task_outcome(status: TaskStatus, cancel: threading.Event) -> str:
+    """What a task job's finish says: the task's end (a task a cancel stopped: Canceled)."""
+    if status == TaskStatus.COMPLETED:
+        return RunStatus.COMPLETED.value
+    return RunStatus.CANCELED.value if cancel.is_set() else RunStatus.FAILED.value
 
 
 class _Prefetch:

@@ -42,7 +42,7 @@ from runner.engine.run_loop import RunLoop
 from runner.engine.runstore import RunStore
 from runner.engine.scheduler import plan
 from runner.engine.state_schema import state_schema
-from runner.engine.task_runner import TaskSetup
+from runner.engine.task_runner import TaskRunner, TaskSetup
 from runner.errors import UsageError
 from runner.paths import control_dir_under
 from runner.runtimes.base import Runtime
@@ -156,6 +156,22 @@ class Executor:
         return store if store is not None else RunStore(self.backend, run_id, self.writer,
                                                         self.clock)
 
+    def _setup(self, store: RunStore, cancel: threading.Event,
+               patches: PatchKeeper | None = None) -> TaskSetup:
+        workflow = Workflow.model_validate(store.doc["workflow"])
+        return TaskSetup(workflow=workflow, store=store, runtimes=self.runtimes,
+                         workspace=self.workspace, control_root=self.control_root,
+                         host_env=self.env, ancestors=ancestors_of(workflow),
+                         emit=self.emit, clock=self.clock, cancel=cancel,
+                         runner_id=self.runner_id, secrets=dict(self.settings.secrets),
+                         secret_params=dict(self.settings.secret_params),
+                         masker=self.masker, step_traverse=self.settings.step_traverse,
+                         bundle_path=str(self.settings.bundle_dir
+                                         or store.doc.get("bundle_path")
+                                         or self.workspace),
+                         state_schema=state_schema(workflow),
+                         codemod_bin=self.settings.codemod_bin, patches=patches)
+
     def execute(self, run_id: str, cancel: threading.Event | None = None) -> RunStatus:
         """Run until nothing more can run; return the run's status then."""
         store = RunStore(self.backend, run_id, self.writer, self.clock)
@@ -164,21 +180,9 @@ class Executor:
                 raise UsageError(f"run {run_id} is already executing in this process")
             self._active[run_id] = store
         try:
-            workflow = Workflow.model_validate(store.doc["workflow"])
-            patches = self._patches(run_id, workflow)
-            setup = TaskSetup(workflow=workflow, store=store, runtimes=self.runtimes,
-                              workspace=self.workspace, control_root=self.control_root,
-                              host_env=self.env, ancestors=ancestors_of(workflow),
-                              emit=self.emit, clock=self.clock, cancel=threading.Event(),
-                              runner_id=self.runner_id, secrets=dict(self.settings.secrets),
-                              secret_params=dict(self.settings.secret_params),
-                              masker=self.masker, step_traverse=self.settings.step_traverse,
-                              bundle_path=str(self.settings.bundle_dir
-                                              or store.doc.get("bundle_path")
-                                              or self.workspace),
-                              state_schema=state_schema(workflow),
-                              codemod_bin=self.settings.codemod_bin, patches=patches)
-            loop = RunLoop(setup, max_parallel=self.max_parallel,
+            patches = self._patches(run_id, Workflow.model_validate(store.doc["workflow"]))
+            loop = RunLoop(self._setup(store, threading.Event(), patches),
+                           max_parallel=self.max_parallel,
                            external_cancel=cancel or threading.Event())
             return loop.run()
         finally:
@@ -196,6 +200,19 @@ class Executor:
         keeper = PatchKeeper(run_dir / "snapshot.git", self.workspace, self.env)
         keeper.begin()
         return keeper
+
+    def execute_task(self, run_id: str, task_id: str,
+                     cancel: threading.Event | None = None) -> TaskStatus:
+        """Run one task that a planner elsewhere marked Running (a distributed run's task, the
+        server planning the run): its steps, outputs and retries, and its end; returns its
+        status then (Completed or Failed). `cancel` stops it like a run's cancel."""
+        store = RunStore(self.backend, run_id, self.writer, self.clock)
+        status = store.task(task_id)["status"]
+        if status != TaskStatus.RUNNING.value:
+            raise UsageError(f"task {task_id} of run {run_id} is {status}, not Running")
+        # no patch keeper: a distributed run's codemod patches are not kept (README)
+        TaskRunner(self._setup(store, cancel or threading.Event()), task_id).run()
+        return TaskStatus(store.task(task_id)["status"])
 
     def trigger(self, run_id: str, task_ids: list[str] | None = None) -> list[str]:
         """Let AwaitingTrigger tasks run (None: all of them); returns the ids triggered. A

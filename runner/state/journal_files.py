@@ -56,16 +56,27 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+TASK_JOURNALS = "tasks"
+"""Task jobs of distributed runs journal under `<journal dir>/tasks/<task>/`, one each."""
+
+
 def journal_paths(directory: Path) -> Iterator[Path]:
-    """Every journal file directly under `directory` (not the set-aside ones), oldest first."""
+    """Every journal file directly under `directory` and under its `tasks/<task>/` (not the
+    set-aside ones), oldest first."""
     if not directory.is_dir():
         return iter(())
+    tasks = directory / TASK_JOURNALS
+    dirs = [directory]
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        dirs += sorted(p for p in tasks.iterdir() if p.is_dir())
     files = []
-    for p in directory.iterdir():
-        if not p.name.endswith(SUFFIX):
-            continue
-        with contextlib.suppress(FileNotFoundError):  # delivered meanwhile
-            files.append((p.stat().st_mtime, p.name, p))
+    for folder in dirs:
+        with contextlib.suppress(FileNotFoundError):  # a task's folder removed meanwhile
+            for p in folder.iterdir():
+                if not p.name.endswith(SUFFIX):
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # delivered meanwhile
+                    files.append((p.stat().st_mtime, p.name, p))
     return iter(p for _, _, p in sorted(files))
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from runner.api.client import ControlClient
 from runner.api.protocol import DiffBatch, WireDiff
 from runner.api.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
-from runner.document import RunStatus, run_field_op, utc_now
+from runner.document import RunStatus, TaskStatus, run_field_op, task_field_op, utc_now
 from runner.errors import (
     AuthError,
     Conflict,
@@ -208,13 +208,20 @@ def end_run_failed(client: ControlClient, journal: Journal, reason: str, *,
 
 def report_failed(client: ControlClient, run_id: str, lease: str | None, writer: str,
                   reason: str, *, policy: RetryPolicy = DEFAULT_POLICY,
-                  stop_event: threading.Event | None = None) -> str | None:
-    """Tell the server directly, without the journal, that the run ended Failed with `reason`:
-    one diff from `recovery/<writer>` (seq 1: a second try is a duplicate), then `finish`.
+                  stop_event: threading.Event | None = None,
+                  task: str | None = None) -> str | None:
+    """Tell the server directly, without the journal, that the run ended Failed with `reason`
+    (with `task`, a distributed run's task whose lease this is: that task ended Failed): one
+    diff from `recovery/<writer>` (seq 1: a second try is a duplicate), then `finish`.
     None when done, else why not; transient errors are raised after the policy's retries."""
     first = reason.splitlines()[0] if reason else "the run could not be delivered"
-    ops = [run_field_op("status", RunStatus.FAILED.value), run_field_op("error", first[:2000]),
-           run_field_op("ended_at", utc_now())]
+    if task:
+        ops = [task_field_op(task, "status", TaskStatus.FAILED.value),
+               task_field_op(task, "error", first[:2000]),
+               task_field_op(task, "ended_at", utc_now())]
+    else:
+        ops = [run_field_op("status", RunStatus.FAILED.value),
+               run_field_op("error", first[:2000]), run_field_op("ended_at", utc_now())]
     batch = DiffBatch(lease=lease, diffs=[WireDiff(writer=f"recovery/{writer}"[:200], seq=1,
                                                    ops=ops)])
 

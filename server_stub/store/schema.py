@@ -80,6 +80,21 @@ CREATE TABLE IF NOT EXISTS run_secrets (
 """Secrets at rest (`server_stub.secrets`); IF NOT EXISTS: data dirs of the release that added
 them before migrations existed have them already."""
 
+_TASK_JOBS = """
+CREATE TABLE task_jobs (
+    seq {serial}, run_id TEXT NOT NULL REFERENCES runs (id), task_id TEXT NOT NULL,
+    labels TEXT NOT NULL, queue TEXT NOT NULL CHECK (queue IN ('queued', 'leased', 'done')),
+    attempt INTEGER NOT NULL DEFAULT 0, runner_id TEXT, lease_hash TEXT,
+    lease_expires {real}, confirmed INTEGER NOT NULL DEFAULT 0,
+    lost_leases INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (run_id, task_id)
+);
+CREATE INDEX task_jobs_queue ON task_jobs (queue, seq);
+ALTER TABLE runs ADD COLUMN distributed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE leases ADD COLUMN task_id TEXT NOT NULL DEFAULT ''
+"""
+"""Distributed runs: one job per ready task, leased on its own (`server_stub.distribute`)."""
+
 SQLITE = [
     Migration(1, "initial schema", statements(_SQLITE_V1), _sqlite_add_columns),
     Migration(2, "run times and document revision in the row", statements(_SQLITE_V2)),
@@ -87,6 +102,8 @@ SQLITE = [
     # IF NOT EXISTS: data dirs of the release that added them before migrations have them
     Migration(4, "dashboard sessions, audit trail, runner admin state",
               statements(admin_store.SCHEMA)),
+    Migration(5, "task jobs of distributed runs", statements(_TASK_JOBS.format(
+        serial="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL"))),
 ]
 
 _POSTGRES_V1 = """
@@ -147,4 +164,13 @@ POSTGRESQL = [
     Migration(3, "secrets", statements(_SECRETS.format(blob="BYTEA"))),
     Migration(4, "dashboard sessions, audit trail, runner admin state",
               statements(admin_store.SCHEMA_POSTGRESQL)),
+    Migration(5, "task jobs of distributed runs", (
+        *statements(_TASK_JOBS.format(serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                                      real="DOUBLE PRECISION")),
+        # a run's task leases number their attempts per task
+        "ALTER TABLE leases DROP CONSTRAINT leases_run_id_attempt_key",
+        "ALTER TABLE leases ADD CONSTRAINT leases_attempt UNIQUE (run_id, task_id, attempt)",
+        "ALTER TABLE runs DROP CONSTRAINT runs_queue_check",
+        "ALTER TABLE runs ADD CONSTRAINT runs_queue_check CHECK (queue IN ('queued', 'leased',"
+        " 'paused', 'done', 'external', 'distributed'))")),
 ]

@@ -97,7 +97,8 @@ class Replicas:
         self.admin_token = "fa_" + secrets.token_urlsafe(24)
         self.registration_token = "fr_" + secrets.token_urlsafe(24)
         self.servers = [StubProcess(base / f"data{i}", self.repos_dir, "--database", database,
-                                    "--secrets-key", str(self.secrets_key), *extra, admin_token=self.admin_token,
+                                    "--secrets-key", str(self.secrets_key), *extra,
+                                    admin_token=self.admin_token,
                                     registration_token=self.registration_token)
                         for i in range(count)]
         for server in self.servers:

@@ -33,6 +33,25 @@ nodes:
     steps:
       - run: echo approved
 """
+WORKFLOW_DISTRIBUTED = """\
+version: "1"
+nodes:
+  - id: discover
+    steps:
+      - run: echo 'items=["a","b","c"]' >> "$STATE_OUTPUTS"
+  - id: fan
+    depends_on: [discover]
+    strategy:
+      type: matrix
+      from_state: items
+    steps:
+      - run: echo "$item"
+  - id: approve
+    type: manual
+    depends_on: [fan]
+    steps:
+      - run: echo approved
+"""
 WORKFLOW_BAD = """\
 version: "1"
 nodes:

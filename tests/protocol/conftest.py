@@ -16,7 +16,13 @@ import pytest
 from server_stub.testing import StubProcess
 from tests.helpers.gitrepo import commit, init_bare
 from tests.helpers.replicas import Replicas
-from tests.protocol.api import WORKFLOW_BAD, WORKFLOW_MANUAL, WORKFLOW_OK, Server
+from tests.protocol.api import (
+    WORKFLOW_BAD,
+    WORKFLOW_DISTRIBUTED,
+    WORKFLOW_MANUAL,
+    WORKFLOW_OK,
+    Server,
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -91,6 +97,7 @@ def repo(server: Server) -> dict[str, str]:
     old = commit(bare, {"ok.yaml": WORKFLOW_OK}, message="first")
     sha = commit(bare, {"ok.yaml": WORKFLOW_OK, "manual.yaml": WORKFLOW_MANUAL,
                         "bad.yaml": WORKFLOW_BAD, "dir/data.bin": bytes(range(256)),
+                        "distributed.yaml": WORKFLOW_DISTRIBUTED,
                         "README": "conformance\n"}, message="second", tag="v1")
     return {"name": name, "sha": sha, "old": old, "tag": "v1"}
 

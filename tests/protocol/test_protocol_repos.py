@@ -63,7 +63,8 @@ def test_archive_is_the_tree(server: Server, repo: dict[str, str]) -> None:
     assert resp.status_code == 200
     with tarfile.open(fileobj=io.BytesIO(resp.content), mode="r:gz") as tar:
         names = {m.name for m in tar.getmembers() if m.isfile()}
-        assert names == {"ok.yaml", "manual.yaml", "bad.yaml", "dir/data.bin", "README"}
+        assert names == {"ok.yaml", "manual.yaml", "bad.yaml", "dir/data.bin", "README",
+                         "distributed.yaml"}
         member = tar.extractfile("dir/data.bin")
         assert member is not None and member.read() == bytes(range(256))
     old = server.admin.call("GET", f"/repos/{repo['name']}/archive/{repo['old']}")

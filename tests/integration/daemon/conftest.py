@@ -25,9 +25,11 @@ class Server(StubHandle):
     """The stub on its own data dir, started by `start()`, killable and restartable on its
     port (runners keep its URL); `lease_ttl`/`offline_grace` are the server's flags."""
 
-    def __init__(self, root: Path, *, lease_ttl: float = 30, offline_grace: float = 600) -> None:
+    def __init__(self, root: Path, *extra: str, lease_ttl: float = 30,
+                 offline_grace: float = 600) -> None:
         super().__init__(root, "--lease-ttl", str(lease_ttl), "--offline-grace",
-                         str(offline_grace), admin_token=ADMIN, registration_token=REGISTRATION)
+                         str(offline_grace), *extra, admin_token=ADMIN,
+                         registration_token=REGISTRATION)
 
     # -- admin side ------------------------------------------------------------------------
     def repo(self, name: str, files: Mapping[str, str | bytes | Symlink]) -> str:
@@ -38,9 +40,9 @@ class Server(StubHandle):
         return commit(path, files)
 
     def submit(self, repo: str, workflow_path: str, *, params: dict[str, str] | None = None,
-               labels: list[str] | None = None) -> str:
+               labels: list[str] | None = None, distributed: bool = False) -> str:
         body = {"repo": repo, "ref": "main", "workflow_path": workflow_path,
-                "params": params or {}, "labels": labels or []}
+                "params": params or {}, "labels": labels or [], "distributed": distributed}
         return str(self.admin_call("POST", "/runs", json=body).json()["id"])
 
     def run(self, run_id: str) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def test_a_data_dir_from_before_migrations_is_migrated_in_place(tmp_path: Path) 
         runs = server.admin.ok("GET", "/runs")["runs"]
     assert [(r["id"], r["started_at"], r["ended_at"]) for r in runs] == [
         (doc["id"], "2025-01-01T00:00:01.000Z", "2025-01-01T00:00:02.000Z")]
-    assert _versions_sqlite(data / "server.db") == [1, 2]
+    assert _versions_sqlite(data / "server.db") == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
@@ -88,8 +88,9 @@ def test_a_schema_newer_than_the_server_is_refused_in_one_line(
 
 def test_servers_starting_together_migrate_an_empty_database_once(tmp_path: Path,
                                                                   pg_url: str) -> None:
-    procs = [StubProcess(tmp_path / f"d{i}", tmp_path / "repos", "--database", pg_url)
-             for i in range(3)]
+    key = str(tmp_path / "secrets.key")
+    procs = [StubProcess(tmp_path / f"d{i}", tmp_path / "repos", "--database", pg_url,
+                         "--secrets-key", key) for i in range(3)]
     errors: list[BaseException] = []
 
     def launch(proc: StubProcess) -> None:
@@ -109,7 +110,7 @@ def test_servers_starting_together_migrate_an_empty_database_once(tmp_path: Path
     finally:
         for proc in procs:
             proc.stop()
-    assert _versions_pg(pg_url) == [1, 2]
+    assert _versions_pg(pg_url) == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize(("url", "code", "says"), [

@@ -35,7 +35,7 @@ class Queue:
         self.released = threading.Event()
 
     def claim(self, labels: list[str] | tuple[str, ...] = (), *, capacity: int = 1,
-              wait: float = 30.0) -> ClaimResponse | None:
+              wait: float = 30.0, tasks: bool = False) -> ClaimResponse | None:
         with self.lock:
             self.capacities.append(capacity)
             self.labels.append(list(labels))
