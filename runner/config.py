@@ -1,8 +1,9 @@
 """The config file: Butterflow's `stateManagement` block plus a `runner:` section.
 
     stateManagement:
-      backend: api                       # local | api   (database: not supported yet)
+      backend: api                       # local | api | database
       apiConfig: {endpoint: URL, authToken: "${{FERRY_TOKEN}}"}
+      databaseConfig: {url: "postgresql://user@host/db"}   # backend database
       retryConfig: {maxRetries: 3, backoffFactor: 1.5}
     runner:
       server: URL, token: T, runner_id: ID, name: N, labels: [a, b], concurrency: 2,
@@ -49,6 +50,12 @@ class ApiConfig(_Strict):
     auth_token: str = Field(alias="authToken", min_length=1)
 
 
+class DatabaseConfig(_Strict):
+    """Where the `database` backend keeps run state (PostgreSQL)."""
+
+    url: str = Field(min_length=1, pattern=r"^postgres(ql)?://")
+
+
 class RetryConfig(_Strict):
     """Butterflow's retry settings for control-plane calls."""
 
@@ -61,6 +68,7 @@ class StateManagement(_Strict):
 
     backend: Literal["local", "api", "database"] = "local"
     api_config: ApiConfig | None = Field(default=None, alias="apiConfig")
+    database_config: DatabaseConfig | None = Field(default=None, alias="databaseConfig")
     retry_config: RetryConfig = Field(default_factory=RetryConfig, alias="retryConfig")
 
 
@@ -197,9 +205,9 @@ def parse_config(data: Mapping[str, Any], source: str, *, environ: Mapping[str, 
         what = "unknown key" if err.get("type") == "extra_forbidden" else err.get("msg")
         raise ConfigError(f"{source}{at}: {'.'.join(loc)}: {what}") from exc
     sm = config.state_management
-    if sm.backend == "database":
-        raise ConfigError(f"{source}: stateManagement.backend: 'database' is not supported yet "
-                          "(use 'local' or 'api')")
+    if sm.backend == "database" and sm.database_config is None:
+        raise ConfigError(f"{source}: stateManagement.databaseConfig is required with backend "
+                          "'database' (databaseConfig: {url: postgresql://...})")
     if sm.backend == "api" and sm.api_config is None:
         raise ConfigError(f"{source}: stateManagement.apiConfig is required with backend 'api'")
     return config

@@ -52,7 +52,8 @@ async def claim(req: ClaimRequest, request: Request, core: CoreDep, notifier: No
     deadline = loop.time() + min(req.wait, core.config.max_claim_wait)
     while True:
         seen = notifier.version
-        got = await run_in_threadpool(runners.claim_once, core, who, req.labels, req.tasks)
+        got = await run_in_threadpool(runners.claim_once, core, who, req.labels,
+                                      bool(req.tasks))
         if got is not None:
             await changes.notify()
             return got

@@ -67,13 +67,19 @@ class SecretStore:
 
     def check_key(self, db: Database) -> None:
         """Record which key seals this database's secrets (first start), or refuse a different
-        one: replicas on one PostgreSQL must share the key, or one's secrets would not open on
-        the others."""
+        one while the database holds secrets sealed with the recorded key: replicas on one
+        PostgreSQL must share the key, or one's secrets would not open on the others."""
         with db.transaction() as conn:
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
                          " DO NOTHING", (_KEY_CHECK, self._check))
             row = conn.execute("SELECT value FROM meta WHERE key = ?", (_KEY_CHECK,)).fetchone()
-        if not hmac.compare_digest(str(row["value"]), self._check):
+            same = hmac.compare_digest(str(row["value"]), self._check)
+            sealed = not same and (
+                conn.execute("SELECT 1 FROM secrets LIMIT 1").fetchone() is not None
+                or conn.execute("SELECT 1 FROM run_secrets LIMIT 1").fetchone() is not None)
+            if not same and not sealed:  # nothing sealed with the old key: this one takes over
+                conn.execute("UPDATE meta SET value = ? WHERE key = ?", (self._check, _KEY_CHECK))
+        if sealed:
             raise KeyMismatch(f"{db.url}: its secrets were sealed with another secrets key than "
                               "this server's; give every server on the database the same key "
                               "(--secrets-key FILE)")

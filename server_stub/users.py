@@ -61,7 +61,7 @@ def create_run(core: Core, req: CreateRunRequest, who: str = API_ACTOR) -> RunIn
     with core.tx(doc["id"]) as conn:
         runs.insert(conn, doc, repo=req.repo, commit=commit, workflow_path=req.workflow_path,
                     labels=labels, queue="distributed" if req.distributed else "queued",
-                    distributed=req.distributed)
+                    distributed=bool(req.distributed))
         if req.distributed:  # its first tasks are queued now
             distribute.replan(conn, core.docs, doc["id"])
         core.secrets.put_run(conn, doc["id"], hidden)

@@ -120,7 +120,9 @@ class ControlClient:
               wait: float = MAX_CLAIM_WAIT, tasks: bool = False) -> ClaimResponse | None:
         """Long-poll for a run (with `tasks`, also single tasks of distributed runs); None when
         nothing matched before the server's hold ended."""
-        body = ClaimRequest(labels=list(labels), capacity=capacity, wait=wait, tasks=tasks)
+        # `tasks` only when asked: a server from before distributed runs refuses unknown fields
+        body = ClaimRequest(labels=list(labels), capacity=capacity, wait=wait,
+                            tasks=True if tasks else None)
         resp = self._send("POST", "/runs/claim", body, timeout=wait + _CLAIM_MARGIN)
         if resp.status_code == 204:
             return None

@@ -128,8 +128,9 @@ class CreateRunRequest(_Body):
     params: dict[str, str] = Field(default_factory=dict)
     labels: list[str] = Field(default_factory=list, max_length=100)
     strict: bool = Field(default=False, description="refuse the workflow on any warning")
-    distributed: bool = Field(default=False, description="lease the run's ready tasks one by "
-                              "one to any runner with its labels, instead of the whole run to one")
+    distributed: bool | None = Field(default=None, description="true: lease the run's ready "
+                                     "tasks one by one to any runner with its labels, instead "
+                                     "of the whole run to one (absent: false)")
 
 
 class RunInfo(BaseModel):
@@ -166,8 +167,9 @@ class ClaimRequest(_Body):
     labels: list[str] = Field(default_factory=list, max_length=100)
     capacity: JsonInt = Field(default=1, ge=1, le=1000)
     wait: JsonFloat = Field(default=MAX_CLAIM_WAIT, ge=0, le=MAX_CLAIM_WAIT)
-    tasks: bool = Field(default=False, description="this runner also executes single tasks "
-                        "of distributed runs (the answer's `task` names one)")
+    tasks: bool | None = Field(default=None, description="true: this runner also executes "
+                               "single tasks of distributed runs (the answer's `task` names one;"
+                               " absent: false)")
 
 
 class Lease(BaseModel):

@@ -23,8 +23,9 @@ def read_config(path: str | None, environ: Mapping[str, str]) -> FerryConfig:
 
 
 def build_backend(config: FerryConfig, paths: Paths, source: str = "config") -> StateBackend:
-    """The state backend the config asks for: local SQLite, or journal-first to a control
-    plane (`backend: api`), mirrored to local SQLite so status and logs work offline."""
+    """The state backend the config asks for: local SQLite, journal-first to a control plane
+    (`backend: api`, mirrored to local SQLite so status and logs work offline), or PostgreSQL
+    shared with other processes (`backend: database`)."""
     from runner.state.local import LocalBackend
 
     sm = config.state_management
@@ -47,8 +48,15 @@ def build_backend(config: FerryConfig, paths: Paths, source: str = "config") -> 
         return ReportingBackend(ControlClient(api.endpoint, api.auth_token, timeout=10),
                                 paths.journal_dir,
                                 paths.logs_dir, mirror=mirror, policy=policy)
+    if sm.backend == "database":
+        from runner.state.database import DatabaseBackend
+
+        if sm.database_config is None:
+            raise ConfigError(f"{source}: stateManagement.databaseConfig is required with "
+                              "backend 'database'")
+        return DatabaseBackend(sm.database_config.url)
     raise ConfigError(f"{source}: stateManagement.backend '{sm.backend}' is not supported "
-                      "(use 'local' or 'api')")
+                      "(use 'local', 'api' or 'database')")
 
 
 def _check_endpoint(endpoint: str, source: str) -> None:

@@ -117,7 +117,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         request = CreateRunRequest(repo=args.repo, ref=args.ref, workflow_path=args.workflow,
                                    params=parse_params(args.param), labels=args.label,
                                    strict=bool(getattr(args, "strict", False)),
-                                   distributed=args.distributed)
+                                   distributed=True if args.distributed else None)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = {"repo": "--repo", "ref": "--ref", "workflow_path": "--workflow"}.get(

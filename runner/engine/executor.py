@@ -147,6 +147,8 @@ class Executor:
             doc["warnings"] = list(warnings)
         if dry_run:
             doc["dry_run"] = True
+        if self.backend.shared:  # processes sharing the run plan it one after the other
+            doc["plan_rev"] = 0
         self.backend.create_run(doc)
         return str(doc["id"])
 

@@ -6,15 +6,23 @@ up, and plans again only when the queue is empty, a task failed, a step wrote wo
 (a `from_state` matrix may grow), or another writer changed the run. A 10,000-task matrix is thus
 planned a handful of times, not 10,000 times. Waiting is `Event.wait(poll)`: a task's end wakes
 the loop at once, and every `poll` seconds it looks for other writers' changes (cancel, trigger).
+
+On a shared backend (`database`: several processes execute one run) writes that must not race
+are compare-and-set: a task starts only if it is still Pending (a `test` op), a plan is written
+only over the plan it was made from (`plan_rev`), and a failed test means "another process got
+there first": refresh and go on. A Running task whose process is alive is left to it; one whose
+process died (`backend.alive`) is interrupted and runs again here.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from runner.diff import PatchConflict
 from runner.document import (
     TERMINAL_RUN,
     TERMINAL_TASK,
@@ -44,6 +52,8 @@ class RunLoop:
         self.wake = threading.Event()
         self.active: dict[str, Future[Outcome]] = {}
         self.queue: deque[str] = deque()
+        self.shared = bool(getattr(self.store.backend, "shared", False))
+        self._next_orphan_check = 0.0
 
     # -- helpers -----------------------------------------------------------------------------
     def emit(self, event: ev.Event) -> None:
@@ -88,6 +98,8 @@ class RunLoop:
                 need_plan = True
             if self.store.refresh():
                 need_plan = True
+            if self.shared and not self.active and self._reclaim_orphans():
+                need_plan = True
             if need_plan:
                 need_plan = False
                 try:
@@ -104,11 +116,15 @@ class RunLoop:
     def prepare(self) -> None:
         """Tasks found Running were interrupted (their runner died): back to Pending."""
         ops: list[Op] = []
+        if self.shared:
+            self.store.backend.announce(self.store.writer)
         with self.store.lock:
             doc = self.store.doc
             resumed = doc.get("started_at") is not None
             for tid, task in doc["tasks"].items():
                 if task["status"] == TaskStatus.RUNNING.value and not task.get("master"):
+                    if self._held_elsewhere(task):
+                        continue
                     ops += [task_field_op(tid, "status", TaskStatus.PENDING.value),
                             task_field_op(tid, "interrupted", int(task.get("interrupted", 0)) + 1),
                             task_field_op(tid, "error", "interrupted: its runner stopped")]
@@ -125,19 +141,63 @@ class RunLoop:
                                     resumed))
 
     def plan_pass(self) -> Plan:
-        """One scheduler pass, written as one diff together with timestamps and run status."""
+        """One scheduler pass, written as one diff together with timestamps and run status (on a
+        shared backend: over the plan it was made from, else planned again)."""
+        while True:
+            with self.store.lock:
+                doc = self.store.doc
+                result = plan(self.s.workflow, doc)
+                ops = list(result.ops)
+                now = self.now()
+                for tr in result.transitions:
+                    if tr.old is not None and tr.new in TERMINAL_TASK:
+                        ops.append(task_field_op(tr.task_id, "ended_at", now))
+                ops += self._run_status_ops(result.status, result.error)
+                if self.shared and ops:
+                    rev = doc.get("plan_rev")
+                    guard = [] if rev is None else [{"op": "test", "path": "/plan_rev",
+                                                     "value": rev}]
+                    ops = [*guard, *ops, {"op": "add", "path": "/plan_rev",
+                                          "value": int(rev or 0) + 1}]
+                try:
+                    self.store.commit(ops)
+                except PatchConflict:
+                    if not self.shared:
+                        raise
+                    self.store.reload()  # another process planned first: plan on its result
+                    continue
+                self._announce(result)
+            return result
+
+    def _held_elsewhere(self, task: dict[str, Any]) -> bool:
+        """A Running task another live process executes (shared backends only)."""
+        writer = task.get("writer")
+        return (self.shared and isinstance(writer, str) and writer != self.store.writer
+                and self.store.backend.alive(writer))
+
+    def _reclaim_orphans(self) -> bool:
+        """At most once a second while idle: tasks Running under a process that died go back
+        to Pending (interrupted); True when some did."""
+        if time.monotonic() < self._next_orphan_check:
+            return False
+        self._next_orphan_check = time.monotonic() + 1.0
+        ops: list[Op] = []
         with self.store.lock:
-            doc = self.store.doc
-            result = plan(self.s.workflow, doc)
-            ops = list(result.ops)
-            now = self.now()
-            for tr in result.transitions:
-                if tr.old is not None and tr.new in TERMINAL_TASK:
-                    ops.append(task_field_op(tr.task_id, "ended_at", now))
-            ops += self._run_status_ops(result.status, result.error)
-            self.store.commit(ops)
-            self._announce(result)
-        return result
+            for tid, task in self.store.doc["tasks"].items():
+                if (task["status"] == TaskStatus.RUNNING.value and not task.get("master")
+                        and tid not in self.active and not self._held_elsewhere(task)):
+                    ops += [{"op": "test", "path": f"/tasks/{tid}/status",
+                             "value": TaskStatus.RUNNING.value},
+                            task_field_op(tid, "status", TaskStatus.PENDING.value),
+                            task_field_op(tid, "interrupted", int(task.get("interrupted", 0)) + 1),
+                            task_field_op(tid, "error", "interrupted: its runner stopped")]
+            if not ops:
+                return False
+            try:
+                self.store.commit(ops)
+            except PatchConflict:
+                self.store.reload()
+        return True
 
     def _run_status_ops(self, status: RunStatus, error: str | None) -> list[Op]:
         doc = self.store.doc
@@ -174,18 +234,8 @@ class RunLoop:
         if free <= 0 or not self.queue:
             return
         batch = [self.queue.popleft() for _ in range(min(free, len(self.queue)))]
-        now = self.now()
-        ops: list[Op] = []
         with self.store.lock:
-            for tid in batch:
-                task = self.store.task(tid)
-                ops += [task_field_op(tid, "status", TaskStatus.RUNNING.value),
-                        task_field_op(tid, "attempt", int(task.get("attempt") or 0) + 1),
-                        task_field_op(tid, "started_at", now),
-                        task_field_op(tid, "ended_at", None),
-                        task_field_op(tid, "step", None),
-                        task_field_op(tid, "error", None)]
-            self.store.commit(ops)
+            batch = self._take(batch)
             for tid in batch:
                 self.emit(self._task_event(self.store.task(tid), TaskStatus.RUNNING.value,
                                            TaskStatus.PENDING.value))
@@ -194,6 +244,44 @@ class RunLoop:
             future = pool.submit(runner.run)
             future.add_done_callback(lambda _f: self.wake.set())
             self.active[tid] = future
+
+    def _start_ops(self, tids: list[str]) -> list[Op]:
+        now = self.now()
+        ops: list[Op] = []
+        for tid in tids:
+            task = self.store.task(tid)
+            if self.shared:  # only if still Pending: another process may have taken it
+                ops += [{"op": "test", "path": f"/tasks/{tid}/status",
+                         "value": TaskStatus.PENDING.value},
+                        {"op": "add", "path": f"/tasks/{tid}/writer", "value": self.store.writer}]
+            ops += [task_field_op(tid, "status", TaskStatus.RUNNING.value),
+                    task_field_op(tid, "attempt", int(task.get("attempt") or 0) + 1),
+                    task_field_op(tid, "started_at", now),
+                    task_field_op(tid, "ended_at", None),
+                    task_field_op(tid, "step", None),
+                    task_field_op(tid, "error", None)]
+        return ops
+
+    def _take(self, batch: list[str]) -> list[str]:
+        """Mark `batch` Running (one diff); on a shared backend a task another process took
+        meanwhile is left out. Returns the tasks this process now runs (call holding the lock)."""
+        try:
+            self.store.commit(self._start_ops(batch))
+            return batch
+        except PatchConflict:
+            if not self.shared:
+                raise
+        taken = []
+        for tid in batch:  # one at a time: which ones are still ours to take?
+            self.store.reload()
+            if self.store.task(tid)["status"] != TaskStatus.PENDING.value:
+                continue
+            try:
+                self.store.commit(self._start_ops([tid]))
+                taken.append(tid)
+            except PatchConflict:
+                continue
+        return taken
 
     def harvest(self) -> bool:
         """Collect ended tasks; True when the run needs a new plan. Re-raises a task thread's

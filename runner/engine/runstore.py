@@ -78,6 +78,14 @@ class RunStore:
             self.state_serial += 1
             return True
 
+    def reload(self) -> None:
+        """Read the whole document again (after a compare-and-set lost to another process)."""
+        with self.lock:
+            self.cursor = self.backend.position(self.run_id, self.writer)[0]
+            self.doc = self.backend.load(self.run_id)
+            self._index()
+            self.state_serial += 1
+
     def task(self, task_id: str) -> dict[str, Any]:
         """The live record of a task (read it under `lock`)."""
         task: dict[str, Any] = self.doc["tasks"][task_id]

@@ -64,6 +64,16 @@ class _Run:
 class ApiBackend:
     """`StateBackend` that journals every write and delivers it to the control plane."""
 
+    shared = False
+    """One process executes a run at a time (its run lock, or its lease)."""
+
+    def announce(self, writer: str) -> None:
+        """Nothing to announce: no other process executes this run meanwhile."""
+
+    def alive(self, writer: str) -> bool:
+        """No other process runs tasks of our runs: a Running task found is interrupted."""
+        return False
+
     def __init__(self, client: ControlClient, journal_dir: Path, logs_dir: Path, *,
                  mirror: StateBackend | None = None, policy: RetryPolicy = DEFAULT_POLICY,
                  background: bool = True, fsync: bool = True,

@@ -28,6 +28,19 @@ class RunSummary:
 class StateBackend(Protocol):
     """Durable store of runs. Every method is atomic; all writes are diffs."""
 
+    shared: bool
+    """Whether other processes may execute the same runs at once (the `database` backend): the
+    engine then starts a task only if it is still Pending, and leaves alone tasks that a live
+    process runs (`announce`, `alive`)."""
+
+    def announce(self, writer: str) -> None:
+        """This process writes as `writer` until the backend closes."""
+        ...
+
+    def alive(self, writer: str) -> bool:
+        """Whether a live process announced `writer` (False when the backend is not shared)."""
+        ...
+
     def create_run(self, doc: dict[str, Any]) -> None:
         """Store a new run document (its creation is the first entry of its history)."""
         ...

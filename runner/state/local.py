@@ -56,6 +56,16 @@ class _Materialized:
 class LocalBackend:
     """`StateBackend` on a SQLite file (WAL); safe for several threads and processes."""
 
+    shared = False
+    """One process executes a run at a time (its run lock, or its lease)."""
+
+    def announce(self, writer: str) -> None:
+        """Nothing to announce: no other process executes this run meanwhile."""
+
+    def alive(self, writer: str) -> bool:
+        """No other process runs tasks of our runs: a Running task found is interrupted."""
+        return False
+
     def __init__(self, db_path: Path, logs_dir: Path, *, busy_timeout: float = 10.0,
                  snapshot_every: int = 200, synchronous: str = "NORMAL",
                  check_on_open: bool = True, clock: Callable[[], str] = utc_now) -> None:

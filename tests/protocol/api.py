@@ -116,17 +116,21 @@ class Server:
         return Runner(Api(self.url, body["token"]), body["runner_id"], labels or [])
 
     def leased_run(self, repo: str, workflow: str = "ok.yaml", *,
-                   params: dict[str, str] | None = None) -> LeasedRun:
+                   params: dict[str, str] | None = None,
+                   distributed: bool = False) -> LeasedRun:
         """A run of `workflow` at `repo`'s main, queued under a fresh label and claimed by a
-        runner registered with just that label."""
+        runner registered with just that label (`distributed`: its first task is claimed, and
+        the lease is that task's)."""
         lab = label()
         body: dict[str, Any] = {"repo": repo, "ref": "main", "workflow_path": workflow,
                                 "labels": [lab]}
         if params is not None:
             body["params"] = params
+        if distributed:
+            body["distributed"] = True
         created = dict(self.admin.ok("POST", "/runs", 201, json=body))
         runner = self.register([lab])
-        claimed = runner.claim()
+        claimed = runner.claim(tasks=distributed)
         assert claimed is not None, "the run just queued under a fresh label was not handed out"
         assert claimed["run"]["id"] == created["id"], (created["id"], claimed["run"]["id"])
         return LeasedRun(created, runner, claimed)
@@ -140,11 +144,12 @@ class Runner:
     id: str
     labels: list[str]
 
-    def claim(self, wait: float = 0, labels: list[str] | None = None) -> dict[str, Any] | None:
-        """One claim; None on 204."""
+    def claim(self, wait: float = 0, labels: list[str] | None = None,
+              tasks: bool = False) -> dict[str, Any] | None:
+        """One claim (`tasks`: tasks of distributed runs too); None on 204."""
         resp = self.api.call("POST", "/runs/claim", timeout=wait + 20,
                              json={"labels": self.labels if labels is None else labels,
-                                   "wait": wait})
+                                   "wait": wait, "tasks": tasks})
         if resp.status_code == 204:
             return None
         assert resp.status_code == 200, resp.text
@@ -189,8 +194,10 @@ class LeasedRun:
 
     @property
     def writer(self) -> str:
-        """The diff writer id of this attempt, `<runner id>/a<attempt>`."""
-        return f"{self.runner.id}/a{self.claimed['run']['attempt']}"
+        """The diff writer id of this attempt, `<runner id>/a<attempt>` (a task's:
+        `<runner id>/<task>/a<attempt>`)."""
+        task = self.claimed.get("task")
+        return f"{self.runner.id}/{task + '/' if task else ''}a{self.claimed['run']['attempt']}"
 
 
 def label() -> str:

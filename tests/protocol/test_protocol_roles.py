@@ -61,7 +61,8 @@ def _request(method: str, template: str, world: World, run: LeasedRun
         "/runners/register": {"name": "roles"},
         "/runs": {"repo": world.repo, "ref": "main", "workflow_path": "ok.yaml",
                   "labels": ["never-claimed"]},
-        "/runs/claim": {"wait": 0, "labels": run.labels},  # its one run is claimed: 204
+        "/runs/claim": {"wait": 0, "labels": run.labels,  # its one run (task) is claimed: 204
+                        "tasks": bool(run.claimed.get("task"))},
         "/runs/report": {"run": new_run({"version": "1", "nodes": []}, name="r", params={},
                                         created_at="2024-01-01T00:00:00Z",
                                         run_id=str(uuid.uuid4()))},
@@ -77,17 +78,24 @@ def _request(method: str, template: str, world: World, run: LeasedRun
     return path, body
 
 
-def _fresh(server: Server, repo: str) -> World:
+def _fresh(server: Server, repo: str, lease: str) -> World:
+    """Two runs, each held by its own runner: whole runs, or (`lease` "task") the first task of
+    a distributed run, whose lease is that task's."""
+    if lease == "task":
+        return World(server, repo, server.leased_run(repo, "distributed.yaml", distributed=True),
+                     server.leased_run(repo, "distributed.yaml", distributed=True))
     return World(server, repo, server.leased_run(repo), server.leased_run(repo))
 
 
+@pytest.mark.parametrize("lease", ["run", "task"])
 @pytest.mark.parametrize(("method", "template", "verdicts"), TABLE,
                          ids=[f"{m} {p}" for m, p, _ in TABLE])
 def test_every_endpoint_with_every_token(server: Server, repo: dict[str, str], method: str,
-                                         template: str, verdicts: dict[str, str]) -> None:
+                                         template: str, verdicts: dict[str, str],
+                                         lease: str) -> None:
     lines = []
     for role in ROLES:
-        world = _fresh(server, repo["name"])
+        world = _fresh(server, repo["name"], lease)
         api = {"admin": server.admin, "registration": Api(server.url, server.registration_token),
                "runner": world.mine.runner.api}[role]
         verdict = verdicts[role]

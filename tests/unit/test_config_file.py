@@ -46,11 +46,19 @@ def test_unknown_key_reported_with_line(tmp_path: Path) -> None:
         load_config(path, environ={"ENV_AUTH_TOKEN": "t"})
 
 
-def test_database_backend_not_supported(tmp_path: Path) -> None:
+def test_database_backend_needs_a_postgresql_url(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("stateManagement:\n  backend: database\n")
-    with pytest.raises(ConfigError, match="not supported yet"):
+    with pytest.raises(ConfigError, match="databaseConfig is required"):
         load_config(path, environ={})
+    path.write_text("stateManagement:\n  backend: database\n  databaseConfig: {url: x.db}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:3: stateManagement\.databaseConfig\.url"):
+        load_config(path, environ={})
+    path.write_text("stateManagement:\n  backend: database\n  databaseConfig:\n"
+                    "    url: postgresql://ferry@${{DB_HOST}}/ferry\n")
+    cfg = load_config(path, environ={"DB_HOST": "db.example"})
+    assert cfg.state_management.database_config is not None
+    assert cfg.state_management.database_config.url == "postgresql://ferry@db.example/ferry"
 
 
 def test_overrides_win_over_file(tmp_path: Path) -> None:

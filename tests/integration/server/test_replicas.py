@@ -151,9 +151,10 @@ def test_a_secret_set_on_one_replica_is_handed_out_by_the_other(
 
 
 def test_a_server_with_another_secrets_key_is_refused(tmp_path: Path, pg_url: str) -> None:
-    (tmp_path / "repos").mkdir()
-    with StubProcess.start(tmp_path / "one", tmp_path / "repos", "--database", pg_url):
-        pass
+    make_repo(tmp_path / "repos", "demo", {"ok.yaml": WORKFLOW_OK})
+    with StubProcess.start(tmp_path / "one", tmp_path / "repos", "--database", pg_url) as one:
+        Server(one.url, one.admin_token, one.registration_token, one.repos_dir).admin.ok(
+            "PUT", "/secrets/API_KEY", json={"value": "sealed-with-one"})
     other = StubProcess(tmp_path / "two", tmp_path / "repos", "--database", pg_url)
     with pytest.raises(RuntimeError, match="another secrets key"):
         other.launch()

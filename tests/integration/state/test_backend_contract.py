@@ -1,6 +1,7 @@
 """The `StateBackend` contract, one suite for every implementation (as the runtimes share one):
-the local SQLite backend, and the journal-first API backend (`backend: api` of `ferry run -c`)
-delivering to the reference server over real HTTP.
+the local SQLite backend, the journal-first API backend (`backend: api` of `ferry run -c`)
+delivering to the reference server over real HTTP, and the `database` backend on a real
+PostgreSQL.
 
 Each test takes a `Harness` that makes the backend and can open it again (a new process's view);
 for the API backend the harness also checks that what the backend says is what the server has.
@@ -74,10 +75,19 @@ def _api(tmp_path: Path, stub: StubServer) -> Harness:
     return Harness(make, server_doc)
 
 
-@pytest.fixture(params=["local", "api"])
+def _database(tmp_path: Path, stub: StubServer, url: str) -> Harness:
+    from runner.state.database import DatabaseBackend
+
+    return Harness(lambda: DatabaseBackend(url), lambda run_id: None)
+
+
+@pytest.fixture(params=["local", "api", "database"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path,
             stub: StubServer) -> Iterator[Harness]:
-    made = {"local": _local, "api": _api}[request.param](tmp_path, stub)
+    if request.param == "database":
+        made = _database(tmp_path, stub, request.getfixturevalue("pg_url"))
+    else:
+        made = {"local": _local, "api": _api}[request.param](tmp_path, stub)
     try:
         yield made
     finally:

@@ -26,6 +26,15 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "butterflow"
 class MemoryBackend:
     """A `StateBackend` in memory: JSON round-trips like a real store, same seq rules."""
 
+    shared = False
+
+    def announce(self, writer: str) -> None:
+        """One process: nothing to announce."""
+
+    def alive(self, writer: str) -> bool:
+        """No other process."""
+        return False
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.docs: dict[str, dict[str, Any]] = {}
