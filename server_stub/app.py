@@ -109,7 +109,7 @@ def create_app(config: ServerConfig, *, admin: Secret | None = None,
     app.state.core = core
     app.state.notifier = Notifier(publish=lambda: core.db.publish(QUEUE))
     # the dashboard's live pages: any run or runner changed (on any server on the database)
-    app.state.changes = Notifier(publish=lambda: core.db.publish(CHANGES))
+    app.state.changes = Notifier(publish=lambda: core.db.publish(CHANGES), coalesce=0.2)
     errors.install(app)
     for module in (routes_runners, routes_users, routes_repos, routes_secrets, routes_admin):
         app.include_router(module.router, prefix=API_PREFIX)
