@@ -5,11 +5,12 @@
   PostgreSQL (claimers spread over both; the wake crosses replicas: created on A, claimed on B);
 - one 200-task matrix of `sleep 1` steps, a distributed run, over 1, 2 and 4 daemons
   (`--concurrency 2`): wall time from create to Completed against the ideal 200 / (2 n) s;
-- 20 claimers (over 2 replicas) x 2,000 tasks of one distributed run: every task executed once.
+- 20 claimers (over 2 replicas) x 2,000 tasks (10 distributed runs of 200): every task executed
+  once.
 
 Prints a table and writes bench/results/scale_out.md.
     python bench/scale_out.py [--runs 1000] [--samples 100] [--tasks 200] [--daemons 1,2,4]
-                              [--race-tasks 2000]
+                              [--race-tasks 2000] [--race-run-size 200]
 """
 
 from __future__ import annotations
@@ -156,11 +157,12 @@ def matrix_wall(base: Path, pg: PgCluster, tasks: int, daemons: int) -> float:
         server.kill()
 
 
-def race(group: list[Server], tasks: int) -> tuple[int, int, int, float]:
-    """20 claimers over the servers execute every task of one distributed run (claim, start,
+def race(group: list[Server], runs: int) -> tuple[int, int, int, float]:
+    """20 claimers over the servers execute every task of `runs` distributed runs (claim, start,
     write the task's end, finish); (tasks, executions, double executions, seconds)."""
     lab = label()
-    run_id = create(group[0], lab, "race.yaml", distributed=True)
+    run_ids = [create(group[i % len(group)], lab, "race.yaml", distributed=True)
+               for i in range(runs)]
     claimers = [group[i % len(group)].register([lab]) for i in range(20)]
     executed = Counter[str]()
     lock = threading.Lock()
@@ -172,7 +174,7 @@ def race(group: list[Server], tasks: int) -> tuple[int, int, int, float]:
             if resp.status_code == 204:
                 return
             got = resp.json()
-            task, lease = got["task"], got["lease"]["token"]
+            task, lease, run_id = got["task"], got["lease"]["token"], got["run"]["id"]
             with lock:
                 executed[task] += 1
             runner.api.ok("POST", f"/runs/{run_id}/start", json={"lease": lease})
@@ -187,9 +189,11 @@ def race(group: list[Server], tasks: int) -> tuple[int, int, int, float]:
     with ThreadPoolExecutor(20) as pool:
         list(pool.map(work, claimers))
     elapsed = time.perf_counter() - t0
-    doc = group[0].admin.ok("GET", f"/runs/{run_id}")
-    children = [t for t in doc["tasks"].values() if not t.get("master")]
-    assert doc["status"] == "Completed", doc["status"]
+    children = []
+    for run_id in run_ids:
+        doc = group[0].admin.ok("GET", f"/runs/{run_id}")
+        assert doc["status"] == "Completed", doc["status"]
+        children += [t for t in doc["tasks"].values() if not t.get("master")]
     assert all(t["status"] == "Completed" and t["attempt"] == 1 for t in children)
     doubles = sum(n - 1 for n in executed.values() if n > 1)
     return len(children), sum(executed.values()), doubles, elapsed
@@ -209,6 +213,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--daemons", default="1,2,4")
     parser.add_argument("--race-tasks", type=int, default=2000)
+    parser.add_argument("--race-run-size", type=int, default=200)
     add_quiet_options(parser)
     args = parser.parse_args()
     load, waited = wait_for_quiet(args.max_load, args.quiet_wait)
@@ -216,7 +221,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, PgCluster.start() as pg:
         base = Path(tmp)
         make_repo(base / "repos", "bench", {
-            "ok.yaml": WORKFLOW_OK, "race.yaml": matrix_workflow(args.race_tasks, "\"true\"")})
+            "ok.yaml": WORKFLOW_OK,
+            "race.yaml": matrix_workflow(args.race_run_size, "\"true\"")})
         claims: dict[str, float] = {}
         wakes: dict[str, list[float]] = {}
         for kind, count in (("sqlite", 1), ("postgresql", 1), ("2 replicas", 2)):
@@ -227,7 +233,8 @@ def main() -> int:
                 claims[kind] = float(timed(f"claims, {kind}", lambda g=group: claim_rate(
                     g, args.runs)))  # type: ignore[arg-type]
                 if kind == "2 replicas":
-                    race_result = timed("race", lambda g=group: race(g, args.race_tasks))
+                    race_result = timed("race", lambda g=group: race(
+                        g, max(1, args.race_tasks // args.race_run_size)))
         for kind in ("sqlite", "postgresql", "2 replicas"):
             base_rate, base_wake = claims["sqlite"], wakes["sqlite"]
             rows.append((f"claims/s, 20 claimers, {kind}", f"{claims[kind]:.0f}/s",
@@ -246,7 +253,8 @@ def main() -> int:
                          f"{wall:.1f} s", f"{ideal:.0f} s (ideal {args.tasks}/(2*{n}))",
                          f"{wall / ideal:.2f}x"))
         tasks, executions, doubles, seconds = race_result  # type: ignore[misc]
-        rows.append((f"20 claimers over 2 replicas x {tasks} tasks of one distributed run",
+        rows.append((f"20 claimers over 2 replicas x {tasks} tasks ({args.race_run_size} per "
+                     "distributed run)",
                      f"{doubles} double executions ({executions} executions, "
                      f"{executions / seconds:.0f} tasks/s)", "0", ""))
     machine = (f"{platform.system()} {platform.release()}, {psutil.cpu_count()} cores, "
@@ -254,7 +262,8 @@ def main() -> int:
                f"Python {platform.python_version()}, PostgreSQL from {pg.bin}")
     lines = ["# scale_out", "", f"Machine: {machine}.", load_note(load, waited, args.max_load),
              f"Command: `python bench/scale_out.py --runs {args.runs} --samples {args.samples}"
-             f" --tasks {args.tasks} --daemons {args.daemons} --race-tasks {args.race_tasks}`",
+             f" --tasks {args.tasks} --daemons {args.daemons} --race-tasks {args.race_tasks}"
+             f" --race-run-size {args.race_run_size}`",
              "", "| measure | result | floor / peer (same run) | ratio |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     publish("\n".join(lines) + "\n", ROOT / "bench" / "results" / "scale_out.md")
