@@ -188,7 +188,8 @@ def remote_status(args: argparse.Namespace, client: ControlClient) -> int:
         doc = client.get_run(doc["id"], history=True)  # the document and its diffs at once
         raw = doc.pop("history")
         history = [Diff(run_id=doc["id"], writer=d["writer"], seq=d["seq"], ops=d["ops"],
-                        ts=d.get("ts")) for d in raw]
+                        ts=d.get("ts"), meta={"ignored": True} if d.get("ignored") else {})
+                   for d in raw]
     if args.json:
         body: Any = doc if history is None else {"run": doc, "history": raw}
         print(json.dumps(body, indent=2, ensure_ascii=False))

@@ -263,7 +263,9 @@ def render_history(doc: dict[str, Any], history: Sequence[Diff]) -> list[str]:
         words = _describe_ops(doc, ops[:8])
         if len(ops) > 8:
             words += f"; ... ({len(ops) - 8} more)"
-        lines.append(f"{stamp(diff.ts or '')} {diff.writer} #{diff.seq}: {words}")
+        late = (" [late: kept, not applied — the run had already ended]"
+                if diff.meta.get("ignored") else "")
+        lines.append(f"{stamp(diff.ts or '')} {diff.writer} #{diff.seq}: {words}{late}")
     return lines
 
 

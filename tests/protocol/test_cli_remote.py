@@ -153,3 +153,22 @@ def test_status_list_logs_cancel_resume(server: Server, repo: dict[str, str],
     assert "canceled" in capsys.readouterr().out
     assert server.admin.ok("GET", f"/runs/{run_id}")["status"] == "Canceled"
     assert main(["cancel", "-i", run_id]) == 2
+
+
+def test_status_history_marks_late_diffs_kept_but_not_applied(
+        server: Server, repo: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    run = server.leased_run(repo["name"], "manual.yaml")
+    ok = run.runner.diffs(run.id, run.lease, [{"writer": run.writer, "seq": 1,
+                                               "ops": [op_state("early", 1)]}])
+    assert ok.status_code == 200, ok.text
+    run.runner.api.ok("POST", f"/runs/{run.id}/finish", json={"lease": run.lease,
+                                                               "status": "Failed"})
+    late = run.runner.diffs(run.id, run.lease, [{"writer": run.writer, "seq": 2, "ops": [
+        {"op": "replace", "path": "/status", "value": "Completed"}]}])
+    assert late.status_code == 200, late.text
+    code, out, _ = _cli(server, capsys, "status", "-i", run.id, "--history")
+    assert code == 0
+    lines = [ln for ln in out.splitlines() if f"{run.writer} #" in ln]
+    assert len(lines) == 2, out
+    assert "late: kept, not applied" not in lines[0]  # an ordinary diff reads as before
+    assert "late: kept, not applied" in lines[1], lines[1]
