@@ -178,8 +178,13 @@ def revoke(conn: Conn, runner_id: str, replacement_hash: str, at: str) -> list[s
     conn.execute("UPDATE runners SET token_hash = ? WHERE id = ?", (replacement_hash, runner_id))
     held = [r["id"] for r in conn.execute(
         "SELECT id FROM runs WHERE runner_id = ? AND queue = 'leased'", (runner_id,))]
+    held += [r["run_id"] for r in conn.execute(  # tasks of distributed runs it holds
+        "SELECT DISTINCT run_id FROM task_jobs WHERE runner_id = ? AND queue = 'leased'",
+        (runner_id,)) if r["run_id"] not in held]
     conn.execute("UPDATE runs SET lease_expires = 0 WHERE runner_id = ? AND queue = 'leased'",
                  (runner_id,))
+    conn.execute("UPDATE task_jobs SET lease_expires = 0 WHERE runner_id = ?"
+                 " AND queue = 'leased'", (runner_id,))
     return held
 
 
@@ -210,17 +215,29 @@ def _runner(conn: Conn, row: Any, current: dict[str, list[str]]) -> RunnerRow:
 
 
 def _current(conn: Conn, runner_ids: Sequence[str] | None) -> dict[str, list[str]]:
-    sql = "SELECT id, runner_id FROM runs WHERE queue = 'leased'"
+    """Runs leased to each runner: whole, or some of their tasks (distributed runs)."""
+    whole = "SELECT id AS run_id, runner_id, seq FROM runs WHERE queue = 'leased'"
+    tasks = "SELECT run_id, runner_id, seq FROM task_jobs WHERE queue = 'leased'"
     args: tuple[Any, ...] = ()
     if runner_ids is not None:
         if not runner_ids:
             return {}
-        sql += f" AND runner_id IN ({','.join('?' * len(runner_ids))})"
-        args = tuple(runner_ids)
+        some = f" AND runner_id IN ({','.join('?' * len(runner_ids))})"
+        whole, tasks = whole + some, tasks + some
+        args = tuple(runner_ids) * 2
     out: dict[str, list[str]] = {}
-    for r in conn.execute(sql + " ORDER BY seq", args):
-        out.setdefault(r["runner_id"], []).append(r["id"])
+    for r in conn.execute(f"{whole} UNION ALL {tasks} ORDER BY seq", args):
+        held = out.setdefault(r["runner_id"], [])
+        if r["run_id"] not in held:
+            held.append(r["run_id"])
     return out
+
+
+def task_runners(conn: Conn, run_id: str) -> dict[str, str]:
+    """Which runner took each task of a distributed run (its latest attempt)."""
+    rows = conn.execute("SELECT task_id, runner_id FROM task_jobs WHERE run_id = ?"
+                        " AND runner_id IS NOT NULL", (run_id,))
+    return {r["task_id"]: r["runner_id"] for r in rows}
 
 
 def runners(conn: Conn) -> list[RunnerRow]:
@@ -248,7 +265,7 @@ def runner_names(conn: Conn, runner_ids: Sequence[str]) -> dict[str, str]:
 # -- runs pages -------------------------------------------------------------------------------
 
 _LIST_COLUMNS = ("seq, id, name, repo, commit_sha, workflow_path, params, status, queue, attempt,"
-                 " runner_id, cancel_requested, created_at, started_at, ended_at")
+                 " runner_id, cancel_requested, created_at, distributed, started_at, ended_at")
 """The list's columns (the document's times are columns of the row, kept by `runs.Documents`)."""
 
 

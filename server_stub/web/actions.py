@@ -154,6 +154,7 @@ async def submit(request: Request) -> Response:
                                    {k.removeprefix("param."): v for k, v in posted.items()
                                     if k.startswith("param.")})
     form.labels = posted.get("labels", "")
+    form.distributed = posted.get("distributed") == "true"
     repos = await run_in_threadpool(data.repositories, core)
     if not form.loaded:
         return render.page("new_run.html", status=400, session=session, form=form, repos=repos)
@@ -162,7 +163,8 @@ async def submit(request: Request) -> Response:
     try:
         req = CreateRunRequest(repo=form.repo, ref=form.ref, workflow_path=form.workflow_path,
                                params=params, labels=[x.strip() for x in form.labels.split(",")
-                                                      if x.strip()])
+                                                      if x.strip()],
+                               distributed=form.distributed or None)
         info = await run_in_threadpool(users.create_run, core, req, session.actor)
     except (ApiError, ValidationError) as exc:
         form.error = exc.message if isinstance(exc, ApiError) else str(exc.errors()[0]["msg"])

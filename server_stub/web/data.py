@@ -75,20 +75,23 @@ class RunView:
     audit: list[dict[str, Any]]
     runner_name: str
     marks: tuple[int, int]
-    log_sizes: dict[str, int] = field(default_factory=dict)
+    task_runners: dict[str, str] = field(default_factory=dict)
+    """Distributed runs: the name of the runner that took each task."""
 
 
 def run_view(core: Core, run_id: str) -> RunView:
     """Everything the run page shows; 404 for an unknown run."""
     with core.tx() as conn:
-        row = runs.get_row(conn, run_id)
+        row = runs.get_row(conn, run_id, lock=False)
         history = admin_store.diff_rows(conn, run_id, HISTORY_SHOWN)
         marks = admin_store.run_marks(conn, run_id)
         audit = admin_store.audit_of(conn, run_id=run_id)
-        names = admin_store.runner_names(conn, [row["runner_id"]] if row["runner_id"] else [])
+        by_task = admin_store.task_runners(conn, run_id) if row.get("distributed") else {}
+        names = admin_store.runner_names(conn, [row["runner_id"] or "", *by_task.values()])
     doc = json.loads(row["doc"])  # a private copy: the cached one changes under other requests
     return RunView(row=dict(row), doc=doc, history=history, history_total=marks[1], audit=audit,
-                   runner_name=names.get(row["runner_id"] or "", ""), marks=marks)
+                   runner_name=names.get(row["runner_id"] or "", ""), marks=marks,
+                   task_runners={t: names.get(r, r[:8]) for t, r in by_task.items()})
 
 
 def run_marks(core: Core, run_id: str) -> tuple[int, int]:

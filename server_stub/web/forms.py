@@ -42,6 +42,7 @@ class NewRunForm:
     fields: list[ParamField] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)
     labels: str = ""
+    distributed: bool = False
     loaded: bool = False
     error: str = ""
     problems: list[str] = field(default_factory=list)

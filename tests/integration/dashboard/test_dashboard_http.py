@@ -360,3 +360,45 @@ def test_rerun_failed_tasks_from_the_dashboard(stub: StubProcess) -> None:
                                                        "admin (dashboard, 127.0.0.1)")
     after = session.get(f"{stub.url}/runs/{run['id']}", timeout=30).text
     assert "retry-failed" not in after.split('id="run-actions"')[1].split("</section>")[0]
+
+
+def test_a_distributed_run_shows_its_tasks_runners(stub: StubProcess) -> None:
+    session = sign_in(stub.url, stub.admin_token)
+    label = f"dist-{uuid.uuid4().hex[:8]}"
+    form = session.get(stub.url + "/new", params={"repo": "dash", "ref": "main",
+                                                  "workflow_path": "gate.yaml"}, timeout=30)
+    resp = session.post(stub.url + "/new", allow_redirects=False, timeout=30, data={
+        "csrf": csrf_of(form.text), "repo": "dash", "ref": "main",
+        "workflow_path": "gate.yaml", "labels": label, "distributed": "true"})
+    assert resp.status_code == 303, resp.text
+    run_id = resp.headers["location"].rsplit("/", 1)[1]
+    runner = requests.post(stub.url + "/api/v1/runners/register", timeout=30,
+                           json={"name": "task-taker", "labels": [label]},
+                           headers={"Authorization": f"Bearer {stub.registration_token}"}
+                           ).json()
+    auth = {"Authorization": f"Bearer {runner['token']}"}
+    claimed = requests.post(stub.url + "/api/v1/runs/claim", headers=auth, timeout=30,
+                            json={"labels": [label], "wait": 0, "tasks": True})
+    assert claimed.status_code == 200, claimed.text
+    task = claimed.json()["task"]
+    assert claimed.json()["run"]["id"] == run_id and task
+    listing = session.get(f"{stub.url}/runs?repo=dash", timeout=30).text
+    row = listing.split(f'<tr data-run="{run_id}">')[1].split("</tr>")[0]
+    assert "distributed" in row
+    page = session.get(f"{stub.url}/runs/{run_id}", timeout=30).text
+    assert "distributed: its tasks are leased one by one" in page
+    assert f'id="task-{task}"' in page and "on task-taker" in page
+    runners = requests.get(stub.url + "/api/v1/runners", headers=stub.admin_headers,
+                           timeout=30).json()["runners"]
+    mine = next(r for r in runners if r["id"] == runner["runner_id"])
+    assert mine["current_runs"] == [run_id]
+    requests.post(f"{stub.url}/api/v1/runners/{runner['runner_id']}/revoke",
+                  headers=stub.admin_headers, timeout=30).raise_for_status()
+
+    def held() -> list[str]:
+        found = requests.get(stub.url + "/api/v1/runners", headers=stub.admin_headers,
+                             timeout=30).json()["runners"]
+        return list(next(r for r in found if r["id"] == runner["runner_id"])["current_runs"])
+
+    # its task's lease ended with its token: the reaper takes the task back within a second
+    wait_until(lambda: held() == [], timeout=30, message="the revoked runner's task given back")
