@@ -3,10 +3,10 @@
 Every heartbeat renews the lease; `cancel_requested` in the answer sets the run's cancel event
 (the executor terminates the tasks). A refused lease (409 lease_lost, 403, 404) means another
 attempt owns the run now: `lost` is set together with the cancel event, and the run's journal
-is kept. Transient failures back off (the interval doubles per failure, up to a third of the
-TTL and at most 30 s) and are reported to the daemon's `Contact`, which says once that contact
-is lost: the run goes on offline and the server's grace period lets its journal be delivered
-later.
+is kept. Transient failures are retried sooner (half the interval) while the lease can still be
+saved, then back off (doubling up to a third of the TTL, at most 30 s), and are reported to the
+daemon's `Contact`, which says once that contact is lost: the run goes on offline and the
+server's grace period lets its journal be delivered later.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from typing import Protocol
 
 from runner.api.protocol import HeartbeatResponse
@@ -65,11 +66,15 @@ class LeaseKeeper:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
-    def interval(self, failures: int = 0) -> float:
-        """Seconds to the next heartbeat: the configured interval (else a third of the TTL),
-        doubled per consecutive failure up to a third of the TTL (at most 30 s); jittered."""
+    def interval(self, failures: int = 0, failing_for: float = 0.0) -> float:
+        """Seconds to the next heartbeat: the configured interval (else a third of the TTL).
+        While failing, half of it as long as the lease could still be renewed in time (within
+        a TTL of the first failure: a flaky network must not cost the lease); after that the
+        server is away: doubling per failure up to a third of the TTL (at most 30 s). Jittered."""
         base = self._fixed_interval if self._fixed_interval is not None else self._ttl / 3
-        if failures:
+        if failures and failing_for < self._ttl:
+            base = base / 2
+        elif failures:
             cap = max(base, min(self._ttl / 3, MAX_BACKOFF))
             base = min(cap, base * 2.0 ** min(failures, 16))
         return max(0.05, base * random.uniform(0.85, 1.0))
@@ -123,9 +128,14 @@ class LeaseKeeper:
                       extra=fields(run=self.run_id))
 
     def _run(self) -> None:
-        failures = 0
-        while not self._stop.wait(self.interval(failures)):
+        failures, since = 0, 0.0
+        while not self._stop.wait(self.interval(failures, time.monotonic() - since)):
             outcome = self.beat()
             if outcome == "lost":
                 return
-            failures = failures + 1 if outcome == "failed" else 0
+            if outcome != "failed":
+                failures = 0
+                continue
+            if not failures:
+                since = time.monotonic()
+            failures += 1
