@@ -1,4 +1,5 @@
-"""One server for the dashboard's HTTP tests, with a repository of workflows."""
+"""One server for the dashboard's HTTP tests, with a repository of workflows, on each store:
+SQLite in its data dir, and PostgreSQL (a throwaway cluster; in CI it must be there)."""
 
 from __future__ import annotations
 
@@ -42,11 +43,39 @@ nodes:
 """
 
 
-@pytest.fixture(scope="module")
-def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StubProcess]:
-    """The server (a real process on 127.0.0.1) with repository `dash`."""
-    root: Path = tmp_path_factory.mktemp("dash")
-    with StubProcess.start(root / "data", root / "repos") as server:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def stub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[StubProcess]:
+    """The server (a real process on 127.0.0.1) with repository `dash`; `.database` is its
+    PostgreSQL URL (None on SQLite)."""
+    root: Path = tmp_path_factory.mktemp(f"dash-{request.param}")
+    database = None
+    extra: list[str] = []
+    if request.param == "postgresql":
+        database = request.getfixturevalue("pg_cluster").new_database()
+        extra = ["--database", database]
+    with StubProcess.start(root / "data", root / "repos", *extra) as server:
+        server.database = database  # type: ignore[attr-defined]
         commit(init_bare(root / "repos", "dash"), {"gate.yaml": MANUAL, "secret.yaml": SECRET,
                                                    "bad.yaml": "version: 1\nnodes: []\n"})
         yield server
+
+
+def sql(stub: StubProcess, statement: str, args: tuple[object, ...] = ()) -> list[dict]:
+    """Run one statement on the server's database (`?` placeholders); its rows as dicts."""
+    database = getattr(stub, "database", None)
+    if database is None:
+        import sqlite3
+
+        conn = sqlite3.connect(stub.data_dir / "server.db", timeout=30)
+        conn.row_factory = sqlite3.Row
+        with conn:
+            rows = [dict(r) for r in conn.execute(statement, args)]
+        conn.close()
+        return rows
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(database, autocommit=True, row_factory=dict_row) as conn:
+        cur = conn.execute(statement.replace("?", "%s"), args)  # type: ignore[arg-type]
+        return list(cur.fetchall()) if cur.description else []

@@ -5,7 +5,6 @@ audited actions, live updates over Server-Sent Events."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import uuid
 from pathlib import Path
@@ -16,6 +15,7 @@ import requests
 from server_stub.testing import StubProcess
 from tests.helpers import wait_until
 from tests.helpers.dashboard import csrf_of, sign_in
+from tests.integration.dashboard.conftest import sql
 
 NOBODY = "00000000-0000-4000-8000-000000000000"
 
@@ -37,12 +37,6 @@ def _register(stub: StubProcess) -> dict:
     return dict(resp.json())
 
 
-def _db(stub: StubProcess) -> sqlite3.Connection:
-    conn = sqlite3.connect(stub.data_dir / "server.db", timeout=30)
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
 def test_cookie_is_httponly_strict_hashed_at_rest_and_secure_behind_tls(stub: StubProcess
                                                                         ) -> None:
     lines = []
@@ -62,8 +56,7 @@ def test_cookie_is_httponly_strict_hashed_at_rest_and_secure_behind_tls(stub: St
         assert "httponly" in flags and "samesite=strict" in flags, cookie
         assert ("secure" in flags) == (proto == "https"), cookie
         raw = session.cookies["ferry_session"]
-        with _db(stub) as conn:
-            stored = [r["id_hash"] for r in conn.execute("SELECT id_hash FROM web_sessions")]
+        stored = [r["id_hash"] for r in sql(stub, "SELECT id_hash FROM web_sessions")]
         assert raw not in stored and raw not in json.dumps(stored)
         assert len(stored) >= 1 and all(len(h) == 64 for h in stored)
     print("\n".join(lines))
@@ -153,8 +146,7 @@ def test_sign_out_and_expiry_end_the_session(stub: StubProcess) -> None:
     session2 = sign_in(stub.url, stub.admin_token)
     cookie = session2.cookies["ferry_session"]
     assert session2.get(stub.url + "/runs", allow_redirects=False, timeout=30).status_code == 200
-    with _db(stub) as conn:
-        conn.execute("UPDATE web_sessions SET expires_at = 0")
+    sql(stub, "UPDATE web_sessions SET expires_at = 0")
     again.cookies.set("ferry_session", cookie)
     assert again.get(stub.url + "/runs", allow_redirects=False, timeout=30).status_code == 303
 
