@@ -43,8 +43,14 @@ from runner.control.events import LogEvents
 from runner.control.lease import LeaseKeeper
 from runner.control.logs import RedactingFilter, fields
 from runner.control.metrics import DaemonMetrics
-from runner.control.outcome import JobOutcome
-from runner.control.workspace import WorkflowCache, extract_archive, hand_over, make_git_repository
+from runner.control.outcome import JobOutcome, task_outcome
+from runner.control.prefetch import Prefetch
+from runner.control.workspace import (
+    WorkflowCache,
+    Workspace,
+    prepare,
+    workspace_dir,
+)
 from runner.diff import Diff
 from runner.document import (
     TERMINAL_TASK,
@@ -66,7 +72,7 @@ from runner.errors import (
     TransientError,
     WorkflowInvalid,
 )
-from runner.paths import Paths, ensure_dir
+from runner.paths import Paths
 from runner.runtimes.base import Runtime
 from runner.state.api import ApiBackend
 from runner.state.journal import JournalBusy
@@ -155,7 +161,7 @@ class RunJob:
         lease = claim.lease
         # The document is only read here (writes wait for the confirmation below), so it is
         # fetched while the claim is confirmed: one round trip fewer before the first step.
-        document = _Prefetch(lambda: self._client.get_run(run.id), name=f"ferry-doc-{run.id[:8]}")
+        document = Prefetch(lambda: self._client.get_run(run.id), name=f"ferry-doc-{run.id[:8]}")
         try:
             answer = self._retry(lambda: self._client.start(run.id, lease.token))
         except (LeaseLost, PermanentError) as exc:
@@ -189,22 +195,17 @@ class RunJob:
             keeper.stop()
             backend.close(timeout=1.0 if self._stop_delivery.is_set() else 10.0)
             if not self.settings.keep_workspace:
-                shutil.rmtree(self._workspace_dir(claim), ignore_errors=True)
+                shutil.rmtree(workspace_dir(self._paths.run_work_dir(run.id), claim.task),
+                              ignore_errors=True)
 
     def _writer(self, claim: ClaimResponse) -> str:
         """This attempt's diff writer: the run's, or the task's for a task job."""
         task = f"{claim.task}/" if claim.task else ""
         return f"{self.settings.runner_id}/{task}a{claim.run.attempt}"
 
-    def _workspace_dir(self, claim: ClaimResponse) -> Path:
-        """Where the run's tree is extracted: one copy per job (task jobs of one run too)."""
-        root = self._paths.run_work_dir(claim.run.id)
-        # not under tasks/<task>/: that is the task's control dir, emptied at each attempt
-        return root / "workspaces" / claim.task if claim.task else root / "workspace"
-
     # -- steps -------------------------------------------------------------------------------
     def _execute(self, claim: ClaimResponse, cancel: threading.Event, keeper: LeaseKeeper,
-                 backend: ApiBackend, document: _Prefetch, delivery: Delivery) -> JobOutcome:
+                 backend: ApiBackend, document: Prefetch, delivery: Delivery) -> JobOutcome:
         run = claim.run
         writer = self._writer(claim)
         doc: dict[str, Any] | None = None
@@ -250,7 +251,7 @@ class RunJob:
             return LEASE_LOST
         return delivery.deliver(status)
 
-    def _execute_run(self, backend: ApiBackend, workspace: _Workspace, claim: ClaimResponse,
+    def _execute_run(self, backend: ApiBackend, workspace: Workspace, claim: ClaimResponse,
                      writer: str, cancel: threading.Event) -> str:
         """Validate the workflow (once per cached file) and execute the run; its status."""
         run_id = claim.run.id
@@ -270,7 +271,8 @@ class RunJob:
             return RunStatus.FAILED.value
         executor = self._make_executor(backend, writer, workspace.root, claim, bundle)
         if claim.task:
-            return _task_outcome(executor.execute_task(run_id, claim.task, cancel), cancel)
+            return task_outcome(executor.execute_task(run_id, claim.task, cancel),
+                                cancel.is_set())
         return str(executor.execute(run_id, cancel))
 
     def _unpreparable(self, claim: ClaimResponse, backend: ApiBackend,
@@ -308,33 +310,15 @@ class RunJob:
                            "cannot write the run's files")
         return StateError(f"{exc.filename or 'a file'}: {exc.strerror or exc}")
 
-    def _fetch(self, claim: ClaimResponse) -> _Workspace:
+    def _fetch(self, claim: ClaimResponse) -> Workspace:
         run = claim.run
-        wf = self._cache.get(run.repo, run.commit, run.workflow_path,
-                             lambda: self._retry(lambda: self._client.get_blob(
-                                 run.repo, run.commit, run.workflow_path)))
-        workspace = self._workspace_dir(claim)
-        ensure_dir(workspace.parent)
-        # Archives are cached by commit next to the workflow files (a commit never changes):
-        # fetched once per runner and commit, whatever the number of runs and tasks.
-        archive = self._cache.path_for(run.repo, run.commit, ".ferry-archive.tar.gz")
-        if not archive.is_file():
-            ensure_dir(archive.parent)
-            partial = archive.with_name(f".partial-{run.id}-{claim.task or 'run'}")
-            try:
-                self._retry(lambda: self._client.get_archive(run.repo, run.commit, partial))
-                os.replace(partial, archive)
-            finally:
-                partial.unlink(missing_ok=True)
-        shutil.rmtree(workspace, ignore_errors=True)
-        extract_archive(archive.read_bytes(), workspace)
-        if b"commit:" in wf.read_bytes():  # checkpoints need a repository to commit in
-            make_git_repository(workspace, f"{run.repo} at {run.commit}")
-        if self.settings.step_owner is not None:
-            if claim.task:  # <run>/workspaces/<task>: the step user traverses both
-                os.chmod(workspace.parents[1], 0o711)
-            hand_over(workspace.parent, workspace, self.settings.step_owner)
-        return _Workspace(root=workspace, workflow_file=wf)
+        return prepare(self._cache, self._paths.run_work_dir(run.id), run.repo, run.commit,
+                       run.workflow_path, task=claim.task,
+                       fetch_blob=lambda: self._retry(lambda: self._client.get_blob(
+                           run.repo, run.commit, run.workflow_path)),
+                       fetch_archive=lambda to: self._retry(lambda: self._client.get_archive(
+                           run.repo, run.commit, to)),
+                       step_owner=self.settings.step_owner)
 
     def _load(self, path: Path, bundle: Path) -> Any:
         from runner.workflow.validate import load_workflow
@@ -413,40 +397,6 @@ class RunJob:
     def _on_ack(self, records: int) -> None:
         self._contact.ok()
         self._contact.delivered(records)
-
-
-def _task_outcome(status: TaskStatus, cancel: threading.Event) -> str:
-    """What a task job's finish says: the task's end (a task a cancel stopped: Canceled)."""
-    if status == TaskStatus.COMPLETED:
-        return RunStatus.COMPLETED.value
-    return RunStatus.CANCELED.value if cancel.is_set() else RunStatus.FAILED.value
-
-
-class _Prefetch:
-    """One attempt at a read on its own thread; `result()` is its value, None if it failed."""
-
-    def __init__(self, fn: Callable[[], dict[str, Any]], *, name: str) -> None:
-        self._fn = fn
-        self._value: dict[str, Any] | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._fn()
-        except FerryError as exc:
-            log.debug("early read failed, retrying later: %s", exc)
-
-    def result(self) -> dict[str, Any] | None:
-        """Wait for the read; its value or None when it failed."""
-        self._thread.join()
-        return self._value
-
-
-@dataclass(frozen=True)
-class _Workspace:
-    root: Path
-    workflow_file: Path
 
 
 def _default_executor(backend: ApiBackend, runtimes: Mapping[str, Runtime],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from runner.document import RunStatus
+from runner.document import RunStatus, TaskStatus
 from runner.exitcodes import ExitCode, for_status
 
 
@@ -38,3 +38,10 @@ class JobOutcome(StrEnum):
         except ValueError:
             return None
         return outcome if outcome.value in {s.value for s in RunStatus} else None
+
+
+def task_outcome(status: TaskStatus, canceled: bool) -> str:
+    """What a task job's finish says: the task's end (a task a cancel stopped: Canceled)."""
+    if status == TaskStatus.COMPLETED:
+        return RunStatus.COMPLETED.value
+    return RunStatus.CANCELED.value if canceled else RunStatus.FAILED.value

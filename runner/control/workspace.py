@@ -15,6 +15,7 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from runner.errors import PermanentError
@@ -137,3 +138,48 @@ def make_git_repository(dest: Path, label: str) -> None:
             lines = done.stderr.strip().splitlines()
             raise PermanentError(f"cannot make the workspace a git repository: "
                                  f"{lines[-1] if lines else 'git ' + args[0] + ' failed'}")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A claimed run's (or task's) checkout and its workflow file (in the cache)."""
+
+    root: Path
+    workflow_file: Path
+
+
+def workspace_dir(run_dir: Path, task: str | None) -> Path:
+    """Where a claim's tree is extracted under its run's work dir: one copy per job (a
+    distributed run's task jobs side by side). Not under `tasks/<task>/`: that is the task's
+    control dir, emptied at each attempt."""
+    return run_dir / "workspaces" / task if task else run_dir / "workspace"
+
+
+def prepare(cache: WorkflowCache, run_dir: Path, repo: str, commit: str, workflow_path: str,
+            *, task: str | None, fetch_blob: Callable[[], bytes],
+            fetch_archive: Callable[[Path], None],
+            step_owner: tuple[int, int] | None) -> Workspace:
+    """The workflow file (cached) and a fresh checkout of the commit: the archive is fetched
+    once per runner and commit (cached beside the workflow files), then extracted for this
+    job; handed to the step user when there is one."""
+    wf = cache.get(repo, commit, workflow_path, fetch_blob)
+    workspace = workspace_dir(run_dir, task)
+    workspace.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    archive = cache.path_for(repo, commit, ".ferry-archive.tar.gz")
+    if not archive.is_file():
+        archive.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = archive.with_name(f".partial-{run_dir.name}-{task or 'run'}")
+        try:
+            fetch_archive(partial)
+            os.replace(partial, archive)
+        finally:
+            partial.unlink(missing_ok=True)
+    shutil.rmtree(workspace, ignore_errors=True)
+    extract_archive(archive.read_bytes(), workspace)
+    if b"commit:" in wf.read_bytes():  # checkpoints need a repository to commit in
+        make_git_repository(workspace, f"{repo} at {commit}")
+    if step_owner is not None:
+        if task:  # <run>/workspaces/<task>: the step user traverses both
+            os.chmod(run_dir, 0o711)
+        hand_over(workspace.parent, workspace, step_owner)
+    return Workspace(root=workspace, workflow_file=wf)

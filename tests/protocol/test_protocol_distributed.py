@@ -147,3 +147,18 @@ def test_a_lost_runner_s_task_is_requeued_and_completed_work_kept(stub: StubProc
         "ops": [{"op": "add", "path": "/state/late", "value": 1}]}])
     assert stale.status_code == 409 and stale.json()["error"] == "lease_lost"
     assert _complete(second, again)["queue"] in ("distributed", "paused")
+
+
+def test_revoking_a_runner_gives_its_task_to_another_at_once(server: Server,
+                                                             repo: dict[str, str]) -> None:
+    lab = label()
+    created = _create(server, repo["name"], lab)
+    holder, other = server.register([lab]), server.register([lab])
+    got = _claim(holder)
+    assert got is not None
+    holder.api.ok("POST", f"/runs/{created['id']}/start", json={"lease": got["lease"]["token"]})
+    server.admin.ok("POST", f"/runners/{holder.id}/revoke")
+    # the lease deadline is minutes away: only the revocation hands the task on now
+    again = _claim(other, wait=15)
+    assert again is not None and again["task"] == got["task"], again
+    assert again["run"]["attempt"] == 2
