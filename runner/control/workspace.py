@@ -14,6 +14,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -44,6 +45,14 @@ class WorkflowCache:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._locks: dict[Path, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def lock_for(self, path: Path) -> threading.Lock:
+        """One lock per cached file: jobs that need the same commit at once (a distributed
+        run's tasks) fetch it once, the others wait for it."""
+        with self._locks_lock:
+            return self._locks.setdefault(path, threading.Lock())
 
     def path_for(self, repo: str, commit: str, path: str) -> Path:
         """Where the file of this repo/commit/path is cached."""
@@ -166,14 +175,15 @@ def prepare(cache: WorkflowCache, run_dir: Path, repo: str, commit: str, workflo
     workspace = workspace_dir(run_dir, task)
     workspace.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     archive = cache.path_for(repo, commit, ".ferry-archive.tar.gz")
-    if not archive.is_file():
-        archive.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        partial = archive.with_name(f".partial-{run_dir.name}-{task or 'run'}")
-        try:
-            fetch_archive(partial)
-            os.replace(partial, archive)
-        finally:
-            partial.unlink(missing_ok=True)
+    with cache.lock_for(archive):
+        if not archive.is_file():
+            archive.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            partial = archive.with_name(f".partial-{run_dir.name}-{task or 'run'}")
+            try:
+                fetch_archive(partial)
+                os.replace(partial, archive)
+            finally:
+                partial.unlink(missing_ok=True)
     shutil.rmtree(workspace, ignore_errors=True)
     extract_archive(archive.read_bytes(), workspace)
     if b"commit:" in wf.read_bytes():  # checkpoints need a repository to commit in

@@ -91,3 +91,42 @@ def test_unsafe_members_refuse_the_whole_archive(tmp_path: Path, member: tuple[s
 def test_garbage_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PermanentError, match="not a tar file"):
         extract_archive(b"definitely not a tarball", tmp_path / "ws")
+
+
+def test_task_jobs_starting_together_fetch_the_archive_once(tmp_path: Path) -> None:
+    """Four task jobs of one run start at once on a fresh daemon: one archive download, four
+    checkouts side by side."""
+    import threading
+
+    from runner.control.workspace import prepare
+
+    cache = WorkflowCache(tmp_path / "cache")
+    fetched: list[str] = []
+    first_started = threading.Event()
+    release = threading.Event()
+
+    def fetch_archive(to: Path) -> None:
+        fetched.append(to.name)
+        first_started.set()
+        release.wait(10)  # the others arrive while this download is under way
+        to.write_bytes(_tar(("file", "src/a.txt", "a")))
+
+    results: list[Path] = []
+
+    def job(task: str) -> None:
+        ws = prepare(cache, tmp_path / "work" / "run", "demo", "a" * 40, "wf.yaml", task=task,
+                     fetch_blob=lambda: b"version: '1'\n", fetch_archive=fetch_archive,
+                     step_owner=None)
+        results.append(ws.root)
+
+    threads = [threading.Thread(target=job, args=(f"t{i}",)) for i in range(4)]
+    threads[0].start()
+    assert first_started.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert len(fetched) == 1, fetched
+    assert sorted(p.name for p in results) == ["t0", "t1", "t2", "t3"]
+    assert all((p / "src" / "a.txt").read_text() == "a" for p in results)
