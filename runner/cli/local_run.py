@@ -385,12 +385,22 @@ def cancel_run(args: argparse.Namespace) -> int:
             raise UsageError(f"run {run_id} is already {doc['status']}: nothing to cancel")
         print(f"Canceling workflow run {run_id}...", flush=True)
         lock = RunLock(paths.data_dir / "locks", run_id)
-        if lock.acquire():
-            lock.release()
-            return _cancel_idle(args, doc)
-        return _cancel_running(backend, doc)
+        if _running_elsewhere(backend, doc) or not lock.acquire():
+            return _cancel_running(backend, doc)
+        lock.release()
+        return _cancel_idle(args, doc)
     finally:
         backend.close()
+
+
+def _running_elsewhere(backend: StateBackend, doc: dict[str, Any]) -> bool:
+    """On a shared backend (`database`): a live process on another machine runs a task of
+    the run (our run lock cannot see it)."""
+    if not backend.shared:
+        return False
+    writers = {t.get("writer") for t in (doc.get("tasks") or {}).values()
+               if t.get("status") == "Running" and isinstance(t.get("writer"), str)}
+    return any(backend.alive(w) for w in writers)
 
 
 def _cancel_idle(args: argparse.Namespace, doc: dict[str, Any]) -> int:

@@ -129,3 +129,32 @@ def test_a_process_that_dies_leaves_its_tasks_to_the_other(tmp_path: Path, pg_ur
     prepare = next(t for t in db.load(run_id)["tasks"].values() if t["node_id"] == "prepare")
     assert prepare["attempt"] == 1  # completed before the crash: not run again
     db.close()
+
+
+def test_cancel_from_another_machine_stops_the_process_running_the_run(tmp_path: Path,
+                                                                       pg_url: str) -> None:
+    config, workflow, marks, gate = _setup(tmp_path, pg_url)
+    db = DatabaseBackend(pg_url)
+    first = _ferry(tmp_path / "home-a", "run", "-c", str(config), "-w", str(workflow),
+                   "--max-parallel", "2", "--param", f"gate={gate}", "--param",
+                   f"marks={marks}")
+    try:
+        wait_until(lambda: _running(db, 2), timeout=60, message="two shards running")
+        run_id = db.list_runs(limit=1)[0].id
+        cancel = _ferry(tmp_path / "home-b", "cancel", "-i", run_id, "-c", str(config))
+        out_cancel, _ = cancel.communicate(timeout=120)
+        out_run, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert cancel.returncode == 0, out_cancel
+    assert first.returncode == 4, out_run  # the run it was executing ended Canceled
+    doc = db.load(run_id)
+    assert doc["status"] == "Canceled"
+    shards = _shards(db)
+    running = [t for t in shards.values() if t.get("attempt")]
+    assert len(running) == 2 and all(t.get("canceled") for t in running), shards
+    assert all(t["status"] == "WontDo" for t in shards.values() if not t.get("attempt"))
+    # the run ended once its running tasks had stopped, not when the cancel was asked for
+    assert doc["ended_at"] >= max(t["ended_at"] for t in running), (doc["ended_at"], running)
+    db.close()
