@@ -23,6 +23,7 @@ run may run side by side, on this daemon and on others; a failure it must report
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -194,6 +195,9 @@ class RunJob:
         finally:
             keeper.stop()
             backend.close(timeout=1.0 if self._stop_delivery.is_set() else 10.0)
+            if claim.task:  # delivered: its journal file is gone, its folder goes too
+                with contextlib.suppress(OSError):  # not empty: records wait for a replay
+                    journal.rmdir()
             if not self.settings.keep_workspace:
                 shutil.rmtree(workspace_dir(self._paths.run_work_dir(run.id), claim.task),
                               ignore_errors=True)

@@ -133,6 +133,9 @@ def test_two_daemons_work_one_run_at_once(dist_server: Server, make_daemon: Any,
     for daemon in daemons:  # each fetched the archive of the commit once (cached by commit)
         archives = list((daemon.home / "cache").rglob(".ferry-archive.tar.gz"))
         assert len(archives) == 1, archives
+        # every task job's journal was delivered and its folder removed
+        left = list((daemon.home / "data" / "journal").rglob("*"))
+        assert left in ([], [daemon.home / "data" / "journal" / "tasks"]), left
 
 
 def test_a_killed_daemon_s_task_runs_again_elsewhere(dist_server: Server, make_daemon: Any,
