@@ -337,15 +337,41 @@ class Daemon:
                               workflow=run.workflow_path))
         cancel = threading.Event()
         key = f"{run.id}/{claim.task}" if claim.task else run.id  # tasks of one run side by side
+        earlier = self._supersede(key)
         job = _Job(claim=claim, cancel=cancel, thread=threading.Thread(
-            target=self._run_job, args=(key,), name=f"ferry-run-{run.id[:8]}", daemon=True))
+            target=self._run_job, args=(key, earlier), name=f"ferry-run-{run.id[:8]}",
+            daemon=True))
         self._jobs[key] = job
         self.metrics.set_running(len(self._jobs), self.settings.concurrency)
         self._notifier.status(self._status_line())
         job.thread.start()
 
-    def _run_job(self, run_id: str) -> None:
+    def _supersede(self, key: str) -> _Job | None:
+        """The earlier attempt of the same run (or task) still ending in this daemon, if any.
+
+        The server gave this run out again (its lease expired while this daemon was cut off),
+        and the claim came back here before the earlier attempt's heartbeat learnt that its
+        lease is gone. Both would use the run's workspace and journal: the earlier attempt is
+        canceled and keeps its slot under another key until it ended; the new one waits for it
+        (`_run_job`), so two attempts of one task never run here at once."""
+        earlier = self._jobs.pop(key, None)
+        if earlier is None or not earlier.thread.is_alive():
+            if earlier is not None:
+                self._jobs[key] = earlier  # ended: reaped as usual on the next turn
+                self._reap()
+            return None
+        log.warning("run claimed again while its earlier attempt still ends here: canceling "
+                    "that attempt and starting this one when it has ended",
+                    extra=fields(run=earlier.claim.run.id, task=earlier.claim.task,
+                                 attempt=earlier.claim.run.attempt))
+        earlier.cancel.set()
+        self._jobs[f"{key}#a{earlier.claim.run.attempt}"] = earlier
+        return earlier
+
+    def _run_job(self, run_id: str, earlier: _Job | None = None) -> None:
         job = self._jobs[run_id]
+        if earlier is not None:
+            earlier.thread.join()
         try:
             job.outcome = self._job(job.claim, job.cancel)
         except Exception as exc:  # a bug in one run must not take the daemon down

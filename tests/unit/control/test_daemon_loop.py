@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from pathlib import Path
 
 from runner.api.protocol import ClaimedRun, ClaimResponse, Lease
@@ -185,3 +186,53 @@ def test_reload_changes_labels_and_concurrency() -> None:
     daemon.drain()
     thread.join(10)
     assert codes == [0]
+
+
+class Reclaim(Queue):
+    """Hands out run-1 attempt 1, then the same run again as attempt 2 (its lease expired
+    while the daemon was cut off, and the claim came back to the same daemon)."""
+
+    def claim(self, labels: list[str] | tuple[str, ...] = (), *, capacity: int = 1,
+              wait: float = 30.0, tasks: bool = False) -> ClaimResponse | None:
+        with self.lock:
+            if self.given < 2 and (self.given == 0 or self.second.is_set()):
+                self.given += 1
+                claim = _claim(1)
+                return claim.model_copy(update={"run": claim.run.model_copy(
+                    update={"attempt": self.given})})
+        self.released.wait(min(wait, 0.2))
+        return None
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.second = threading.Event()
+
+
+def test_a_run_claimed_again_waits_for_its_earlier_attempt_here_to_end() -> None:
+    queue = Reclaim()
+    spans: dict[int, list[float]] = {}
+    first_canceled = threading.Event()
+    lock = threading.Lock()
+
+    def job(claim: ClaimResponse, cancel: threading.Event) -> str:
+        attempt = claim.run.attempt
+        with lock:
+            spans[attempt] = [time.monotonic()]
+        if attempt == 1:
+            queue.second.set()
+            cancel.wait(10)
+            first_canceled.set()
+            time.sleep(0.3)  # the earlier attempt takes a while to stop its steps
+        with lock:
+            spans[attempt].append(time.monotonic())
+        return "Canceled" if attempt == 1 else "Completed"
+
+    daemon = Daemon(DaemonSettings(concurrency=2, claim_wait=0.2), client=queue, job=job)
+    thread, codes = _start(daemon)
+    wait_until(lambda: len(daemon.outcomes) == 2, message="both attempts reaped")
+    daemon.drain()
+    thread.join(10)
+    assert codes == [0]
+    assert first_canceled.is_set(), "the earlier attempt was not canceled"
+    assert spans[2][0] >= spans[1][1], f"attempt 2 started before attempt 1 ended: {spans}"
+    assert sorted(daemon.outcomes) == ["Canceled", "Completed"]
