@@ -9,17 +9,22 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from runner.api.protocol import SecretInfo, SecretList, SecretValue
+from runner.api.protocol import REPO_PATTERN, SecretInfo, SecretList, SecretValue
 from server_stub.core import Core
 from server_stub.deps import AdminDep, CoreDep, errors
 from server_stub.errors import bad_request
 
 router = APIRouter()
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-Name = Annotated[str, Path(min_length=1, max_length=128)]
+_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+_NAME = re.compile(_NAME_PATTERN)
+# The patterns are declared in the OpenAPI document, and checked by `_check` (answering 400
+# bad_name / bad_repo, as the other routes taking names do), not by FastAPI's validation (422).
+Name = Annotated[str, Path(min_length=1, max_length=128,
+                           json_schema_extra={"pattern": _NAME_PATTERN})]
 Repo = Annotated[str | None, Query(min_length=1, max_length=200,
-                                   description="the repository; none: a global secret")]
+                                   description="the repository; none: a global secret",
+                                   json_schema_extra={"pattern": REPO_PATTERN})]
 
 
 def _check(core: Core, name: str | None, repo: str | None) -> None:

@@ -54,7 +54,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_serializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    field_serializer,
+)
 
 from runner.limits import MAX_DIFFS_PER_BATCH, MAX_LOG_OFFSET
 
@@ -90,6 +98,8 @@ def _json_number(value: Any) -> Any:
 
 JsonInt = Annotated[int, BeforeValidator(_json_number)]
 JsonFloat = Annotated[float, BeforeValidator(_json_number)]
+JsonBool = StrictBool
+"""A JSON boolean: `0` and `"yes"` are refused (pydantic would take them for false and true)."""
 
 
 class ErrorBody(BaseModel):
@@ -127,8 +137,8 @@ class CreateRunRequest(_Body):
     workflow_path: str = Field(pattern=REPO_PATH_PATTERN, max_length=1000)
     params: dict[str, str] = Field(default_factory=dict)
     labels: list[str] = Field(default_factory=list, max_length=100)
-    strict: bool = Field(default=False, description="refuse the workflow on any warning")
-    distributed: bool | None = Field(default=None, description="true: lease the run's ready "
+    strict: JsonBool = Field(default=False, description="refuse the workflow on any warning")
+    distributed: JsonBool | None = Field(default=None, description="true: lease the run's ready "
                                      "tasks one by one to any runner with its labels, instead "
                                      "of the whole run to one (absent: false)")
 
@@ -167,7 +177,7 @@ class ClaimRequest(_Body):
     labels: list[str] = Field(default_factory=list, max_length=100)
     capacity: JsonInt = Field(default=1, ge=1, le=1000)
     wait: JsonFloat = Field(default=MAX_CLAIM_WAIT, ge=0, le=MAX_CLAIM_WAIT)
-    tasks: bool | None = Field(default=None, description="true: this runner also executes "
+    tasks: JsonBool | None = Field(default=None, description="true: this runner also executes "
                                "single tasks of distributed runs (the answer's `task` names one;"
                                " absent: false)")
 
@@ -225,12 +235,21 @@ class HeartbeatResponse(BaseModel):
     cancel_requested: bool
 
 
+_POINTER = "^(/([^/~]|~[01])*)*$"
+_PATCH_OP: dict[str, Any] = {
+    "type": "object", "required": ["op", "path"],
+    "properties": {"op": {"enum": ["add", "remove", "replace", "move", "copy", "test"]},
+                   "path": {"type": "string", "pattern": _POINTER},
+                   "from": {"type": "string", "pattern": _POINTER}, "value": {}},
+    "description": "an RFC 6902 operation (checked, with its place, when the diff is applied)"}
+
+
 class WireDiff(_Body):
     """One diff: RFC 6902 operations, its writer and the writer's seq (from 1, no gaps)."""
 
     writer: str = Field(min_length=1, max_length=200)
     seq: JsonInt = Field(ge=1)
-    ops: list[dict[str, Any]]
+    ops: list[dict[str, Any]] = Field(json_schema_extra={"items": _PATCH_OP})
     ts: str | None = None
 
 

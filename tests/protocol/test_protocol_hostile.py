@@ -103,3 +103,18 @@ def test_every_body_endpoint_documents_and_answers_malformed_json(server: Server
                 assert resp.json()["error"] == "malformed_json"
     print("\n" + "\n".join(checked))
     assert len(checked) >= 9
+
+
+@pytest.mark.parametrize(("endpoint", "body"), [
+    ("/runs/claim", {"tasks": 0}), ("/runs/claim", {"tasks": "yes"}),
+    ("/runs", {"repo": "r", "ref": "main", "workflow_path": "w.yaml", "strict": 1}),
+    ("/runs", {"repo": "r", "ref": "main", "workflow_path": "w.yaml", "distributed": "true"}),
+])
+def test_booleans_must_be_json_booleans(server: Server, endpoint: str, body: dict[str, object],
+                                        repo: dict[str, str]) -> None:
+    """What the OpenAPI document says is a boolean: pydantic alone would take 0 for false."""
+    runner = server.register()
+    caller = runner.api if endpoint == "/runs/claim" else server.admin
+    resp = caller.call("POST", endpoint, json=body)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"] == "invalid_request"
