@@ -31,7 +31,8 @@ def register(sub: Any) -> None:
                         "event, the last one {\"kind\": \"run\", \"run\": <the run "
                         "document>}")
     p.add_argument("--strict", action="store_true",
-                   help="refuse the workflow on any warning of 'ferry validate' (unknown keys)")
+                   help="refuse the workflow on any warning of 'ferry validate' (unknown keys, "
+                        "duplicates, empty matrix values...)")
     p.add_argument("--workdir", metavar="DIR",
                    help="working directory of the steps (default: the current directory)")
     p.add_argument("--dry-run", action="store_true",

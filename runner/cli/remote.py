@@ -53,7 +53,8 @@ def register(sub: Any) -> None:
     p.add_argument("--label", action="append", default=[], metavar="LABEL",
                    help="only runners with this label may run it (repeatable)")
     p.add_argument("--strict", action="store_true",
-                   help="refuse the workflow on any warning of 'ferry validate' (unknown keys)")
+                   help="refuse the workflow on any warning of 'ferry validate' (unknown keys, "
+                        "duplicates, empty matrix values...)")
     p.add_argument("--distributed", action="store_true",
                    help="hand the run's ready tasks one by one to any runner with its labels "
                         "(many runners work one run), instead of the whole run to one")

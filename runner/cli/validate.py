@@ -32,7 +32,9 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true",
                    help="print the result as JSON: {valid, source, problems: [{path, message, "
                         "line, column, severity}], summary}")
-    p.add_argument("--strict", action="store_true", help="treat unknown keys as errors")
+    p.add_argument("--strict", action="store_true",
+                   help="treat every warning (unknown keys, duplicates, empty matrix values...) "
+                        "as an error: exit 2")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("graph", help="draw a workflow's dependency graph",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import Problem, WorkflowInvalid
@@ -142,7 +142,10 @@ def validate_document(doc: LoadedDocument, *, strict: bool = False,
     if for_run and not claimed:
         _refuse_pull_requests(data, out)
     model = _schema(data, out)
-    problems = sorted(out.problems, key=lambda p: (p.severity != "error", p.line or 0))
+    problems = out.problems
+    if strict:  # `--strict` refuses every warning, not only unknown keys
+        problems = [replace(p, severity="error") for p in problems]
+    problems = sorted(problems, key=lambda p: (p.severity != "error", p.line or 0))
     return Report(doc.source, problems, _summary(facts, data), data, model)
 
 

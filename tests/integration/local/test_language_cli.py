@@ -48,6 +48,39 @@ def test_warnings_are_printed_kept_and_shown_and_strict_refuses(ferry: Ferry,
     assert "ran" not in strict.stdout
 
 
+# Warnings of three kinds `ferry validate` gives, each as the node line that raises it.
+STRICT_CASES = {
+    "unknown key": ("notes: documentation only", "unknown key 'notes'"),
+    "dependency listed twice": ("depends_on: [z, z]", "'z' is listed twice"),
+    "empty matrix value": ("strategy: {type: matrix, values: [{}]}", "a matrix value is empty"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STRICT_CASES))
+def test_strict_refuses_warnings_of_every_kind(ferry: Ferry, tmp_path: Path, kind: str) -> None:
+    """README: `--strict` refuses every warning (not only unknown keys), for validate and run;
+    without it each is a warning and the run goes on."""
+    key, message = STRICT_CASES[kind]
+    wf = _write(tmp_path, "w.yaml", f"""version: "1"
+nodes:
+  - id: z
+    steps: [{{run: "true"}}]
+  - id: a
+    {key}
+    steps: [{{run: "echo ran"}}]
+""")
+    rows = []
+    for args in (("validate", "-w", wf), ("run", "-w", wf)):
+        loose, strict = ferry(*args), ferry(*args, "--strict")
+        rows.append((kind, args[0], loose.returncode, strict.returncode))
+        assert loose.returncode == 0, (args, loose.stderr)
+        assert strict.returncode == 2, (args, strict.stdout, strict.stderr)
+        said = strict.stdout + strict.stderr
+        assert message in said and "Error at" in said, said
+        assert "ran" not in strict.stdout
+    print("\n".join(f"{k:24} {c:8} plain exit {a}, --strict exit {b}" for k, c, a, b in rows))
+
+
 @pytest.mark.parametrize("key", ["continue-on-error: true", "if: \"false\"", "retry: {count: 2}",
                                  "timeout-minutes: 5"])
 def test_a_key_that_would_change_what_runs_stops_the_run(ferry: Ferry, tmp_path: Path,
