@@ -115,14 +115,16 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         description="Ferry's reference control plane. Without a command it serves the API "
                     "(the same as 'serve').")
     parser.add_argument("--version", action="version", version=f"ferry-server {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # prog: each command's usage says "ferry-server prune", not the whole top-level usage
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog="ferry-server")
     serve = sub.add_parser("serve", help="serve the API (the default)",
                            usage=USAGE.splitlines()[0])
     _serve_options(serve)
     _serve_options(parser)
     add_maintenance_commands(sub, _age)
     openapi = sub.add_parser("openapi", help="write or check server_stub/openapi.json")
-    openapi.add_argument("--output", type=Path, default=OPENAPI_FILE)
+    openapi.add_argument("--output", type=Path, default=OPENAPI_FILE, metavar="FILE",
+                         help="where to write it (default: server_stub/openapi.json)")
     openapi.add_argument("--check", action="store_true",
                          help="exit 1 if the file differs from what the code generates")
     return parser, serve
@@ -145,7 +147,8 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--secrets-key", type=Path, metavar="FILE",
                    help="the key that seals stored secrets (default DIR/secrets.key, created at"
                         " first start); every server on one database needs the same key")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; put a TLS proxy in front)")
     p.add_argument("--port", type=int, default=8750, help="0 picks a free port")
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
     p.add_argument("--lease-ttl", type=_positive, default=DEFAULT_LEASE_TTL,
@@ -184,7 +187,8 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
                    help="comma-separated addresses of reverse proxies whose X-Forwarded-For/"
                         "-Proto headers are trusted (default: 127.0.0.1; '*' trusts any)")
     p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
+                   choices=["critical", "error", "warning", "info", "debug"],
+                   help="default info")
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
 
 

@@ -33,8 +33,9 @@ def add_maintenance_commands(sub: Any, age: Callable[[str], float]) -> None:
 
     p = sub.add_parser("backup", help="copy the database with SQLite's online backup",
                        description="Write a consistent copy of DIR/server.db to FILE (mode "
-                                   "0600) while the server keeps running. Logs and tokens are "
-                                   "plain files: copy them as they are (README, Backups).")
+                                   "0600) while the server keeps running. Logs, tokens and "
+                                   "secrets.key are plain files: copy them as they are "
+                                   "(README, Backups).")
     p.add_argument("--data-dir", type=Path, metavar="DIR", required=True,
                    help="the server's data dir")
     p.add_argument("--output", type=Path, metavar="FILE", required=True,

@@ -258,6 +258,26 @@ def test_version_and_required_options() -> None:
     assert "usage: ferry-server [serve] --data-dir DIR --repos DIR" in helped
 
 
+@pytest.mark.parametrize("command", ["serve", "prune", "backup", "openapi"])
+def test_each_command_help_names_it_and_explains_every_option(command: str) -> None:
+    """`ferry-server prune --help` once printed the whole top-level usage as its program name
+    ("ferry-server --version prune"), and `--host`, `openapi --output` said nothing."""
+    import argparse
+
+    from server_stub.cli import build_parser
+
+    helped = ferry_server(command, "--help")
+    assert helped.returncode == 0
+    usage = helped.stdout.split("\n\n")[0]
+    assert usage.startswith(f"usage: ferry-server {command}" if command != "serve"
+                            else "usage: ferry-server [serve] "), usage
+    assert "--version" not in usage, usage
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    silent = [a.option_strings[0] for a in sub.choices[command]._actions
+              if a.option_strings and not a.help and a.dest != "help"]
+    assert silent == [], f"ferry-server {command}: options without help: {silent}"
+
+
 def _examples() -> Any:
     return ROOT / "examples" / "config"
 
