@@ -26,15 +26,22 @@ def register(sub: Any) -> None:
                                    "token): list them, revoke a token, drain one.")
     actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
     actions.required = True
-    s = actions.add_parser("list", help="name, id, labels, online, version, drain, runs")
+    s = actions.add_parser("list", help="name, id, labels, online, version, drain, runs",
+                           description="List the runners: name, id, state (online/offline, "
+                                       "draining, revoked), version, labels, current runs, "
+                                       "last contact.")
     s.add_argument("--json", action="store_true", help="print the list as JSON")
     add_server_options(s, local=False)
     s.set_defaults(func=cmd_list)
-    s = actions.add_parser("revoke", help="revoke a runner's token (its daemon exits 6)")
+    s = actions.add_parser("revoke", help="revoke a runner's token (its daemon exits 6)",
+                           description="Revoke a runner's token at once: its runs go back to "
+                                       "the queue and its daemon exits 6.")
     s.add_argument("runner", metavar="RUNNER", help="id, unique id prefix or unique name")
     add_server_options(s, local=False)
     s.set_defaults(func=cmd_revoke)
-    s = actions.add_parser("drain", help="stop a runner claiming runs (--undo: claim again)")
+    s = actions.add_parser("drain", help="stop a runner claiming runs (--undo: claim again)",
+                           description="Stop a runner claiming runs: its daemon finishes what "
+                                       "it runs and exits 0. --undo lets it claim again.")
     s.add_argument("runner", metavar="RUNNER", help="id, unique id prefix or unique name")
     s.add_argument("--undo", action="store_true", help="let a drained runner claim again")
     add_server_options(s, local=False)

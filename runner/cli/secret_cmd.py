@@ -27,24 +27,29 @@ def register(sub: Any) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
     actions.required = True
     s = actions.add_parser("set", help="create or replace a secret",
-                           description="The value comes from --from-file, else stdin (a "
+                           description="Create or replace a secret, global or a repository's. "
+                                       "The value comes from --from-file, else stdin (a "
                                        "single trailing newline is dropped).")
-    s.add_argument("name", metavar="NAME")
+    s.add_argument("name", metavar="NAME", help="the name runs read as ${{ secrets.NAME }}")
     s.add_argument("--from-file", metavar="FILE", help="read the value from this file")
     _common(s)
     s.set_defaults(func=cmd_set)
-    s = actions.add_parser("list", help="list secret names (never values)")
+    s = actions.add_parser("list", help="list secret names (never values)",
+                           description="List the secrets' names, repositories and change times "
+                                       "(never values); with --repo, that repository's and the "
+                                       "global ones.")
     _common(s)
     s.set_defaults(func=cmd_list)
-    s = actions.add_parser("rm", help="remove a secret")
-    s.add_argument("name", metavar="NAME")
+    s = actions.add_parser("rm", help="remove a secret",
+                           description="Remove a secret, global or (--repo) a repository's.")
+    s.add_argument("name", metavar="NAME", help="the secret's name")
     _common(s)
     s.set_defaults(func=cmd_rm)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", metavar="REPO", help="a repository's secret (default: global)")
-    add_server_options(p)
+    add_server_options(p, local=False)
 
 
 def _client(args: argparse.Namespace) -> Any:

@@ -33,10 +33,17 @@ def test_a_short_run_or_task_prefix_says_prefixes_need_4(ferry: Ferry) -> None:
     assert "at least 4" not in done.stderr
 
 
-def _subcommands() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(sub.choices)
+def _subcommands(parser: argparse.ArgumentParser | None = None,
+                 prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every command, nested ones too ("secret set", "runners drain")."""
+    parser = parser or build_parser()
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[prefix + name] = sub
+                found.update(_subcommands(sub, f"{prefix}{name} "))
+    return found
 
 
 @pytest.mark.parametrize("command", sorted(_subcommands()))
@@ -48,3 +55,7 @@ def test_every_option_has_help(command: str) -> None:
                if a.option_strings and not a.help and a.dest != "help"]
     assert missing == [], f"ferry {command}: options without help: {missing}"
     assert sub.choices[command].description, f"ferry {command} has no description"
+    # only the commands that have a local state may say they fall back to it
+    server = [a.help or "" for a in sub.choices[command]._actions if "--server" in a.option_strings]
+    if command.split()[0] in ("secret", "runners", "submit", "sync"):
+        assert not any("local state" in h for h in server), (command, server)
