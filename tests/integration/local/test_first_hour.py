@@ -5,6 +5,10 @@ same on a second run."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +63,21 @@ def test_every_option_has_help(command: str) -> None:
     server = [a.help or "" for a in sub.choices[command]._actions if "--server" in a.option_strings]
     if command.split()[0] in ("secret", "runners", "submit", "sync"):
         assert not any("local state" in h for h in server), (command, server)
+
+
+def test_demo_daemon_runs_from_a_shell_without_the_venv(tmp_path: Path) -> None:
+    """README: `scripts/demo-daemon` works when started directly; it once ran under whatever
+    `python3` was first on PATH and died importing fastapi unless .venv was activated."""
+    bare = Path(sys.base_prefix) / "bin" / "python3"
+    assert bare.exists() and sys.prefix != sys.base_prefix  # the tests run in a venv
+    assert subprocess.run([bare, "-c", "import fastapi"], capture_output=True).returncode != 0
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                           if not p.startswith(sys.prefix))
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    done = subprocess.run([bare, REPO / "scripts" / "demo-daemon", "-w", "examples/hello.yaml"],
+                          env={**env, "PATH": f"{bare.parent}{os.pathsep}{path}",
+                               "TMPDIR": str(tmp_path)},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the dashboard shows it Completed" in done.stdout, done.stdout
