@@ -183,7 +183,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     _reap_leftovers(runtimes, log)
     settings = _settings(cfg, args)
     job = _job(cfg, client, paths, metrics, runtimes, env, tokens, user, redactor,
-               settings.drain_timeout, stop=stop_delivery, bounded=bounded, contact=contact)
+               settings.drain_timeout, stop=stop_delivery, bounded=bounded, contact=contact,
+               checkouts=settings.concurrency)
 
     def sync_pass(stop: threading.Event, budget: float | None) -> SyncReport:
         from runner.api.retry import RetryPolicy
@@ -395,14 +396,16 @@ def _step_env(cfg: RunnerConfig, tokens: list[str], user: StepUser | None) -> di
 def _job(cfg: RunnerConfig, client: ControlClient, paths: Paths, metrics: DaemonMetrics,
          runtimes: Mapping[str, Runtime], env: dict[str, str], tokens: list[str],
          user: StepUser | None, redactor: RedactingFilter, drain_timeout: float, *,
-         stop: threading.Event, bounded: threading.Event, contact: Contact) -> RunJob:
+         stop: threading.Event, bounded: threading.Event, contact: Contact,
+         checkouts: int) -> RunJob:
     from runner.control.job import JobSettings, RunJob
 
     settings = JobSettings(runner_id=cfg.runner_id, max_parallel=cfg.max_parallel,
                            env=env, heartbeat_interval=cfg.heartbeat_interval,
                            masked=tuple(tokens),
                            step_owner=(user.uid, user.gid) if user else None,
-                           codemod_bin=_codemod(cfg), drain_timeout=drain_timeout)
+                           codemod_bin=_codemod(cfg), drain_timeout=drain_timeout,
+                           idle_checkouts=checkouts)
     return RunJob(settings, client=client, paths=paths, runtimes=runtimes,
                   metrics=metrics, stop_delivery=stop, redactor=redactor, bounded=bounded,
                   contact=contact)

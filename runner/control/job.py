@@ -38,6 +38,7 @@ from typing import Any
 from runner.api.client import ControlClient
 from runner.api.protocol import ClaimResponse
 from runner.api.retry import RetryPolicy, RetryStopped, call_with_retry
+from runner.control.checkouts import Checkouts
 from runner.control.contact import Contact
 from runner.control.delivery import Delivery
 from runner.control.events import LogEvents
@@ -114,6 +115,8 @@ class JobSettings:
     """(uid, gid) of a root daemon's step user: each workspace is handed to it."""
     codemod_bin: Path | None = None
     """The Codemod CLI for codemod steps (None: such steps fail saying how to install it)."""
+    idle_checkouts: int = 1
+    """Task checkouts kept, reset, for the next task of their run (`control.checkouts`)."""
 
 
 ExecutorFactory = Callable[[ApiBackend, Mapping[str, Runtime], ExecutorSettings, EventSink],
@@ -137,6 +140,7 @@ class RunJob:
         self._runtimes = runtimes
         self._metrics = metrics
         self._cache = WorkflowCache(paths.workflows_cache)
+        self._checkouts = Checkouts(0 if settings.keep_workspace else settings.idle_checkouts)
         self._executor_factory = executor_factory
         self._stop_delivery = stop_delivery or threading.Event()
         self._bounded = bounded or threading.Event()
@@ -199,8 +203,11 @@ class RunJob:
                 with contextlib.suppress(OSError):  # not empty: records wait for a replay
                     journal.rmdir()
             if not self.settings.keep_workspace:
-                shutil.rmtree(workspace_dir(self._paths.run_work_dir(run.id), claim.task),
-                              ignore_errors=True)
+                checkout = workspace_dir(self._paths.run_work_dir(run.id), claim.task)
+                if claim.task:  # reset for the run's next task here, or removed
+                    self._checkouts.give_back(checkout)
+                else:
+                    shutil.rmtree(checkout, ignore_errors=True)
 
     def _writer(self, claim: ClaimResponse) -> str:
         """This attempt's diff writer: the run's, or the task's for a task job."""
@@ -322,7 +329,8 @@ class RunJob:
                            run.repo, run.commit, run.workflow_path)),
                        fetch_archive=lambda to: self._retry(lambda: self._client.get_archive(
                            run.repo, run.commit, to)),
-                       step_owner=self.settings.step_owner)
+                       step_owner=self.settings.step_owner,
+                       checkouts=None if self.settings.keep_workspace else self._checkouts)
 
     def _load(self, path: Path, bundle: Path) -> Any:
         from runner.workflow.validate import load_workflow

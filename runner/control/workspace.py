@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from runner.control.checkouts import Checkouts
 from runner.errors import PermanentError
 
 _COMMIT = re.compile(r"^[0-9a-fA-F]{7,64}$")
@@ -101,6 +102,11 @@ def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
 def extract_archive(data: bytes, dest: Path) -> int:
     """Extract a tar(.gz) into `dest` (created, must be empty or missing); returns the number of
     members. Refuses the whole archive, writing nothing, if one member is unsafe."""
+    return len(extract_members(data, dest))
+
+
+def extract_members(data: bytes, dest: Path) -> list[tarfile.TarInfo]:
+    """`extract_archive`, returning the members extracted."""
     dest = dest.absolute()
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
@@ -116,7 +122,7 @@ def extract_archive(data: bytes, dest: Path) -> int:
                 raise UnsafeArchive(f"workspace archive refused: {exc}") from None
     except tarfile.TarError as exc:
         raise PermanentError(f"workspace archive is not a tar file: {exc}") from None
-    return len(members)
+    return members
 
 
 def hand_over(run_dir: Path, workspace: Path, owner: tuple[int, int]) -> None:
@@ -167,10 +173,12 @@ def workspace_dir(run_dir: Path, task: str | None) -> Path:
 def prepare(cache: WorkflowCache, run_dir: Path, repo: str, commit: str, workflow_path: str,
             *, task: str | None, fetch_blob: Callable[[], bytes],
             fetch_archive: Callable[[Path], None],
-            step_owner: tuple[int, int] | None) -> Workspace:
+            step_owner: tuple[int, int] | None,
+            checkouts: Checkouts | None = None) -> Workspace:
     """The workflow file (cached) and a fresh checkout of the commit: the archive is fetched
     once per runner and commit (cached beside the workflow files), then extracted for this
-    job; handed to the step user when there is one."""
+    job; handed to the step user when there is one. A task job with `checkouts` takes an idle
+    checkout of its run when there is one (see `checkouts`), else records its new one."""
     wf = cache.get(repo, commit, workflow_path, fetch_blob)
     workspace = workspace_dir(run_dir, task)
     workspace.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -185,11 +193,17 @@ def prepare(cache: WorkflowCache, run_dir: Path, repo: str, commit: str, workflo
             finally:
                 partial.unlink(missing_ok=True)
     shutil.rmtree(workspace, ignore_errors=True)
-    extract_archive(archive.read_bytes(), workspace)
-    if b"commit:" in wf.read_bytes():  # checkpoints need a repository to commit in
+    commits = b"commit:" in wf.read_bytes()  # checkpoints need a repository to commit in
+    reuse = checkouts is not None and task is not None and not commits
+    if reuse and checkouts is not None and checkouts.take(run_dir, workspace):
+        return Workspace(root=workspace, workflow_file=wf)
+    members = extract_members(archive.read_bytes(), workspace)
+    if commits:
         make_git_repository(workspace, f"{repo} at {commit}")
     if step_owner is not None:
         if task:  # <run>/workspaces/<task>: the step user traverses both
             os.chmod(run_dir, 0o711)
         hand_over(workspace.parent, workspace, step_owner)
+    if reuse and checkouts is not None:
+        checkouts.extracted(workspace, archive, members, step_owner)
     return Workspace(root=workspace, workflow_file=wf)

@@ -191,15 +191,16 @@ class Executor:
             with self._active_lock:
                 self._active.pop(run_id, None)
 
-    def _patches(self, run_id: str, workflow: Workflow) -> PatchKeeper | None:
+    def _patches(self, run_id: str, workflow: Workflow,
+                 task: str | None = None) -> PatchKeeper | None:
         """The keeper of the run's patches when it has codemod steps (its base taken now, or
-        at the run's first start)."""
+        at the run's first start); a distributed run's task keeps its own."""
         kinds = {s.kind for n in workflow.nodes for s in n.steps}
         kinds |= {s.kind for t in workflow.templates for s in t.steps}
         if kinds.isdisjoint({"js-ast-grep", "ast-grep", "codemod", "shard"}):
             return None
         run_dir = control_dir_under(self.control_root, run_id, "snapshot").parent.parent
-        keeper = PatchKeeper(run_dir / "snapshot.git", self.workspace, self.env)
+        keeper = PatchKeeper(run_dir / "snapshot.git", self.workspace, self.env, task=task)
         keeper.begin()
         return keeper
 
@@ -212,8 +213,13 @@ class Executor:
         status = store.task(task_id)["status"]
         if status != TaskStatus.RUNNING.value:
             raise UsageError(f"task {task_id} of run {run_id} is {status}, not Running")
-        # no patch keeper: a distributed run's codemod patches are not kept (README)
-        TaskRunner(self._setup(store, cancel or threading.Event()), task_id).run()
+        # its patch: its change to its own checkout of the run's commit
+        patches = self._patches(run_id, Workflow.model_validate(store.doc["workflow"]), task_id)
+        try:
+            TaskRunner(self._setup(store, cancel or threading.Event(), patches), task_id).run()
+        finally:
+            if patches is not None:
+                patches.end()
         return TaskStatus(store.task(task_id)["status"])
 
     def trigger(self, run_id: str, task_ids: list[str] | None = None) -> list[str]:

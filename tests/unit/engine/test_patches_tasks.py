@@ -1,0 +1,91 @@
+"""The patches of a distributed run's tasks: each task runs in its own checkout of the commit and
+its patch is exactly its change to that commit (real git, real files)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+from runner.engine.patches import PatchKeeper
+
+FILES = {
+    ".gitignore": "gen/\n",
+    "gen/committed.ts": "var g = 1;\n",  # in the commit although ignored
+    "src/a.ts": "var a = 1;\n",
+    "src/b.ts": "var b = 2;\n",
+    'src/we"ird na\\me é.ts': "var w = 3;\n",
+    "bin/run.sh": "#!/bin/sh\n",
+}
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+def checkout(root: Path) -> Path:
+    """A fresh copy of the commit, as a task job gets it."""
+    for rel, text in FILES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    os.chmod(root / "bin" / "run.sh", 0o755)
+    return root
+
+
+def apply(patches: list[str], root: Path) -> None:
+    for n, text in enumerate(patches):
+        (root.parent / f"{n}.patch").write_text(text)
+        subprocess.run(["git", "apply", "--unsafe-paths", str(root.parent / f"{n}.patch")],
+                       cwd=root, check=True, capture_output=True)
+
+
+def test_each_task_patch_is_its_own_change_to_the_commit(tmp_path: Path) -> None:
+    snapshot = tmp_path / "run" / "snapshot.git"
+    one, two = checkout(tmp_path / "one"), checkout(tmp_path / "two")
+    keepers = [PatchKeeper(snapshot, one, ENV, task="t1"),
+               PatchKeeper(snapshot, two, ENV, task="t2")]
+    started = [threading.Thread(target=k.begin) for k in keepers]  # side by side
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join(30)
+    (one / "src" / "a.ts").write_text("const a = 1\n")
+    (one / "gen" / "committed.ts").write_text("const g = 1\n")
+    (two / "src" / "b.ts").write_text("const b = 2\n")
+    (two / 'src/we"ird na\\me é.ts').write_text("const w = 3\n")
+    first = keepers[0].take(["src/a.ts", "gen/committed.ts"])
+    second = keepers[1].take(["src/b.ts", 'src/we"ird na\\me é.ts'])
+    for keeper in keepers:
+        keeper.end()
+    assert first.count("diff --git") == 2 and "src/b.ts" not in first
+    assert second.count("diff --git") == 2 and "src/a.ts" not in second
+    # a committed file that .gitignore matches is a change to it, not a new file
+    assert "new file" not in first + second
+    target = checkout(tmp_path / "target")
+    apply([second, first], target)
+    assert (target / "src" / "a.ts").read_text() == "const a = 1\n"
+    assert (target / "src" / "b.ts").read_text() == "const b = 2\n"
+    assert (target / "gen" / "committed.ts").read_text() == "const g = 1\n"
+    assert (target / 'src/we"ird na\\me é.ts').read_text() == "const w = 3\n"
+    assert not list((snapshot / "tasks").iterdir())  # their indexes went with them
+
+
+def test_a_shell_task_patch_holds_every_change_of_its_checkout(tmp_path: Path) -> None:
+    snapshot = tmp_path / "run" / "snapshot.git"
+    first = checkout(tmp_path / "first")
+    PatchKeeper(snapshot, first, ENV, task="t0").begin()  # the run's base, from this one
+    work = checkout(tmp_path / "work")
+    keeper = PatchKeeper(snapshot, work, ENV, task="t1")
+    keeper.begin()
+    (work / "src" / "b.ts").unlink()
+    (work / "src" / "new.ts").write_text("new\n")
+    os.chmod(work / "bin" / "run.sh", 0o644)
+    text = keeper.take(None)
+    assert "deleted file mode 100644" in text and "new file mode 100644" in text
+    assert "old mode 100755" in text
+    target = checkout(tmp_path / "target")
+    apply([text], target)
+    assert not (target / "src" / "b.ts").exists()
+    assert (target / "src" / "new.ts").read_text() == "new\n"
+    # a task that changed nothing has no patch
+    idle = PatchKeeper(snapshot, checkout(tmp_path / "idle"), ENV, task="t2")
+    idle.begin()
+    assert idle.take(None) == ""
