@@ -4,19 +4,23 @@
 
 A synthetic TSX project (`--files` files in `--shards` directories), a jssg codemod (the
 js-astgrep template's `var` -> `const`), sharded by directory into `--shards` shards feeding a
-matrix of js-ast-grep tasks. Measured, wall time from start to the last file written, best and
-median of `--repeat`:
+matrix of js-ast-grep tasks. Measured in the same round, wall time, best and median of
+`--repeat`:
 - the reference engine's own `codemod workflow run` of the package (the floor to beat);
 - `ferry run --max-parallel 2` (this machine has 2 cores);
-- the same run submitted to a control plane and executed by 1 daemon, then by 2 daemons
-  (`--concurrency 1`, each with the Codemod CLI): submit -> run Completed.
-Every run's diff is checked equal to the reference's. Prints a table and writes
+- the run submitted `--distributed` to a control plane: 1 daemon `--concurrency 2` (one
+  machine's worth), then 1 and 2 daemons `--concurrency 1` (the scaling with daemons: the
+  second one must take shards); submit -> run Completed;
+- per shard task (the daemon runs): the median of the apply tasks' started -> ended.
+Every run's change is checked equal to the reference's (a daemon run's: its combined patch,
+`GET /runs/{id}/patch`, applied with `git apply`). Prints a table and writes
 bench/results/codemod_scale.md. Needs the Codemod CLI (FERRY_CODEMOD_BIN or scripts/setup's).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import shutil
 import statistics
@@ -36,6 +40,7 @@ from tests.differential.codemod_support import (  # noqa: E402
     CLEAN_ENV,
     PACKAGES,
     changes,
+    git,
     make_project,
 )
 from tests.helpers import wait_until  # noqa: E402
@@ -108,8 +113,15 @@ def ferry_local(binary: Path, pkg: Path, project: Path, home: Path) -> float:
                   "FERRY_LIVE": "0", "FERRY_CODEMOD_BIN": str(binary)})
 
 
-def daemons(binary: Path, root: Path, files: dict[str, str], pkg: Path, count: int) -> float:
-    """Submit -> Completed with `count` daemons serving the control plane."""
+def _seconds(task: dict[str, object]) -> float:
+    start = datetime.datetime.fromisoformat(str(task["started_at"]))
+    return (datetime.datetime.fromisoformat(str(task["ended_at"])) - start).total_seconds()
+
+
+def daemons(binary: Path, root: Path, files: dict[str, str], pkg: Path, count: int,
+            concurrency: int, want: str) -> tuple[float, list[float], int]:
+    """Submit (distributed) -> Completed with `count` daemons serving the control plane; the
+    wall time, the shard tasks' durations and how many daemons executed shards."""
     server = Server(root / "server")
     server.start()
     procs: list[DaemonProc] = []
@@ -122,25 +134,38 @@ def daemons(binary: Path, root: Path, files: dict[str, str], pkg: Path, count: i
             home.mkdir()
             proc = DaemonProc(home, server, f"bench-{n}")
             proc.register()
-            proc.start("--concurrency", "1", env={"FERRY_CODEMOD_BIN": str(binary)})
+            proc.start("--concurrency", str(concurrency),
+                       env={"FERRY_CODEMOD_BIN": str(binary)})
             procs.append(proc)
         wait_until(lambda: all("daemon ready" in p.log() for p in procs), timeout=60)
         started = time.monotonic()
-        run_id = server.submit("bench", "codemod/workflow.yaml")
+        run_id = server.submit("bench", "codemod/workflow.yaml", distributed=True)
         wait_until(lambda: server.status(run_id) in ("Completed", "Failed"), timeout=900,
                    interval=0.05)
         took = time.monotonic() - started
         if server.status(run_id) != "Completed":
             raise SystemExit(f"daemon run {run_id} failed")
         patch = server.admin_call("GET", f"/runs/{run_id}/patch").content
-        if patch.count(b"diff --git") != len(files):
-            raise SystemExit(f"daemon run changed {patch.count(b'diff --git')} files, "
-                             f"not {len(files)}")
-        return took
+        project = make_project(root / "applied", files)
+        (root / "run.patch").write_bytes(patch)
+        git(project, "apply", str(root / "run.patch"))
+        if changes(project) != want:
+            raise SystemExit(f"daemon run {run_id}: its patch is not the reference's diff")
+        history = server.admin_call("GET", f"/runs/{run_id}",
+                                    params={"history": "true"}).json()["history"]
+        shards = [t for t in server.run(run_id)["tasks"].values()
+                  if t["node_id"] == "apply" and not t.get("master")]
+        ids = {t["id"] for t in shards}
+        runners = {d["writer"].split("/")[0] for d in history
+                   if d["writer"].count("/") == 2 and d["writer"].split("/")[1] in ids}
+        return took, [_seconds(t) for t in shards], len(runners)
     finally:
         for proc in procs:
             proc.kill()
         server.kill()
+
+
+CASES = {"1 daemon x2": (1, 2), "1 daemon x1": (1, 1), "2 daemons x1": (2, 1)}
 
 
 def main() -> int:
@@ -155,8 +180,10 @@ def main() -> int:
         raise SystemExit("no Codemod CLI: run scripts/setup or set FERRY_CODEMOD_BIN")
     load, waited = wait_for_quiet(args.max_load, args.quiet_wait)
     files = project_files(args.files, args.shards)
-    times: dict[str, list[float]] = {"reference": [], "ferry run": [], "1 daemon": [],
-                                     "2 daemons": []}
+    times: dict[str, list[float]] = {"reference": [], "ferry run": [],
+                                     **{name: [] for name in CASES}}
+    per_task: dict[str, list[float]] = {name: [] for name in CASES}
+    takers: dict[str, set[int]] = {name: set() for name in CASES}
     with tempfile.TemporaryDirectory(prefix="codemod-scale-") as tmp:
         root = Path(tmp)
         pkg = package(root, args.files, args.shards)
@@ -169,34 +196,46 @@ def main() -> int:
             times["ferry run"].append(ferry_local(found.path, pkg, project, runs / "fh"))
             if changes(project) != want:
                 raise SystemExit("ferry run left another diff than the reference")
-            times["1 daemon"].append(daemons(found.path, runs / "d1", files, pkg, 1))
-            times["2 daemons"].append(daemons(found.path, runs / "d2", files, pkg, 2))
+            for name, (count, concurrency) in CASES.items():
+                took, tasks, ran = daemons(found.path, runs / name.replace(" ", "-"), files,
+                                           pkg, count, concurrency, want)
+                times[name].append(took)
+                per_task[name] += tasks
+                takers[name].add(ran)
             print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()),
                   file=sys.stderr, flush=True)
+    if takers["2 daemons x1"] != {2}:
+        raise SystemExit(f"the second daemon did not take shards: {takers}")
     ref = statistics.median(times["reference"])
     rows = "\n".join(
         f"| {name} | {min(v):.2f} s | {statistics.median(v):.2f} s | "
-        f"{ref / statistics.median(v):.2f}× |" for name, v in times.items())
+        f"{ref / statistics.median(v):.2f}× | "
+        f"{statistics.median(per_task[name]):.2f} s |" if name in per_task else
+        f"| {name} | {min(v):.2f} s | {statistics.median(v):.2f} s | "
+        f"{ref / statistics.median(v):.2f}× | |" for name, v in times.items())
+    scaling = statistics.median(times["1 daemon x1"]) / statistics.median(times["2 daemons x1"])
     text = f"""# Sharded codemod at scale (`bench/codemod_scale.py`)
 
 {args.files} TSX files in {args.shards} directories; the js-astgrep template's jssg codemod
 (`var` -> `const`, every file changes); a `shard` step by directory
 ({-(-args.files // args.shards)} files per shard, {args.shards} shards) feeding a matrix of
-js-ast-grep tasks. Codemod CLI 1.18.3; {args.repeat} rounds;
-every Ferry run's diff equal to the reference's. Speed-up = reference median / median.
+js-ast-grep tasks. Codemod CLI 1.18.3; {args.repeat} rounds, every engine in each round;
+every Ferry run's change equal to the reference's (a daemon run's combined patch applied with
+`git apply`). Speed-up = reference median / median.
 
-| what | best | median | speed-up vs reference |
-|---|---|---|---|
+| what | best | median | speed-up vs reference | shard task, median |
+|---|---|---|---|---|
 {rows}
 
 - reference: `codemod workflow run` of the package (its tasks run one after another; its
   completion check sleeps 1-2 s between looks).
-- `ferry run --max-parallel 2`, and a run submitted to `ferry-server` and executed by 1 and by
-  2 daemons (`--concurrency 1`), submit -> Completed.
-- 2 daemons: a run is claimed by one runner and all its tasks run there; spreading one run's
-  tasks over several runners (task-level distribution) is not built yet, so the
-  second daemon stays idle and the figure is the 1-daemon one. Near-linear scaling with
-  daemons waits for it.
+- `ferry run --max-parallel 2`; the run submitted to `ferry-server` with `--distributed` and
+  executed by daemons `xN` = `--concurrency N`, submit -> Completed. In "2 daemons x1" both
+  daemons executed shards in every round.
+- Scaling with daemons (`--concurrency 1` each): 1 -> 2 daemons {scaling:.2f}× faster
+  (ideal 2×; both share this machine's {os.cpu_count()} cores).
+- Shard task: a shard's started -> ended (its checkout is the previous shard's, reset to the
+  commit; the Codemod CLI alone takes about 0.25 s for 100 files here).
 
 {load_note(load, waited, args.max_load)} Machine: {os.cpu_count()} cores.
 """

@@ -42,6 +42,7 @@ from runner.engine.run_loop import RunLoop
 from runner.engine.runstore import RunStore
 from runner.engine.scheduler import plan
 from runner.engine.state_schema import state_schema
+from runner.engine.task_patches import TaskPatchKeeper
 from runner.engine.task_runner import TaskRunner, TaskSetup
 from runner.errors import UsageError
 from runner.paths import control_dir_under
@@ -200,7 +201,9 @@ class Executor:
         if kinds.isdisjoint({"js-ast-grep", "ast-grep", "codemod", "shard"}):
             return None
         run_dir = control_dir_under(self.control_root, run_id, "snapshot").parent.parent
-        keeper = PatchKeeper(run_dir / "snapshot.git", self.workspace, self.env, task=task)
+        keeper = (PatchKeeper(run_dir / "snapshot.git", self.workspace, self.env)
+                  if task is None else
+                  TaskPatchKeeper(run_dir / "snapshot.git", self.workspace, self.env, task))
         keeper.begin()
         return keeper
 

@@ -44,6 +44,7 @@ class CodemodOutput:
         self._on_done = on_done
         self._root = workspace.rstrip("/") + "/"
         self._buf = b""
+        self._out: list[bytes] = []
         self.done = threading.Event()
         """Set when the CLI has logged the end of its run."""
         self.completed: bool | None = None
@@ -58,12 +59,21 @@ class CodemodOutput:
         *lines, self._buf = self._buf.split(b"\n")
         for line in lines:
             self._line(line)
+        self._pass_on()
 
     def flush(self) -> None:
         """Handle a last line that did not end with a newline."""
         if self._buf:
             line, self._buf = self._buf, b""
             self._line(line)
+        self._pass_on()
+
+    def _pass_on(self) -> None:
+        # what one chunk of the CLI's output gave, passed on as one chunk: each chunk is a
+        # journal record (fsynced) on a control plane's runner, 100 changed files are 1, not 100
+        if self._out:
+            out, self._out = b"".join(self._out), []
+            self._sink(out)
 
     def relative(self, path: str) -> str:
         """A path the CLI printed, relative to the workspace (its `/./` removed)."""
@@ -71,7 +81,7 @@ class CodemodOutput:
         return path[len(self._root):] if path.startswith(self._root) else path
 
     def _say(self, text: str) -> None:
-        self._sink(text.encode("utf-8", "replace") + b"\n")
+        self._out.append(text.encode("utf-8", "replace") + b"\n")
 
     def _line(self, raw: bytes) -> None:
         raw = _ANSI.sub(b"", raw.rstrip(b"\r"))
@@ -101,6 +111,7 @@ class CodemodOutput:
         if end:
             self.completed = end.group(1) == "completed"
             self.done.set()
+            self._pass_on()  # everything before the end, before the CLI is stopped
             if self._on_done is not None:
                 self._on_done()
             return

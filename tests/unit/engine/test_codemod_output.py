@@ -71,3 +71,18 @@ def test_dry_run_and_ast_grep_lines() -> None:
     assert parser.changed == ["src/a.ts"] and parser.completed is None
     assert text == ["Would modify file (dry run): src/a.ts", "Found 2 matches in src/b.ts",
                     "Evaluated 13 files into 6 shards"]
+
+
+def test_one_chunk_of_the_cli_is_one_chunk_of_the_log() -> None:
+    """On a control plane's runner every chunk passed on is a journal record written with
+    fsync: a shard's 100 changed files in one read of the CLI's output are one record."""
+    out: list[bytes] = []
+    ended: list[int] = []
+    parser = CodemodOutput(out.append, W, on_done=lambda: ended.append(1))
+    lines = [_log(f"Modified file: {W}/src/f{i}.ts", "debug") for i in range(100)]
+    lines.append(_log("Workflow run 885a207e completed"))
+    parser(("\n".join(lines) + "\n").encode())
+    parser.flush()
+    assert len(out) == 1  # all of it, passed on before the CLI was told to stop
+    assert out[0].decode().splitlines() == [f"Modified file: src/f{i}.ts" for i in range(100)]
+    assert ended == [1] and len(parser.changed) == 100

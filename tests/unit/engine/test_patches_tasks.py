@@ -8,7 +8,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from runner.engine.patches import PatchKeeper
+from runner.engine.task_patches import TaskPatchKeeper
 
 FILES = {
     ".gitignore": "gen/\n",
@@ -40,8 +40,8 @@ def apply(patches: list[str], root: Path) -> None:
 def test_each_task_patch_is_its_own_change_to_the_commit(tmp_path: Path) -> None:
     snapshot = tmp_path / "run" / "snapshot.git"
     one, two = checkout(tmp_path / "one"), checkout(tmp_path / "two")
-    keepers = [PatchKeeper(snapshot, one, ENV, task="t1"),
-               PatchKeeper(snapshot, two, ENV, task="t2")]
+    keepers = [TaskPatchKeeper(snapshot, one, ENV, "t1"),
+               TaskPatchKeeper(snapshot, two, ENV, "t2")]
     started = [threading.Thread(target=k.begin) for k in keepers]  # side by side
     for thread in started:
         thread.start()
@@ -71,9 +71,9 @@ def test_each_task_patch_is_its_own_change_to_the_commit(tmp_path: Path) -> None
 def test_a_shell_task_patch_holds_every_change_of_its_checkout(tmp_path: Path) -> None:
     snapshot = tmp_path / "run" / "snapshot.git"
     first = checkout(tmp_path / "first")
-    PatchKeeper(snapshot, first, ENV, task="t0").begin()  # the run's base, from this one
+    TaskPatchKeeper(snapshot, first, ENV, "t0").begin()  # the run's base, from this one
     work = checkout(tmp_path / "work")
-    keeper = PatchKeeper(snapshot, work, ENV, task="t1")
+    keeper = TaskPatchKeeper(snapshot, work, ENV, "t1")
     keeper.begin()
     (work / "src" / "b.ts").unlink()
     (work / "src" / "new.ts").write_text("new\n")
@@ -86,6 +86,6 @@ def test_a_shell_task_patch_holds_every_change_of_its_checkout(tmp_path: Path) -
     assert not (target / "src" / "b.ts").exists()
     assert (target / "src" / "new.ts").read_text() == "new\n"
     # a task that changed nothing has no patch
-    idle = PatchKeeper(snapshot, checkout(tmp_path / "idle"), ENV, task="t2")
+    idle = TaskPatchKeeper(snapshot, checkout(tmp_path / "idle"), ENV, "t2")
     idle.begin()
     assert idle.take(None) == ""

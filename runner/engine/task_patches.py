@@ -1,0 +1,149 @@
+"""The patch of one task of a distributed run: its change to its own checkout of the commit.
+
+Every task job runs in a fresh checkout of the run's commit (`control.checkouts`), so its patch
+is its checkout against the commit. The run's snapshot (`<run>/snapshot.git`, one per runner)
+holds `base`: the first checkout of the run on this runner, every file as checked out (the
+commit's tree: `.gitignore` does not apply to files the commit has, so a committed file it
+matches is a modification, never a new file), written as one pack by `git fast-import` (2,000
+files: 0.09 s, where `git add -A` writes 2,000 loose objects in 0.9 s). Each task has its own
+index there (`tasks/<task>.index`, read from `base`, removed at `end`); its patch is `base`'s
+tree against the tree of its index after the changed files are staged.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from runner.engine.patches import BASE, PatchKeeper
+from runner.errors import StateError
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_TREES: dict[Path, str] = {}  # base's tree by snapshot, known in this process
+_GUARD = threading.Lock()
+
+
+def _lock(git_dir: Path) -> threading.Lock:
+    """One lock per snapshot in this process: task keepers of one run start side by side."""
+    with _GUARD:
+        return _LOCKS.setdefault(git_dir, threading.Lock())
+
+
+class TaskPatchKeeper(PatchKeeper):
+    """A distributed run's task's patch, from the run's snapshot on this runner."""
+
+    def __init__(self, git_dir: Path, workspace: Path, env: Mapping[str, str],
+                 task: str) -> None:
+        super().__init__(git_dir, workspace, env)
+        self._index = git_dir / "tasks" / f"{task}.index"
+        self._tree: str | None = None
+
+    def git_env(self) -> dict[str, str]:
+        """Its own index in the run's snapshot."""
+        return {**self._env, "GIT_INDEX_FILE": str(self._index)}
+
+    def begin(self) -> None:
+        """The run's base (imported from this checkout when this runner has none yet), and
+        this task's index read from it."""
+        with self._lock, _lock(self.git_dir):
+            tree = _TREES.get(self.git_dir) if (self.git_dir / "HEAD").is_file() else None
+            if tree is None:
+                probe = subprocess.run(["git", "rev-parse", "--verify", "-q", f"{BASE}^{{tree}}"],
+                                       env=self._env, capture_output=True, check=False)
+                if probe.returncode != 0 or not (self.git_dir / "HEAD").is_file():
+                    self.git_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    self._git("init", "-q")
+                    self._import_base()
+                    probe = subprocess.run(["git", "rev-parse", f"{BASE}^{{tree}}"],
+                                           env=self._env, capture_output=True, check=False)
+                tree = probe.stdout.decode().strip()
+                if probe.returncode != 0 or not tree:
+                    raise StateError("cannot keep the run's patch: the run's base is unreadable")
+                _TREES[self.git_dir] = tree
+            self._index.parent.mkdir(mode=0o700, exist_ok=True)
+            self._index.unlink(missing_ok=True)
+            self._git("read-tree", tree)
+            self._tree = tree
+
+    def end(self) -> None:
+        """The task is over: its index goes."""
+        self._index.unlink(missing_ok=True)
+
+    def take(self, paths: Sequence[str] | None) -> str:
+        """The patch of what changed since `begin` (or the last `take`): in `paths` (files the
+        Codemod CLI reported), or anywhere when None."""
+        with self._lock:
+            if self._tree is None:
+                raise StateError("cannot keep the task's patch: its snapshot was not begun")
+            if paths is not None and not paths:
+                return ""
+            if paths is None:
+                self._git("add", "-A")
+            else:
+                self._git("add", "-A", "-f", "--", *paths)
+            tree = self._git("write-tree").decode().strip()
+            if tree == self._tree:
+                return ""
+            text = self._git("diff-tree", "-p", "--binary", "--full-index", "--no-color",
+                             self._tree, tree).decode("utf-8", "surrogateescape")
+            self._tree = tree
+            return text
+
+    def _import_base(self) -> None:
+        """`base`: every file of the checkout (not `.git`), through `git fast-import`."""
+        proc = subprocess.Popen(["git", "fast-import", "--quiet"], cwd=self.workspace,
+                                env=self._env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        assert proc.stdin is not None and proc.stderr is not None
+        try:
+            proc.stdin.write(f"commit {BASE}\ncommitter Ferry <ferry@localhost> 0 +0000\n"
+                             "data 4\nbase\n".encode())
+            for path, mode, data in _files(self.workspace):
+                proc.stdin.write(b"M %s inline %s\ndata %d\n" % (mode, _quote(path), len(data)))
+                proc.stdin.write(data + b"\n")
+            proc.stdin.close()
+        except BrokenPipeError:  # git stopped: its complaint is on stderr
+            pass
+        err = proc.stderr.read()
+        if proc.wait() != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            raise StateError(f"cannot keep the run's patch (git fast-import): "
+                             f"{lines[-1] if lines else 'failed'}")
+
+
+def _files(root: Path) -> Iterator[tuple[bytes, bytes, bytes]]:
+    """(path, git mode, content) of every file and link under `root`, `.git` left out."""
+    base = os.fsencode(root)
+    stack = [b""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(os.path.join(base, rel) if rel else base) as entries:
+            for entry in entries:
+                path = rel + b"/" + entry.name if rel else entry.name
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    if entry.name != b".git":
+                        stack.append(path)
+                elif stat.S_ISLNK(st.st_mode):
+                    yield path, b"120000", os.readlink(entry.path)
+                elif stat.S_ISREG(st.st_mode):
+                    with open(entry.path, "rb") as fh:
+                        data = fh.read()
+                    yield path, b"100755" if st.st_mode & 0o100 else b"100644", data
+
+
+def _quote(path: bytes) -> bytes:
+    """A path as a C-style quoted string (fast-import's syntax for any name)."""
+    out = bytearray(b'"')
+    for byte in path:
+        if byte in (0x22, 0x5C):
+            out += b"\\" + bytes([byte])
+        elif byte < 0x20 or byte >= 0x7F:
+            out += b"\\%03o" % byte
+        else:
+            out.append(byte)
+    return bytes(out + b'"')
