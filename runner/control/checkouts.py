@@ -150,7 +150,8 @@ class Checkouts:
             self._busy[dest] = entry
 
     def give_back(self, dest: Path) -> None:
-        """The task at `dest` is over: reset its checkout and keep it idle, or remove it."""
+        """The job at `dest` is over: a recorded task checkout is reset and kept idle, any
+        other checkout (a whole run's, or one that cannot be reset) is removed."""
         with self._lock:
             entry = self._busy.pop(dest, None)
         if entry is None or not dest.is_dir() or self.keep < 1:

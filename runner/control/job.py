@@ -27,7 +27,6 @@ import contextlib
 import errno
 import logging
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -202,12 +201,9 @@ class RunJob:
             if claim.task:  # delivered: its journal file is gone, its folder goes too
                 with contextlib.suppress(OSError):  # not empty: records wait for a replay
                     journal.rmdir()
-            if not self.settings.keep_workspace:
-                checkout = workspace_dir(self._paths.run_work_dir(run.id), claim.task)
-                if claim.task:  # reset for the run's next task here, or removed
-                    self._checkouts.give_back(checkout)
-                else:
-                    shutil.rmtree(checkout, ignore_errors=True)
+            if not self.settings.keep_workspace:  # a task's: reset for the run's next task
+                self._checkouts.give_back(workspace_dir(self._paths.run_work_dir(run.id),
+                                                        claim.task))
 
     def _writer(self, claim: ClaimResponse) -> str:
         """This attempt's diff writer: the run's, or the task's for a task job."""
