@@ -113,6 +113,7 @@ def test_the_readme_worked_example_shards_over_two_runners(server: Server, make_
     assert server.status(run_id) == "Completed", server.run(run_id)
     status = ferry("status", "-i", run_id, env=env)
     assert status.returncode == 0, status.stderr
+    assert all(f"name: {d}-0" in status.stdout for d in DIRS), status.stdout
     tasks = {t["id"]: t for t in server.run(run_id)["tasks"].values() if not t.get("master")}
     shards = [t for t in tasks.values() if t["node_id"] == "apply"]
     assert sorted(t["matrix"]["name"] for t in shards) == [f"{d}-0" for d in DIRS]
