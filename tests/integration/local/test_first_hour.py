@@ -67,7 +67,12 @@ def test_every_option_has_help(command: str) -> None:
 
 def test_demo_daemon_runs_from_a_shell_without_the_venv(tmp_path: Path) -> None:
     """README: `scripts/demo-daemon` works when started directly; it once ran under whatever
-    `python3` was first on PATH and died importing fastapi unless .venv was activated."""
+    `python3` was first on PATH and died importing fastapi unless .venv was activated. On a
+    machine with the Codemod CLI (as README "Running codemods" installs it) the daemon offers
+    the `codemod` label: the demo's runner must have registered it, or its claim is refused."""
+    from tests.helpers.codemod import codemod_cli
+
+    engine = str(codemod_cli().path)
     bare = Path(sys.base_prefix) / "bin" / "python3"
     assert bare.exists() and sys.prefix != sys.base_prefix  # the tests run in a venv
     assert subprocess.run([bare, "-c", "import fastapi"], capture_output=True).returncode != 0
@@ -76,7 +81,7 @@ def test_demo_daemon_runs_from_a_shell_without_the_venv(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     done = subprocess.run([bare, REPO / "scripts" / "demo-daemon", "-w", "examples/hello.yaml"],
                           env={**env, "PATH": f"{bare.parent}{os.pathsep}{path}",
-                               "TMPDIR": str(tmp_path)},
+                               "TMPDIR": str(tmp_path), "FERRY_CODEMOD_BIN": engine},
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
