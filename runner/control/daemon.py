@@ -298,8 +298,13 @@ class Daemon:
         if isinstance(result, RetryStopped):
             return
         if isinstance(result, AuthError):
-            log.error("the control plane refused the runner token (%s); re-register with "
-                      "'ferry register'", result)
+            if result.status == 403:  # the token is good; what it asked for is not allowed
+                log.error("the control plane refused this runner's claim (%s); offer only the "
+                          "labels it was registered with, or register it again with "
+                          "'ferry register --labels ...'", result)
+            else:
+                log.error("the control plane refused the runner token (%s); re-register with "
+                          "'ferry register'", result)
             self._exit = ExitCode.CONTROL
             self.drain()
             return

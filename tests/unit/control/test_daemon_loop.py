@@ -4,10 +4,13 @@ concurrency, --once, --idle-timeout, drain, cancel, reload and auth errors. The 
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from runner.api.protocol import ClaimedRun, ClaimResponse, Lease
 from runner.control.daemon import Daemon, DaemonSettings
@@ -153,7 +156,8 @@ def test_second_drain_cancels_running_work() -> None:
     assert sorted(jobs.canceled) == ["run-1", "run-2"]
 
 
-def test_auth_error_exits_6_and_transient_errors_are_retried() -> None:
+def test_auth_error_exits_6_and_transient_errors_are_retried(
+        caplog: pytest.LogCaptureFixture) -> None:
     queue = Queue(1, errors=[TransientError("connection refused")])
     jobs = Jobs()
     jobs.release.set()
@@ -161,10 +165,15 @@ def test_auth_error_exits_6_and_transient_errors_are_retried() -> None:
     assert daemon.run() == 0
     assert daemon.metrics.counter("claim_errors") == 1 and jobs.started == ["run-1"]
 
-    queue = Queue(1, errors=[AuthError("POST /runs/claim: HTTP 401", 401)])
-    daemon = Daemon(DaemonSettings(claim_wait=0.2), client=queue, job=Jobs())
-    assert daemon.run() == 6
-    assert daemon.claimed == 0
+    for status, says in ((401, "refused the runner token"),
+                         (403, "refused this runner's claim")):
+        queue = Queue(1, errors=[AuthError(f"POST /runs/claim: HTTP {status}", status)])
+        daemon = Daemon(DaemonSettings(claim_wait=0.2), client=queue, job=Jobs())
+        with caplog.at_level(logging.ERROR, logger="ferry.daemon"):
+            assert daemon.run() == 6
+        assert daemon.claimed == 0
+        assert says in caplog.text, (status, caplog.text)
+        caplog.clear()
 
 
 def test_reload_changes_labels_and_concurrency() -> None:
