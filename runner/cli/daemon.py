@@ -23,16 +23,15 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.cli.args import positive_int
-from runner.errors import ConfigError, FerryError
+from runner.errors import FerryError
 
 if TYPE_CHECKING:
     from runner.api.client import ControlClient
-    from runner.config import ContainerDefaults, RetentionSection, RunnerSection
+    from runner.cli.runner_config import RunnerConfig
     from runner.control.contact import Contact
     from runner.control.daemon import DaemonSettings
     from runner.control.health import HealthServer
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
     from runner.control.retention import RetentionTicker
     from runner.paths import Paths
     from runner.runtimes.base import Runtime
-    from runner.runtimes.options import ContainerPolicy
     from runner.runtimes.stepenv import StepUser
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -110,6 +108,7 @@ def register(sub: Any) -> None:
 def cmd_register(args: argparse.Namespace) -> int:
     """Register with the control plane and write the runner config."""
     from runner.api.client import ControlClient
+    from runner.cli.runner_config import save_config
     from runner.errors import UsageError
     from runner.paths import Paths
 
@@ -129,7 +128,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     finally:
         client.close()
     extra = {"step_user": args.step_user} if args.step_user else {}
-    _save_config(target, server=args.server, runner_id=answer.runner_id, token=answer.token,
+    save_config(target, server=args.server, runner_id=answer.runner_id, token=answer.token,
                  name=name, labels=list(args.labels), **extra)
     print(f"registered runner '{name}' ({answer.runner_id}) with {args.server}")
     print(f"runner config written to {target} (mode 0600)")
@@ -142,6 +141,9 @@ def cmd_register(args: argparse.Namespace) -> int:
 def cmd_daemon(args: argparse.Namespace) -> int:
     """Run the daemon until it is stopped; see the module docstring for exit codes."""
     from runner.cli.isolation import TOKEN_VARIABLES, open_for_step_user, undumpable
+    from runner.cli.leftovers import daemon_start_sweep, reap_daemon_containers
+    from runner.cli.reaper import ReaperSettings, start_reaper
+    from runner.cli.runner_config import read_config
     from runner.control.contact import Contact
     from runner.control.daemon import Daemon
     from runner.control.logs import RedactingFilter, fields, make_handler
@@ -155,7 +157,11 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     undumpable()  # steps of our uid cannot read /proc/<daemon>/environ or its memory
     paths = Paths.from_env(os.environ).ensure()
     config_path = Path(args.config) if args.config else paths.runner_config
-    cfg = _read_config(config_path)
+    cfg = read_config(config_path)
+    reaper = start_reaper(ReaperSettings(paths.work_dir, cfg.grace_seconds,
+                                         log_format=args.log_format,
+                                         podman_socket=cfg.podman_socket,
+                                         xdg_runtime_dir=os.environ.get("XDG_RUNTIME_DIR")))
     tokens = [t for t in [cfg.token, *(os.environ.get(v) for v in TOKEN_VARIABLES)] if t]
     redactor = RedactingFilter(tokens)
     root = logging.getLogger("ferry")
@@ -179,8 +185,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     stop_delivery, bounded = threading.Event(), threading.Event()
     env = _step_env(cfg, tokens, user)
     runtimes = _runtimes(cfg, env, user)
-    _end_leftover_processes(runtimes, paths, cfg.grace_seconds, log)
-    _reap_leftovers(runtimes, log)
+    daemon_start_sweep(runtimes, paths, cfg.grace_seconds, log)
+    reap_daemon_containers(runtimes, log)
     settings = _settings(cfg, args)
     job = _job(cfg, client, paths, metrics, runtimes, env, tokens, user, redactor,
                settings.drain_timeout, stop=stop_delivery, bounded=bounded, contact=contact,
@@ -198,7 +204,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     metrics.backlog = lambda: _backlog(paths.journal_dir)[0]
 
     def reload(old: DaemonSettings) -> DaemonSettings:
-        fresh = _read_config(config_path)
+        fresh = read_config(config_path)
         redactor.add(fresh.token)
         root.setLevel((args.log_level or fresh.log_level).upper())
         return _settings(fresh, args)
@@ -227,6 +233,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         retention.start()
     log.info("daemon starting", extra=fields(runner=cfg.runner_id, server=client.display_url,
                                              pid=os.getpid()))
+    reaper.wait_started()  # a SIGKILL from here on leaves no step running
     try:
         code = daemon.run()  # its last line says this very exit code
     finally:
@@ -279,78 +286,6 @@ def _backlog(journal_dir: Path) -> tuple[int, int]:
         records += waiting
         runs += 1 if waiting else 0
     return records, runs
-
-
-@dataclass(frozen=True)
-class RunnerConfig:
-    """The daemon's settings, from the config file's `runner:` section (parsed once)."""
-
-    source: Path
-    server: str
-    token: str
-    runner_id: str
-    labels: tuple[str, ...]
-    concurrency: int
-    heartbeat_interval: float
-    claim_wait: float
-    container_policy: ContainerPolicy
-    podman_socket: str | None = None
-    retention: RetentionSection | None = None
-    codemod: str | None = None
-    """`runner.tools.codemod`: the Codemod CLI (else FERRY_CODEMOD_BIN, PATH)."""
-    max_parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
-    grace_seconds: float = 5.0
-    log_level: str = "info"
-    step_env_allow: tuple[str, ...] | None = None
-    step_user: str | None = None
-    process_tracking: str = "auto"
-    drain_timeout: float = 60.0
-
-    @classmethod
-    def from_section(cls, section: RunnerSection, source: Path) -> RunnerConfig:
-        """Check the fields `ferry register` writes and convert the rest."""
-        if not section.server or not section.token or not section.runner_id:
-            raise ConfigError(f"{source}: runner.server, runner.token and runner.runner_id are "
-                              "required (run 'ferry register')")
-        return cls(source=source, server=section.server, token=section.token,
-                   runner_id=section.runner_id, labels=tuple(section.labels),
-                   concurrency=section.concurrency,
-                   heartbeat_interval=section.heartbeat_interval, claim_wait=section.poll_wait,
-                  container_policy=container_policy(section.containers),
-                   podman_socket=section.containers.podman_socket,
-                   retention=section.retention,
-                   step_env_allow=(tuple(section.step_env_allow)
-                                   if section.step_env_allow is not None else None),
-                   step_user=section.step_user, process_tracking=section.process_tracking,
-                   codemod=section.tools.codemod, drain_timeout=section.drain_timeout)
-
-
-def container_policy(containers: ContainerDefaults) -> ContainerPolicy:
-    """The runtimes' container policy from a config's `runner.containers` (the daemon's and
-    `ferry run -c`'s)."""
-    from runner.runtimes.options import ContainerPolicy
-    from runner.workflow.model import PullPolicy
-
-    return ContainerPolicy(network=containers.network, memory=containers.memory,
-                           cpus=containers.cpus, pids=containers.pids,
-                           pull=PullPolicy(containers.pull),
-                           allow_privileged=containers.allow_privileged,
-                           allow_mounts=containers.allow_mounts)
-
-
-def _save_config(path: Path, **runner: object) -> None:
-    from runner.config import save_runner_config
-
-    save_runner_config(path, runner)
-
-
-def _read_config(path: Path) -> RunnerConfig:
-    from runner.config import load_config
-
-    if not path.exists():
-        raise ConfigError(f"no runner config at {path}: run 'ferry register --server URL "
-                          "--token TOKEN' first (or pass -c CONFIG)")
-    return RunnerConfig.from_section(load_config(path, environ=os.environ).runner, path)
 
 
 CODEMOD_LABEL = "codemod"
@@ -424,45 +359,3 @@ def _runtimes(cfg: RunnerConfig, env: dict[str, str],
     return build_runtimes(settings, env)
 
 
-def _end_leftover_processes(runtimes: Mapping[str, Runtime], paths: Paths, grace: float,
-                            log: logging.Logger) -> None:
-    """Say how host steps are tracked (a required cgroup that is missing stops the start),
-    then end the step processes a killed daemon of this home left running."""
-    from runner.cli.leftovers import end_leftover_processes
-    from runner.control.logs import fields
-    from runner.errors import RuntimeUnavailable
-    from runner.paths import ledger_files
-    from runner.runtimes.direct import DirectRuntime
-
-    direct = runtimes.get("direct")
-    if isinstance(direct, DirectRuntime):
-        try:
-            direct.cgroups.parent()
-        except RuntimeUnavailable as exc:
-            raise ConfigError(str(exc)) from exc
-        log.info("host steps tracked by %s", direct.cgroups.describe())
-    end_leftover_processes(
-        ledger_files(paths.work_dir), grace,
-        say=lambda text: log.info("%s", text, extra=fields(event="leftovers_stopped")),
-        warn=lambda text: log.error("%s", text, extra=fields(event="leftovers_survived")))
-
-
-def _reap_leftovers(runtimes: Mapping[str, Runtime], log: logging.Logger) -> None:
-    """Remove containers this runner left behind when it was killed: no run is active yet."""
-    from runner.control.logs import fields
-    from runner.errors import RuntimeUnavailable
-
-    for kind, runtime in runtimes.items():
-        if kind == "direct":
-            continue
-        try:
-            removed = runtime.reap(set())
-        except RuntimeUnavailable as exc:  # engine not installed or not running: nothing to reap
-            log.debug("no leftovers reaped", extra=fields(runtime=kind, reason=str(exc)))
-            continue
-        except Exception as exc:  # the engine answered oddly: log it, the daemon still starts
-            log.warning("reaping leftover containers failed",
-                        extra=fields(runtime=kind, reason=str(exc)))
-            continue
-        if removed:
-            log.info("removed leftover containers", extra=fields(runtime=kind, count=removed))

@@ -9,12 +9,18 @@ case (`Runtime.open`), so a task never runs while an earlier attempt of it still
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.errors import ConfigError
 from runner.runtimes.ledger import describe, sweep
 from runner.runtimes.tracking import Tracking
+
+if TYPE_CHECKING:
+    from runner.paths import Paths
+    from runner.runtimes.base import Runtime
 
 TRACKING_VAR = "FERRY_PROCESS_TRACKING"
 
@@ -47,3 +53,46 @@ def end_leftover_processes(ledgers: list[Path], grace: float, *, say: Callable[[
             say(f"stopped {result.stopped} leftover process{'es' if result.stopped > 1 else ''}"
                 f" of interrupted task {task} (run {run})")
     return ended, failed
+
+
+def daemon_start_sweep(runtimes: Mapping[str, Runtime], paths: Paths, grace: float,
+                       log: logging.Logger) -> None:
+    """Say how host steps are tracked (a required cgroup that is missing stops the start),
+    then end the step processes a killed daemon of this home left running."""
+    from runner.control.logs import fields
+    from runner.errors import RuntimeUnavailable
+    from runner.paths import ledger_files
+    from runner.runtimes.direct import DirectRuntime
+
+    direct = runtimes.get("direct")
+    if isinstance(direct, DirectRuntime):
+        try:
+            direct.cgroups.parent()
+        except RuntimeUnavailable as exc:
+            raise ConfigError(str(exc)) from exc
+        log.info("host steps tracked by %s", direct.cgroups.describe())
+    end_leftover_processes(
+        ledger_files(paths.work_dir), grace,
+        say=lambda text: log.info("%s", text, extra=fields(event="leftovers_stopped")),
+        warn=lambda text: log.error("%s", text, extra=fields(event="leftovers_survived")))
+
+
+def reap_daemon_containers(runtimes: Mapping[str, Runtime], log: logging.Logger) -> None:
+    """Remove containers this runner left behind when it was killed: no run is active yet."""
+    from runner.control.logs import fields
+    from runner.errors import RuntimeUnavailable
+
+    for kind, runtime in runtimes.items():
+        if kind == "direct":
+            continue
+        try:
+            removed = runtime.reap(set())
+        except RuntimeUnavailable as exc:  # engine not installed or not running: nothing to reap
+            log.debug("no leftovers reaped", extra=fields(runtime=kind, reason=str(exc)))
+            continue
+        except Exception as exc:  # the engine answered oddly: log it, the daemon still starts
+            log.warning("reaping leftover containers failed",
+                        extra=fields(runtime=kind, reason=str(exc)))
+            continue
+        if removed:
+            log.info("removed leftover containers", extra=fields(runtime=kind, count=removed))

@@ -23,9 +23,6 @@ WHEN = ("before_confirm", "mid_task", "between_tasks", "after_last_task", "durin
 
 NOSPACE = "Failed: no space left on device under"
 DAMAGED = "Failed: is damaged"
-ACROSS_HOSTS = ("a change that ends a SIGKILLed runner's steps outside systemd (README, "
-                "Reliability, 'Across hosts': the runner that claims the run next cannot see "
-                "them; under the shipped unit systemd kills them with the daemon)")
 
 _RECOVERY = {
     "server_kill": ("live", "restart_before", "restart_after", "sync", "live"),
@@ -48,20 +45,18 @@ _EXPECT = {
     ("journal_damaged", "during_delivery"): DAMAGED,
 }
 
-# A daemon killed while a step runs leaves that step's processes behind. The same runner
-# starting again ends them before the task runs again (restart, sync then restart); a runner
-# of another FERRY_HOME, as another machine would be, cannot (reclaim). Between tasks, b may or
-# may not have started when the kill lands.
-_NEEDS = {("daemon_kill", "mid_task"): ACROSS_HOSTS}
-
+# A daemon killed while a step runs leaves nothing of it running: its reaper ends the step
+# (`runner.cli.reaper`) before the lease expires, so neither the same runner starting again
+# (restart, sync then restart) nor a runner of another FERRY_HOME, as another machine would be
+# (reclaim), starts it beside its orphan. Between tasks, b may or may not have started when the
+# kill lands.
 CELLS: tuple[Cell, ...] = (
-    *(Cell(row, when, recovery, _EXPECT.get((row, when), "Completed"),
-           _NEEDS.get((row, when), ""))
+    *(Cell(row, when, recovery, _EXPECT.get((row, when), "Completed"))
       for row, recoveries in _RECOVERY.items()
       for when, recovery in zip(WHEN, recoveries, strict=True)),
     # the recoveries the table above gives one column only, once more elsewhere
     Cell("server_kill", "mid_task", "sync"),
     Cell("proxy_down", "between_tasks", "restart_after"),
-    Cell("daemon_kill", "between_tasks", "reclaim", needs=ACROSS_HOSTS),
+    Cell("daemon_kill", "between_tasks", "reclaim"),
     Cell("daemon_kill", "before_confirm", "repeat", "Failed: runner lost"),
 )

@@ -8,7 +8,9 @@ ran at once.
 
 Step kinds (`STEPS`): `quiet` (the step's shell beats), `daemon` (the step double-forks a
 child that calls `setsid` and runs under `env -i`, so it carries no marker, no session and no
-parent of the step; both beat), `docker` (the quiet step inside a container).
+parent of the step; both beat), `detached` (the same without `env -i`: what the session
+fallback still finds by its marker), `docker` (the quiet step inside a container),
+`docker-detached` (the detached step inside a container).
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ _DAEMON = """A=$(cat /proc/sys/kernel/random/uuid)
 {main}
 """
 
-STEPS = {"quiet": _QUIET, "daemon": _DAEMON, "docker": _QUIET}
+_DETACHED = """A=$(cat /proc/sys/kernel/random/uuid)
+(setsid /bin/sh -c '{daemon}' "$A" >/dev/null 2>&1 </dev/null &)
+{main}
+"""
+
+STEPS = {"quiet": _QUIET, "daemon": _DAEMON, "detached": _DETACHED, "docker": _QUIET,
+         "docker-detached": _DETACHED}
 
 
 def script(kind: str, where: Path | None = None) -> str:
@@ -47,7 +55,7 @@ def workflow(kind: str, image: str = "", where: Path | None = None) -> str:
     """A one-node workflow whose step is `kind` (`where`: see `script`; a Docker step gets
     `where` mounted, which the runner config must allow)."""
     runtime = ""
-    if kind == "docker":
+    if kind.startswith("docker"):
         mounts = f", mounts: ['{where}:{where}']" if where is not None else ""
         runtime = f"    runtime: {{type: docker, image: '{image}'{mounts}}}\n"
     text = "\n".join(f"          {line}" for line in script(kind, where).splitlines())

@@ -1,6 +1,7 @@
-"""`kill -9` of `ferry daemon` mid-step, then the daemon again on the same FERRY_HOME: the run
-is claimed again (its lease expired) and the interrupted step runs again from its start, never
-while its first attempt still runs.
+"""`kill -9` of `ferry daemon` (and of its reaper, as `kill -9` of both or the OOM killer would)
+mid-step, then the daemon again on the same FERRY_HOME: the run is claimed again (its lease
+expired) and the interrupted step runs again from its start, never while its first attempt still
+runs.
 
 Cells: a quiet step, a step that daemonizes with `setsid` and `env -i`, a step in a Docker
 container; each with the tracking the machine gives (a cgroup per task as root). Each cell
@@ -20,6 +21,7 @@ import yaml
 
 from tests.helpers import beats as bt
 from tests.helpers import wait_until
+from tests.helpers.reapers import kill_reaper
 from tests.integration.daemon.conftest import Server
 
 RESULTS: list[str] = []
@@ -54,6 +56,7 @@ def test_daemon_restart_never_runs_a_step_beside_its_orphan(
         wait_until(lambda: len(bt.read(side)) >= 3, timeout=60, message="the step to beat")
         first = bt.attempts(bt.read(side))[0]
         orphans = bt.host_pids(bt.read(side), first) if kind != "docker" else set()
+        kill_reaper(daemon.proc.pid)
         daemon.proc.send_signal(signal.SIGKILL)
         daemon.proc.wait(10)
         seen = len(bt.read(side))

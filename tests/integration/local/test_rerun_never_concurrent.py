@@ -1,5 +1,8 @@
-"""`kill -9` of `ferry run` mid-step, then `ferry resume`: the interrupted step runs again from
-its start, and never while its first attempt still runs.
+"""`kill -9` of `ferry run` and of its reaper mid-step, then `ferry resume`: the interrupted step
+runs again from its start, and never while its first attempt still runs. (With the reaper alive
+the steps die with `ferry run`: tests/integration/daemon/test_runner_killed.py; here it is
+killed first, as `kill -9` of both or the OOM killer would, so that `ferry resume` finds the
+orphans.)
 
 The matrix: step kinds (`tests.helpers.beats`: a quiet step, a step that daemonizes with
 `setsid` and `env -i`, a step in a Docker container) x process tracking (a cgroup per task,
@@ -23,6 +26,7 @@ import pytest
 
 from tests.helpers import beats as bt
 from tests.helpers import wait_until
+from tests.helpers.reapers import kill_reaper
 from tests.integration.local.conftest import Ferry
 
 CELLS = [  # (step kind, tracking, expected)
@@ -36,8 +40,8 @@ RESULTS: list[str] = []
 
 
 def _crash(ferry: Ferry, kind: str, env: dict[str, str], tmp_path: Path) -> str:
-    """`ferry run` the step, SIGKILL ferry (only ferry: the step has its own session) while
-    the step beats, see the orphan beat on; the run id."""
+    """`ferry run` the step, SIGKILL its reaper and then ferry (only ferry: the step has its
+    own session) while the step beats, see the orphan beat on; the run id."""
     wf = tmp_path / "beat.yaml"
     image = "ferry-test/busybox:1"
     wf.write_text(bt.workflow(kind, image))
@@ -48,6 +52,7 @@ def _crash(ferry: Ferry, kind: str, env: dict[str, str], tmp_path: Path) -> str:
         wait_until(lambda: len(bt.read(ferry.workdir)) >= 3 or proc.poll() is not None,
                    timeout=60, message="the step to beat")
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        kill_reaper(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
