@@ -84,7 +84,7 @@ class Reaper:
         """The reaper's command line (the runner's interpreter; `ps` shows whose it is)."""
         s = self.settings
         argv = [sys.executable, "-m", MODULE, "--owner", str(os.getpid()),
-                "--owner-start", str(_start_ticks(os.getpid())), "--fd", str(self._read),
+                "--owner-start", str(start_ticks(os.getpid())), "--fd", str(self._read),
                 "--work-dir", str(s.work_dir), "--grace", f"{s.grace:g}",
                 "--log-format", s.log_format]
         if s.podman_socket:
@@ -115,7 +115,7 @@ class Reaper:
         return self.pid is not None
 
 
-def _start_ticks(pid: int) -> int:
+def start_ticks(pid: int) -> int:
     """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_bytes()
@@ -160,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         except InterruptedError:
             continue
     os.close(args.fd)
+    # After a normal exit there is no ledger left: exit before importing anything more (a
+    # caller reading the runner's stderr waits for this process too).
+    if next(args.work_dir.glob("*/tasks/*.procs"), None) is None:
+        return 0
     from runner.cli.reaper_work import reap
 
     return reap(args.work_dir, args.owner, args.owner_start, grace=args.grace,

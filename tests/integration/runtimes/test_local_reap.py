@@ -23,6 +23,7 @@ import pytest
 from runner.state.runlock import RunLock
 from tests.conftest import REPO_ROOT
 from tests.helpers import wait_until
+from tests.helpers.reapers import kill_reaper
 
 HELD = """\
 version: "1"
@@ -128,7 +129,8 @@ def _containers(client: Any, run_id: str) -> list[str]:
 
 
 def _crash_mid_task(ferry: LocalFerry, client: Any, made: list[str]) -> tuple[str, str]:
-    """`ferry run` a Docker task and SIGKILL it while the container runs: (run id, container)."""
+    """`ferry run` a Docker task and SIGKILL it and its reaper while the container runs: (run
+    id, container)."""
     proc = ferry.popen("run", "-w", ferry.workflow("held", HELD))
     try:
         # The run's lock file names it: this home executes no other run.
@@ -141,6 +143,7 @@ def _crash_mid_task(ferry: LocalFerry, client: Any, made: list[str]) -> tuple[st
                    timeout=60, message="the task container")
         assert proc.poll() is None, proc.communicate()
         found = _containers(client, run_id)
+        kill_reaper(proc.pid)  # as `kill -9` of both would: else it removes the container
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
