@@ -108,7 +108,9 @@ def register(sub: Any) -> None:
 def cmd_register(args: argparse.Namespace) -> int:
     """Register with the control plane and write the runner config."""
     from runner.api.client import ControlClient
+    from runner.cli.labels import CODEMOD_LABEL, registration_labels
     from runner.cli.runner_config import save_config
+    from runner.codemod_cli import find_codemod
     from runner.errors import UsageError
     from runner.paths import Paths
 
@@ -122,15 +124,20 @@ def cmd_register(args: argparse.Namespace) -> int:
         from runner.runtimes.stepenv import StepUser
 
         StepUser.lookup(args.step_user)  # a typo must not surface at the daemon's start
+    labels = registration_labels(args.labels, find_codemod(os.environ) is not None)
     client = ControlClient(args.server, token, timeout=30)
     try:
-        answer = client.register(name, args.labels)
+        answer = client.register(name, labels)
     finally:
         client.close()
     extra = {"step_user": args.step_user} if args.step_user else {}
     save_config(target, server=args.server, runner_id=answer.runner_id, token=answer.token,
-                 name=name, labels=list(args.labels), **extra)
-    print(f"registered runner '{name}' ({answer.runner_id}) with {args.server}")
+                 name=name, labels=labels, **extra)
+    print(f"registered runner '{name}' ({answer.runner_id}) with {args.server}"
+          + (f", labels {','.join(labels)}" if labels else ""))
+    if CODEMOD_LABEL in labels and CODEMOD_LABEL not in args.labels:
+        print(f"the Codemod CLI is found: '{CODEMOD_LABEL}' is among the labels, so runs "
+              "with codemod steps may come here")
     print(f"runner config written to {target} (mode 0600)")
     return 0
 
@@ -288,10 +295,6 @@ def _backlog(journal_dir: Path) -> tuple[int, int]:
     return records, runs
 
 
-CODEMOD_LABEL = "codemod"
-"""The label a runner with the Codemod CLI serves: runs with codemod steps require it."""
-
-
 def _codemod(cfg: RunnerConfig) -> Path | None:
     """The Codemod CLI this daemon runs codemod steps with (None: not installed)."""
     from runner.codemod_cli import find_codemod
@@ -301,12 +304,14 @@ def _codemod(cfg: RunnerConfig) -> Path | None:
 
 
 def _settings(cfg: RunnerConfig, args: argparse.Namespace) -> DaemonSettings:
+    from runner.cli.labels import offered_labels
     from runner.control.daemon import DaemonSettings
 
-    labels = tuple(args.labels if args.labels is not None else cfg.labels)
     # the engine is a capability: only runners that have it claim runs with codemod steps
-    if _codemod(cfg) is not None and CODEMOD_LABEL not in labels:
-        labels = (*labels, CODEMOD_LABEL)
+    labels, warnings = offered_labels(args.labels if args.labels is not None else cfg.labels,
+                                      cfg.labels, _codemod(cfg) is not None)
+    for warning in warnings:
+        logging.getLogger("ferry.daemon").warning("%s", warning)
     return DaemonSettings(labels=labels,
                           concurrency=args.concurrency or cfg.concurrency or 1,
                           once=bool(args.once), idle_timeout=args.idle_timeout,

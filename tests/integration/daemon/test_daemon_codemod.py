@@ -137,3 +137,42 @@ def test_pull_request_nodes_push_one_branch_per_task(server: Server, make_daemon
     assert parent == base
     assert show(web["commit"], "src/web/x.ts") == "let x = 3;\n"
     assert [p["title"] for p in prs] == ["var to const (api-0)", "var to const (web-0)"]
+
+
+PLAIN = 'version: "1"\nnodes:\n  - id: hello\n    name: Hello\n    steps:\n      - run: echo hi\n'
+
+
+def test_a_runner_registered_with_labels_and_the_engine_claims_both_kinds(
+        server: Server, make_daemon: Any) -> None:
+    """`ferry register --labels linux` where the CLI is found records `codemod` too, so the
+    daemon's claims (which offer it) are not refused 403 by the registration's labels."""
+    binary = str(codemod_cli().path)
+    server.repo("cm", {**FILES, "plain.yaml": PLAIN})
+    codemod_run = server.submit("cm", "codemods/var/workflow.yaml", labels=["linux"])
+    plain_run = server.submit("cm", "plain.yaml", labels=["linux"])
+    daemon = make_daemon(server, "labelled")
+    daemon.env["FERRY_CODEMOD_BIN"] = binary
+    registered = daemon.register("linux")
+    assert "labels linux,codemod" in registered.stdout, registered.stdout
+    daemon.start("--idle-timeout", "3s", env={"FERRY_CODEMOD_BIN": binary})
+    assert daemon.wait(120) == 0, daemon.log()[-3000:]
+    assert server.status(codemod_run) == "Completed", daemon.log()[-3000:]
+    assert server.status(plain_run) == "Completed"
+
+
+def test_engine_found_after_registering_without_its_label_is_not_offered(
+        server: Server, make_daemon: Any) -> None:
+    """Registered with --labels linux before the CLI was installed: the daemon says why it does
+    not offer `codemod`, and goes on claiming what it may (it exited 6 at its first claim)."""
+    binary = str(codemod_cli().path)
+    server.repo("cm", {**FILES, "plain.yaml": PLAIN})
+    plain_run = server.submit("cm", "plain.yaml", labels=["linux"])
+    daemon = make_daemon(server, "before-cli")
+    daemon.env.update({"FERRY_CODEMOD_BIN": "", "PATH": "/usr/bin:/bin"})
+    daemon.register("linux")
+    daemon.start("--once", env={"FERRY_CODEMOD_BIN": binary})
+    assert daemon.wait(120) == 0, daemon.log()[-3000:]
+    assert server.status(plain_run) == "Completed"
+    warned = [e["msg"] for e in daemon.events() if "registered without the 'codemod'" in
+              str(e.get("msg", ""))]
+    assert warned and "--labels linux,codemod" in warned[0], daemon.log()[-3000:]
