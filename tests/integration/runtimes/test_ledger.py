@@ -15,7 +15,7 @@ import pytest
 
 from runner.cli.leftovers import TRACKING_VAR, end_leftover_processes, tracking_from
 from runner.errors import ConfigError
-from runner.runtimes.cgroup import TaskCgroup, remove_stale
+from runner.runtimes.cgroup import CgroupError, TaskCgroup, remove_stale
 from runner.runtimes.ledger import Ledger, boot_id, boottime, read, sweep
 from runner.runtimes.tracking import CgroupHome, Tracking
 from tests.helpers import IN_CI, wait_until
@@ -140,6 +140,21 @@ def test_ferry_run_leaves_no_ledger_or_cgroup(tmp_path: Path) -> None:
             assert list(parent.glob(f"ferry-{task_id}-*")) == [], "the task's cgroup was left"
 
 
+def _populated(parent: Path, name: str, pid: int) -> TaskCgroup:
+    """A cgroup named as a dead runner's, holding `pid`. Any other Ferry process sweeping the
+    same parent (a reaper or daemon of another test) may remove it between the empty create
+    and the add, as it should: then it is made again."""
+    for _ in range(20):
+        cgroup = TaskCgroup.create(parent, name)
+        try:
+            cgroup.add(pid)
+            return cgroup
+        except CgroupError:
+            if cgroup.path.exists():
+                raise
+    raise AssertionError(f"{parent / name} was removed before a process could enter it, 20 times")
+
+
 def test_empty_cgroups_of_dead_runners_are_removed() -> None:
     """A runner killed with SIGKILL leaves its task cgroups; the next one removes the empty
     ones, never a live runner's and never one that still holds processes."""
@@ -153,10 +168,9 @@ def test_empty_cgroups_of_dead_runners_are_removed() -> None:
     tag = uuid.uuid4().hex[:8]
     stale = TaskCgroup.create(parent, f"ferry-t{tag}-{dead.pid}-{tag}")
     live = TaskCgroup.create(parent, f"ferry-t{tag}-{os.getpid()}-{tag}")
-    busy = TaskCgroup.create(parent, f"ferry-u{tag}-{dead.pid}-{tag}")
     sleeper = subprocess.Popen(["sleep", "300"])
+    busy = _populated(parent, f"ferry-u{tag}-{dead.pid}-{tag}", sleeper.pid)
     try:
-        busy.add(sleeper.pid)
         remove_stale(parent)
         assert not stale.path.exists()
         assert live.path.exists() and busy.path.exists()
