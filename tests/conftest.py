@@ -75,3 +75,30 @@ def pg_cluster() -> Iterator[PgCluster]:
 def pg_url(pg_cluster: PgCluster) -> str:
     """A fresh, empty database on the session's cluster."""
     return pg_cluster.new_database()
+
+
+# -- where the suite's time goes ------------------------------------------------------------
+# CI has a budget; the summary names the slow parts (time per test folder, setup and teardown
+# included) so a part that grows is seen in the run that made it grow.
+_SPENT: dict[str, float] = {}
+
+
+def _part(nodeid: str) -> str:
+    parts = nodeid.split("::", 1)[0].split("/")
+    return "/".join(parts[:3]) if len(parts) > 3 else "/".join(parts[:-1]) or parts[0]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add each phase's duration to its test folder."""
+    _SPENT[_part(report.nodeid)] = _SPENT.get(_part(report.nodeid), 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the time per test folder, slowest first."""
+    if not _SPENT:
+        return
+    total = sum(_SPENT.values())
+    terminalreporter.section("time per test folder")
+    for part, spent in sorted(_SPENT.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{spent:8.1f} s  {100 * spent / total:5.1f}%  {part}")
+    terminalreporter.write_line(f"{total:8.1f} s  in all")
