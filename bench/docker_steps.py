@@ -23,6 +23,8 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchlib import add_quiet_options, load_note, wait_for_quiet
+
 from runner.runtimes.base import StepSpec, TaskSpec
 from runner.runtimes.docker import IDLE_COMMAND, DockerRuntime
 from runner.workflow.model import Runtime as RuntimeOptions
@@ -80,7 +82,9 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--image", default="ferry-test/busybox:1")
+    add_quiet_options(parser)
     args = parser.parse_args()
+    load, waited = wait_for_quiet(args.max_load, args.quiet_wait)
     client = docker.from_env()
     runtime = DockerRuntime(docker.from_env, runner_id="bench", grace_seconds=1.0)
     first: list[float] = []
@@ -109,7 +113,8 @@ def main() -> int:
         "",
         f"Machine: {platform.system()} {platform.release()}, {_cpus()} cores, Docker "
         f"{client.version().get('Version', '?')}, image {args.image}; median of {args.reps} "
-        "interleaved repetitions (after one warm-up each).",
+        "interleaved repetitions (after one warm-up each). "
+        f"{load_note(load, waited, args.max_load)}",
         "",
         "| variant | median s | per step ms | vs floor |",
         "|---|---:|---:|---:|",

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import publish
+from benchlib import add_quiet_options, load_note, publish, wait_for_quiet
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "engine_scale.md"
@@ -62,13 +62,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--max-parallel", type=int, default=8)
+    add_quiet_options(parser)
     args = parser.parse_args()
+    quiet = wait_for_quiet(args.max_load, args.quiet_wait)
     rows = [measure(n, args.max_parallel) for n in args.sizes]
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [f"# engine_scale: matrix of `true` tasks, `ferry run --max-parallel "
              f"{args.max_parallel}`", "",
              f"Machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
-             f"Python {platform.python_version()}, load average at the end {load}.", "",
+             f"Python {platform.python_version()}. {load_note(*quiet, args.max_load)}", "",
              "| tasks | wall (s) | tasks/s | peak RSS (MB) | database (MB) |",
              "|---|---|---|---|---|"]
     for r in rows:

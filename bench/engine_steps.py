@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchlib import publish
+from benchlib import add_quiet_options, load_note, publish, wait_for_quiet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -132,14 +132,15 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--fork-repeat", type=int, default=3,
                         help="rounds of the /bin/true case (0: skip it)")
+    add_quiet_options(parser)
     args = parser.parse_args()
+    quiet = wait_for_quiet(args.max_load, args.quiet_wait)
     rows = measure(args.steps, args.repeat, "true")
     fork_rows = measure(args.steps, args.fork_repeat, "/bin/true") if args.fork_repeat else []
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     machine = f"{platform.system()} {platform.release()}, {os.cpu_count()} cores, " \
-              f"Python {platform.python_version()}, load average at the end {load}"
+              f"Python {platform.python_version()}. {load_note(*quiet, args.max_load)}"
     lines = ["# engine_steps: step overhead of the executor + host runtime", "",
-             f"Machine: {machine}. Target: ratio <= 1.3 for `true` steps.", "",
+             f"Machine: {machine} Target: ratio <= 1.3 for `true` steps.", "",
              f"Host steps tracked by {DirectRuntime(os.environ).cgroups.describe()}; on a "
              "loaded machine the CPU ratio is the figure to read (wall times include waiting "
              "for a core).", ""]

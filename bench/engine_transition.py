@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import publish
+from benchlib import add_quiet_options, load_note, publish, wait_for_quiet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -82,18 +82,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--changes", type=int, default=2000)
+    add_quiet_options(parser)
     args = parser.parse_args()
+    quiet = wait_for_quiet(args.max_load, args.quiet_wait)
     rows = []
     for sync in ("NORMAL", "FULL"):
         with tempfile.TemporaryDirectory() as tmp:
             ms, nbytes = backend_case(Path(tmp), args.tasks, args.changes, sync)
             fms, fbytes = floor_case(Path(tmp), args.changes, sync)
         rows.append((sync, ms, nbytes, fms, fbytes))
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [f"# engine_transition: one task status change = one diff = one transaction "
              f"({args.tasks:,} tasks in the run, {args.changes:,} changes)", "",
              f"Machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
-             f"Python {platform.python_version()}, ext4, load average at the end {load}.", "",
+             f"Python {platform.python_version()}, ext4. {load_note(*quiet, args.max_load)}", "",
              "| synchronous | ms / change | bytes written / change | floor ms (bare INSERT) "
              "| floor bytes | time ratio |", "|---|---|---|---|---|---|"]
     for sync, ms, nbytes, fms, fbytes in rows:

@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchlib import add_quiet_options, load_note, wait_for_quiet  # noqa: E402
+
 from runner.workflow.validate import validate_source  # noqa: E402
 
 NODES = 1000
@@ -84,7 +86,9 @@ def main() -> int:
     """Run the benchmark, print the table, write bench/results/validate.md."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
+    add_quiet_options(parser)
     args = parser.parse_args()
+    load, waited = wait_for_quiet(args.max_load, args.quiet_wait)
 
     text = generate()
     report = validate_source(text, "generated.yaml")
@@ -124,7 +128,7 @@ def main() -> int:
     machine = (f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
                f"{_cpus()} CPUs")
     lines = [f"# bench/validate.py — {time.strftime('%Y-%m-%d', time.gmtime())}", "",
-             f"Machine: {machine}", "",
+             f"Machine: {machine}. {load_note(load, waited, args.max_load)}", "",
              "| measurement | result | target | status | vs floor |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
     table = "\n".join(lines) + "\n"
