@@ -43,7 +43,8 @@ from runner.engine.runstore import RunStore
 from runner.engine.scheduler import plan
 from runner.engine.state_schema import state_schema
 from runner.engine.task_patches import TaskPatchKeeper
-from runner.engine.task_runner import TaskRunner, TaskSetup
+from runner.engine.task_runner import TaskRunner
+from runner.engine.task_setup import TaskSetup
 from runner.errors import UsageError
 from runner.paths import control_dir_under
 from runner.runtimes.base import Runtime

@@ -35,7 +35,8 @@ from runner.document import (
 )
 from runner.engine import events as ev
 from runner.engine.scheduler import Plan, plan
-from runner.engine.task_runner import Outcome, TaskRunner, TaskSetup
+from runner.engine.task_runner import TaskRunner
+from runner.engine.task_setup import Outcome, TaskSetup
 from runner.errors import TooLarge
 
 
