@@ -28,7 +28,6 @@ import errno
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -36,11 +35,13 @@ from typing import Any
 
 from runner.api.client import ControlClient
 from runner.api.protocol import ClaimResponse
-from runner.api.retry import RetryPolicy, RetryStopped, call_with_retry
+from runner.api.retry import RetryPolicy
+from runner.control.calls import JobCalls
 from runner.control.checkouts import Checkouts
 from runner.control.contact import Contact
 from runner.control.delivery import Delivery
 from runner.control.events import LogEvents
+from runner.control.job_journal import adopt, fail_run
 from runner.control.lease import LeaseKeeper
 from runner.control.logs import RedactingFilter, fields
 from runner.control.metrics import DaemonMetrics
@@ -52,15 +53,7 @@ from runner.control.workspace import (
     prepare,
     workspace_dir,
 )
-from runner.diff import Diff
-from runner.document import (
-    TERMINAL_TASK,
-    RunStatus,
-    TaskStatus,
-    run_field_op,
-    task_field_op,
-    utc_now,
-)
+from runner.document import RunStatus
 from runner.engine.events import EventSink
 from runner.engine.executor import Executor, ExecutorSettings
 from runner.errors import (
@@ -85,7 +78,6 @@ log = logging.getLogger("ferry.daemon")
 LEASE_LOST = JobOutcome.LEASE_LOST
 ERROR = JobOutcome.ERROR
 UNDELIVERED = JobOutcome.UNDELIVERED
-_ADOPT_WAIT = 30.0  # seconds a claim waits for a replay pass owning the run's old journal
 
 
 @dataclass(frozen=True)
@@ -144,6 +136,7 @@ class RunJob:
         self._stop_delivery = stop_delivery or threading.Event()
         self._bounded = bounded or threading.Event()
         self._contact = contact or Contact(client.display_url, metrics)
+        self._calls = JobCalls(client, settings.fetch_retry, self._stop_delivery, self._contact)
         self._validated: set[Path] = set()
         self._lock = threading.Lock()
 
@@ -167,7 +160,7 @@ class RunJob:
         # fetched while the claim is confirmed: one round trip fewer before the first step.
         document = Prefetch(lambda: self._client.get_run(run.id), name=f"ferry-doc-{run.id[:8]}")
         try:
-            answer = self._retry(lambda: self._client.start(run.id, lease.token))
+            answer = self._calls.retry(lambda: self._client.start(run.id, lease.token))
         except (LeaseLost, PermanentError) as exc:
             log.warning("claim could not be confirmed: %s", exc, extra=fields(run=run.id))
             self._metrics.inc("runs_lease_lost")
@@ -187,8 +180,8 @@ class RunJob:
         if claim.task:  # one journal per task job: its own lease, delivered on its own
             journal = journal / TASK_JOURNALS / claim.task
         backend = ApiBackend(self._client, journal, self._paths.logs_dir,
-                             policy=self.settings.sync_retry, on_retry=self._on_sync_retry,
-                             on_ack=self._on_ack)
+                             policy=self.settings.sync_retry, on_retry=self._calls.on_sync_retry,
+                             on_ack=self._calls.on_ack)
         delivery = Delivery(self._client, backend, self._metrics, run.id, lease.token,
                             self._writer(claim), self.settings.drain_timeout, self._bounded,
                             self._stop_delivery, keeper.lost, self.settings.fetch_retry,
@@ -220,8 +213,8 @@ class RunJob:
             doc = document.result()
             workspace = self._fetch(claim)
             if doc is None:  # the early read failed: now with retries
-                doc = self._retry(lambda: self._client.get_run(run.id))
-            offsets = self._log_offsets(run.id, doc, claim.task)
+                doc = self._calls.retry(lambda: self._client.get_run(run.id))
+            offsets = self._calls.log_offsets(run.id, doc, claim.task)
         except (FerryError, OSError) as exc:
             if keeper.lost.is_set():
                 self._metrics.inc("runs_lease_lost")
@@ -235,7 +228,7 @@ class RunJob:
             return self._unpreparable(claim, backend, doc, writer,
                                       f"the run could not be prepared: {error}", delivery)
         try:
-            aside = self._adopt(backend, doc, claim.lease.token, offsets)
+            aside = adopt(backend, doc, claim.lease.token, offsets, self._stop_delivery)
         except JournalBusy as exc:
             log.error("run could not be started: %s", exc, extra=fields(run=run.id))
             self._metrics.inc("runs_errored")
@@ -273,7 +266,7 @@ class RunJob:
                     self._validated.add(workspace.workflow_file)
         except WorkflowInvalid as exc:
             log.error("workflow is invalid at this commit: %s", exc, extra=fields(run=run_id))
-            self._fail_run(backend, run_id, writer, f"workflow is invalid at this commit: {exc}",
+            fail_run(backend, run_id, writer, f"workflow is invalid at this commit: {exc}",
                            claim.task)
             return RunStatus.FAILED.value
         executor = self._make_executor(backend, writer, workspace.root, claim, bundle)
@@ -290,24 +283,11 @@ class RunJob:
         log.error("%s", reason, extra=fields(run=run.id))
         base = doc or {"id": run.id, "status": RunStatus.PENDING.value, "tasks": {}}
         try:
-            self._adopt(backend, base, claim.lease.token, {})
-            self._fail_run(backend, run.id, writer, reason, claim.task)
+            adopt(backend, base, claim.lease.token, {}, self._stop_delivery)
+            fail_run(backend, run.id, writer, reason, claim.task)
         except StateError as exc:
             return delivery.report_directly(f"{reason}; {exc}")
         return delivery.deliver(RunStatus.FAILED.value)
-
-    def _adopt(self, backend: ApiBackend, doc: dict[str, Any], lease: str,
-               offsets: Mapping[str, int]) -> Path | None:
-        """`backend.adopt`, waiting a little for a replay pass that is delivering an earlier
-        attempt's journal of the same run."""
-        deadline = time.monotonic() + _ADOPT_WAIT
-        while True:
-            try:
-                return backend.adopt(doc, lease=lease, log_offsets=offsets)
-            except JournalBusy:
-                if time.monotonic() >= deadline:
-                    raise
-                self._stop_delivery.wait(0.2)
 
     def _as_error(self, exc: FerryError | OSError) -> FerryError:
         if isinstance(exc, FerryError):
@@ -321,9 +301,9 @@ class RunJob:
         run = claim.run
         return prepare(self._cache, self._paths.run_work_dir(run.id), run.repo, run.commit,
                        run.workflow_path, task=claim.task,
-                       fetch_blob=lambda: self._retry(lambda: self._client.get_blob(
+                       fetch_blob=lambda: self._calls.retry(lambda: self._client.get_blob(
                            run.repo, run.commit, run.workflow_path)),
-                       fetch_archive=lambda to: self._retry(lambda: self._client.get_archive(
+                       fetch_archive=lambda to: self._calls.retry(lambda: self._client.get_archive(
                            run.repo, run.commit, to)),
                        step_owner=self.settings.step_owner,
                        checkouts=None if self.settings.keep_workspace else self._checkouts)
@@ -333,25 +313,6 @@ class RunJob:
 
         # the codemod package is the workflow's directory in the checkout
         return load_workflow(path, bundle=bundle, claimed=True)
-
-    def _log_offsets(self, run_id: str, doc: dict[str, Any],
-                     only: str | None = None) -> dict[str, int]:
-        """The server's log length of every task that may write more output (`only`: of that
-        task): unfinished tasks that ran before (an earlier attempt's bytes stay; new output
-        continues after them)."""
-        offsets: dict[str, int] = {}
-        for task_id, task in (doc.get("tasks") or {}).items():
-            if only is not None and task_id != only:
-                continue
-            if task.get("master") or task.get("status") in TERMINAL_TASK:
-                continue
-            if task.get("started_at") or task.get("attempt") or task.get("interrupted"):
-                offsets[task_id] = len(self._read_log(run_id, task_id))
-        return offsets
-
-    def _read_log(self, run_id: str, task_id: str) -> bytes:
-        data: bytes = self._retry(lambda: self._client.read_log(run_id, task_id))
-        return data
 
     def _make_executor(self, backend: ApiBackend, writer: str, workspace: Path,
                        claim: ClaimResponse, bundle_dir: Path | None = None) -> Executor:
@@ -371,40 +332,6 @@ class RunJob:
                                     codemod_bin=self.settings.codemod_bin)
         factory = self._executor_factory or _default_executor
         return factory(backend, self._runtimes, settings, LogEvents(claim.run.id))
-
-    def _fail_run(self, backend: ApiBackend, run_id: str, writer: str, error: str,
-                  task: str | None = None) -> None:
-        """Journal the run's end as Failed with `error` (its first line); a task job's task
-        (its lease writes only its task: the server's planning then fails the run)."""
-        first = error.splitlines()[0] if error else "failed"
-        if task:
-            ops = [task_field_op(task, "status", TaskStatus.FAILED.value),
-                   task_field_op(task, "error", first), task_field_op(task, "ended_at", utc_now())]
-        else:
-            ops = [run_field_op("status", RunStatus.FAILED.value), run_field_op("error", first),
-                   run_field_op("ended_at", utc_now())]
-        _, last = backend.position(run_id, writer)
-        backend.apply(Diff(run_id=run_id, writer=writer, seq=last + 1, ops=ops))
-
-    def _retry(self, fn: Callable[[], Any]) -> Any:
-        try:
-            result = call_with_retry(fn, self.settings.fetch_retry,
-                                     stop_event=self._stop_delivery, on_retry=self._on_retry)
-        except RetryStopped as exc:
-            raise TransientError("stopped while retrying") from exc
-        self._contact.ok()
-        return result
-
-    def _on_retry(self, exc: BaseException, sleep: float) -> None:
-        self._contact.failed(exc)
-        log.debug("request failed, retrying in %.1fs: %s", sleep, exc)
-
-    def _on_sync_retry(self, exc: BaseException, sleep: float) -> None:
-        self._contact.failed(exc)
-
-    def _on_ack(self, records: int) -> None:
-        self._contact.ok()
-        self._contact.delivered(records)
 
 
 def _default_executor(backend: ApiBackend, runtimes: Mapping[str, Runtime],

@@ -32,12 +32,10 @@ the same directory (released by the kernel if it dies); another opener gets `Jou
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +45,15 @@ from runner.state.journal_files import (
     ASIDE_KINDS,
     LOCK_SUFFIX,
     SUFFIX,
+    JournalBusy,
     fsync_dir,
     journal_paths,
     journal_run_id,
+    move_aside,
+    rewrite,
     set_aside_paths,
+    take_owner_lock,
+    truncate,
     write_all,
     write_error,
 )
@@ -77,10 +80,6 @@ class Record:
         if not lease and self.kind == "diff":  # journals written before leases moved up
             lease = (self.data.get("diff") or {}).get("lease")
         return str(lease) if lease else None
-
-
-class JournalBusy(StateError):
-    """Another live process (or another object of this one) owns the journal."""
 
 
 class Journal:
@@ -170,17 +169,7 @@ class Journal:
         if read.keep != len(raw):
             self.torn = len(raw) - read.keep
             if not self.readonly:
-                self._truncate(read.keep)
-
-    def _truncate(self, size: int) -> None:
-        try:
-            with open(self.path, "r+b") as fh:
-                fh.truncate(size)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            raise StateError(f"{self.path}: cannot repair torn journal tail: {exc.strerror}") \
-                from exc
+                truncate(self.path, read.keep)
 
     # -- the owner's lock ------------------------------------------------------------------
 
@@ -190,17 +179,7 @@ class Journal:
         return self.path.with_name(self.run_id + LOCK_SUFFIX)
 
     def _take_lock(self) -> None:
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise write_error(exc, self.path, "lock the journal") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise JournalBusy(f"{self.path}: in use by another ferry process") from None
-        self._lock_fd = fd
+        self._lock_fd = take_owner_lock(self.path, self.lock_path)
 
     def _release_lock(self, *, remove: bool = False) -> None:
         if self._lock_fd is not None:
@@ -294,28 +273,11 @@ class Journal:
                 self._acked_in_file = 0
                 self.damage.clear()
                 return
-            tmp = self.path.with_name(self.path.name + ".tmp")
             out = [lines.encode({"kind": "ack", "upto": self._acked})]
             if self._lost is not None:
                 out.append(lines.encode({"kind": "lost", "reason": self._lost}))
             out.extend(lines.encode(r.data) for r in self._records)
-            try:
-                # created 0600: records carry lease tokens, never readable by others even briefly
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-                try:
-                    write_all(fd, b"".join(out))
-                    if self._fsync:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.chmod(tmp, 0o600)  # a leftover .tmp from a crash keeps its old mode
-                os.replace(tmp, self.path)
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                raise write_error(exc, self.path, "compact the journal") from exc
-            if self._fsync:
-                fsync_dir(self.path.parent)
+            rewrite(self.path, b"".join(out), fsync=self._fsync)
             self._acked_in_file = 0
 
     def set_aside(self, kind: str, reason: str) -> Path:
@@ -326,25 +288,7 @@ class Journal:
         with self._lock:
             self._check_writable()
             self._close_fd()
-            aside = self.path.parent / kind
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-            target = aside / f"{self.run_id}.{stamp}{SUFFIX}"
-            try:
-                aside.mkdir(mode=0o700, exist_ok=True)
-                os.replace(self.path, target)
-            except FileNotFoundError:
-                target.touch(mode=0o600)
-            except OSError as exc:
-                raise write_error(exc, self.path, "set the journal aside") from exc
-            with contextlib.suppress(OSError):  # the reason is a courtesy: the move is the point
-                fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-                try:
-                    write_all(fd, lines.encode({"kind": "aside", "why": kind,
-                                                 "reason": reason}))
-                finally:
-                    os.close(fd)
-            fsync_dir(self.path.parent)
-            fsync_dir(aside)
+            target = move_aside(self.path, self.run_id, kind, reason)
             self._records = []
             self._closed = True
             self._release_lock(remove=True)

@@ -1,4 +1,5 @@
-"""The files of the journal directory: names, the set-aside places, and the careful writes.
+"""The files of the journal directory: names, the owner's lock, the set-aside places, and the
+careful writes (whole, durable, atomic where it matters).
 
     journal/<run_id>.jsonl          a run's journal
     journal/<run_id>.lock           its owner's flock
@@ -9,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from runner.errors import NoSpace, StateError
+from runner.state import journal_lines as lines
 
 SUFFIX = ".jsonl"
 LOCK_SUFFIX = ".lock"
@@ -84,3 +88,82 @@ def set_aside_paths(directory: Path) -> list[Path]:
     """Every journal set aside under `directory`, by kind then name."""
     return sorted(p for kind in ASIDE_KINDS if (directory / kind).is_dir()
                   for p in (directory / kind).iterdir() if p.name.endswith(SUFFIX))
+
+
+class JournalBusy(StateError):
+    """Another live process (or another object of this one) owns the journal."""
+
+
+def take_owner_lock(journal: Path, lock_path: Path) -> int:
+    """Hold the exclusive flock that makes this process the journal's owner (released by the
+    kernel if it dies); returns the lock file's descriptor. `JournalBusy` when it is held."""
+    try:
+        journal.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise write_error(exc, journal, "lock the journal") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalBusy(f"{journal}: in use by another ferry process") from None
+    return fd
+
+
+def truncate(path: Path, size: int) -> None:
+    """Cut a torn tail off the journal file, durably."""
+    try:
+        with open(path, "r+b") as fh:
+            fh.truncate(size)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise StateError(f"{path}: cannot repair torn journal tail: {exc.strerror}") from exc
+
+
+def rewrite(path: Path, blob: bytes, *, fsync: bool) -> None:
+    """Replace the journal file's content with `blob` atomically (temp file, fsync, rename,
+    fsync of the directory)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        # created 0600: records carry lease tokens, never readable by others even briefly
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            write_all(fd, blob)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o600)  # a leftover .tmp from a crash keeps its old mode
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise write_error(exc, path, "compact the journal") from exc
+    if fsync:
+        fsync_dir(path.parent)
+
+
+def move_aside(path: Path, run_id: str, kind: str, reason: str) -> Path:
+    """Move the journal file to `<dir>/<kind>/<run_id>.<UTC time>.jsonl` with `reason` as its
+    last line (an empty file when it did not exist); returns the new path. `kind` is one of
+    `ASIDE_KINDS` (the caller checks it before touching the file)."""
+    aside = path.parent / kind
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    target = aside / f"{run_id}.{stamp}{SUFFIX}"
+    try:
+        aside.mkdir(mode=0o700, exist_ok=True)
+        os.replace(path, target)
+    except FileNotFoundError:
+        target.touch(mode=0o600)
+    except OSError as exc:
+        raise write_error(exc, path, "set the journal aside") from exc
+    with contextlib.suppress(OSError):  # the reason is a courtesy: the move is the point
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            write_all(fd, lines.encode({"kind": "aside", "why": kind, "reason": reason}))
+        finally:
+            os.close(fd)
+    fsync_dir(path.parent)
+    fsync_dir(aside)
+    return target
