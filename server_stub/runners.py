@@ -125,7 +125,11 @@ def post_log(core: Core, caller: Caller, run_id: str, chunk: LogChunk) -> LogAck
     with core.tx() as conn:
         row = runs.get_row(conn, run_id)
         if row["distributed"]:
-            distribute.authorize(conn, row, caller, chunk.lease, core.times, leases.WRITE)
+            task = distribute.authorize(conn, row, caller, chunk.lease, core.times,
+                                        leases.WRITE)
+            if chunk.task != task:  # a task's lease writes its own task's log, as its diffs
+                raise ApiError(403, "forbidden", f"a task's lease may append only to its "
+                                                 f"task's log ({task}), not to {chunk.task}")
         else:
             leases.authorize(conn, row, caller, chunk.lease, core.times, leases.WRITE)
         return LogAck(offset=core.logs.append(conn, run_id, chunk.task, chunk.offset, data))
