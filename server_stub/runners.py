@@ -25,7 +25,14 @@ from runner.api.protocol import (
     RegisterResponse,
     RunInfo,
 )
-from runner.document import TERMINAL_RUN, RunStatus, TaskStatus, new_id, run_field_op
+from runner.document import (
+    TERMINAL_RUN,
+    RunStatus,
+    TaskStatus,
+    new_id,
+    patch_log_id,
+    run_field_op,
+)
 from server_stub import admin_store, distribute, leases, runs
 from server_stub.auth import Caller, hash_token, new_token
 from server_stub.bounds import check_document
@@ -127,9 +134,10 @@ def post_log(core: Core, caller: Caller, run_id: str, chunk: LogChunk) -> LogAck
         if row["distributed"]:
             task = distribute.authorize(conn, row, caller, chunk.lease, core.times,
                                         leases.WRITE)
-            if chunk.task != task:  # a task's lease writes its own task's log, as its diffs
+            if chunk.task not in (task, patch_log_id(task)):  # its own logs, as its diffs
                 raise ApiError(403, "forbidden", f"a task's lease may append only to its "
-                                                 f"task's log ({task}), not to {chunk.task}")
+                                                 f"task's logs ({task}, {patch_log_id(task)}),"
+                                                 f" not to {chunk.task}")
         else:
             leases.authorize(conn, row, caller, chunk.lease, core.times, leases.WRITE)
         return LogAck(offset=core.logs.append(conn, run_id, chunk.task, chunk.offset, data))

@@ -99,6 +99,7 @@ def test_a_task_lease_writes_only_its_task_and_the_state(server: Server,
     assert ok.status_code == 200, ok.text
     # its log too: its own task's, never another task's
     assert runner.log(created["id"], lease, task, 0, b"mine\n").status_code == 200
+    assert runner.log(created["id"], lease, f"{task}.patch", 0, b"diff\n").status_code == 200
     for other_task in ("00000000-0000-4000-8000-000000000000", "discover"):
         resp = runner.log(created["id"], lease, other_task, 0, b"not mine\n")
         assert resp.status_code == 403 and resp.json()["error"] == "forbidden", resp.text

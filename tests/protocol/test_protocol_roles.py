@@ -69,7 +69,9 @@ def _request(method: str, template: str, world: World, run: LeasedRun
         "start": {"lease": lease}, "heartbeat": {"lease": lease},
         "diffs": {"lease": lease, "diffs": [{"writer": run.writer, "seq": 1,
                                              "ops": [op_state("k", 1)]}]},
-        "logs": {"lease": lease, "task": "t", "offset": 0, "data": "eA=="},
+        # a task's lease appends only to its own task's logs
+        "logs": {"lease": lease, "task": run.claimed.get("task") or "t", "offset": 0,
+                 "data": "eA=="},
         "finish": {"lease": lease, "status": "Completed"},
         "/secrets/{name}": {"value": "roles-test-value"},
     }
