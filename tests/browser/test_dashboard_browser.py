@@ -74,7 +74,9 @@ def test_a_page_without_a_session_redirects_to_sign_in_and_back(server: Server,
         fresh.find_element(_by().ID, "token").send_keys(ADMIN)
         screenshot(fresh, "sign-in", tmp_path)
         fresh.find_element(_by().CSS_SELECTOR, "form button[type=submit]").click()
-        wait_until(lambda: fresh.current_url.endswith(f"/runs/{run_id}"), timeout=20,
+        # the sign-in page's own URL ends with its ?next=/runs/<id>: wait to have left it
+        wait_until(lambda: "/sign-in" not in fresh.current_url
+                   and fresh.current_url.endswith(f"/runs/{run_id}"), timeout=20,
                    message="back on the run after signing in")
         cookie = fresh.get_cookie("ferry_session")
         assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
