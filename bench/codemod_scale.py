@@ -119,9 +119,10 @@ def _seconds(task: dict[str, object]) -> float:
 
 
 def daemons(binary: Path, root: Path, files: dict[str, str], pkg: Path, count: int,
-            concurrency: int, want: str) -> tuple[float, list[float], int]:
-    """Submit (distributed) -> Completed with `count` daemons serving the control plane; the
-    wall time, the shard tasks' durations and how many daemons executed shards."""
+            concurrency: int, distributed: bool, want: str) -> tuple[float, list[float], int]:
+    """Submit -> Completed with `count` daemons serving the control plane (a distributed run,
+    or a whole run claimed by one daemon); the wall time, the shard tasks' durations and how
+    many daemons executed shards."""
     server = Server(root / "server")
     server.start()
     procs: list[DaemonProc] = []
@@ -139,7 +140,7 @@ def daemons(binary: Path, root: Path, files: dict[str, str], pkg: Path, count: i
             procs.append(proc)
         wait_until(lambda: all("daemon ready" in p.log() for p in procs), timeout=60)
         started = time.monotonic()
-        run_id = server.submit("bench", "codemod/workflow.yaml", distributed=True)
+        run_id = server.submit("bench", "codemod/workflow.yaml", distributed=distributed)
         wait_until(lambda: server.status(run_id) in ("Completed", "Failed"), timeout=900,
                    interval=0.05)
         took = time.monotonic() - started
@@ -165,7 +166,9 @@ def daemons(binary: Path, root: Path, files: dict[str, str], pkg: Path, count: i
         server.kill()
 
 
-CASES = {"1 daemon x2": (1, 2), "1 daemon x1": (1, 1), "2 daemons x1": (2, 1)}
+CASES = {"1 daemon, whole run": (1, 1, False), "1 daemon x2": (1, 2, True),
+         "1 daemon x1": (1, 1, True), "2 daemons x1": (2, 1, True)}
+"""name -> (daemons, --concurrency, submitted --distributed)."""
 
 
 def main() -> int:
@@ -196,9 +199,9 @@ def main() -> int:
             times["ferry run"].append(ferry_local(found.path, pkg, project, runs / "fh"))
             if changes(project) != want:
                 raise SystemExit("ferry run left another diff than the reference")
-            for name, (count, concurrency) in CASES.items():
-                took, tasks, ran = daemons(found.path, runs / name.replace(" ", "-"), files,
-                                           pkg, count, concurrency, want)
+            for name, (count, concurrency, distributed) in CASES.items():
+                took, tasks, ran = daemons(found.path, runs / name.replace(" ", "-").replace(
+                    ",", ""), files, pkg, count, concurrency, distributed, want)
                 times[name].append(took)
                 per_task[name] += tasks
                 takers[name].add(ran)
@@ -229,9 +232,12 @@ every Ferry run's change equal to the reference's (a daemon run's combined patch
 
 - reference: `codemod workflow run` of the package (its tasks run one after another; its
   completion check sleeps 1-2 s between looks).
-- `ferry run --max-parallel 2`; the run submitted to `ferry-server` with `--distributed` and
-  executed by daemons `xN` = `--concurrency N`, submit -> Completed. In "2 daemons x1" both
-  daemons executed shards in every round.
+- `ferry run --max-parallel 2`; the run submitted to `ferry-server` and executed by one
+  daemon as a whole run (what a single runner does with a run not marked `--distributed`: its
+  tasks run side by side in one checkout, 2 at a time on 2 cores, as `ferry run` runs them),
+  or submitted with `--distributed` and executed task by task by daemons `xN` =
+  `--concurrency N`, submit -> Completed. In "2 daemons x1" both daemons executed shards in
+  every round.
 - Scaling with daemons (`--concurrency 1` each): 1 -> 2 daemons {scaling:.2f}× faster
   (ideal 2×; both share this machine's {os.cpu_count()} cores).
 - Shard task: a shard's started -> ended (its checkout is the previous shard's, reset to the
