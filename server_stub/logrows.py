@@ -82,7 +82,7 @@ class RowLogs:
                 " ORDER BY MIN(r.seq)", _FINISHED).fetchall():
             try:
                 ended = datetime.fromisoformat(str(row["ended"]).replace("Z", "+00:00"))
-            except ValueError:
+            except ValueError:  # no readable end time: kept (pruning only removes what it can date)
                 continue
             if now - ended.timestamp() >= older_than:
                 found.append((str(row["id"]), str(row["ended"]), int(row["size"] or 0)))

@@ -288,7 +288,7 @@ def _backlog(journal_dir: Path) -> tuple[int, int]:
     for path in journal_paths(journal_dir):
         try:
             waiting = Journal(path, readonly=True).backlog()
-        except FerryError:
+        except FerryError:  # a status figure only: the replay reports a damaged journal loudly
             continue
         records += waiting
         runs += 1 if waiting else 0

@@ -119,7 +119,7 @@ def start_ticks(pid: int) -> int:
     """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
+    except OSError:  # no such process any more: no start time to match
         return 0
     return int(raw[raw.rindex(b")") + 2:].split()[19])
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if not os.read(args.fd, 4096):
                 break
-        except InterruptedError:
+        except InterruptedError:  # a signal we ignore interrupted the read: read on
             continue
     os.close(args.fd)
     # After a normal exit there is no ledger left: exit before importing anything more (a

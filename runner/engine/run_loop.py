@@ -196,7 +196,7 @@ class RunLoop:
                 return False
             try:
                 self.store.commit(ops)
-            except PatchConflict:
+            except PatchConflict:  # another process changed the run first: next pass sees it
                 self.store.reload()
         return True
 
@@ -280,7 +280,7 @@ class RunLoop:
             try:
                 self.store.commit(self._start_ops([tid]))
                 taken.append(tid)
-            except PatchConflict:
+            except PatchConflict:  # another process started this task first: it is theirs
                 continue
         return taken
 

@@ -50,11 +50,11 @@ def fsync_dir(directory: Path) -> None:
     """Make a directory entry change durable (best effort: some filesystems refuse)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
+    except OSError:  # best effort: the records' own file was fsynced and checked already
         return
     try:
         os.fsync(fd)
-    except OSError:
+    except OSError:  # some filesystems refuse fsync on a directory; the file's fsync held
         pass
     finally:
         os.close(fd)
