@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from runner.cli.args import parse_params
+from runner.state.backend import MIN_PREFIX
 
 if TYPE_CHECKING:
     from runner.api.client import ControlClient
@@ -27,7 +28,6 @@ ENV_SERVER = "FERRY_SERVER"
 ENV_TOKEN = "FERRY_TOKEN"
 REMOTE_COMMANDS = ("status", "list", "logs", "cancel", "resume")
 FOLLOW_SECONDS = 0.5
-MIN_PREFIX = 4
 """A run id prefix shorter than this is not looked up (as in the local database)."""
 
 

@@ -11,6 +11,26 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from runner.diff import Diff
+from runner.errors import UnknownRun, UsageError
+
+MIN_PREFIX = 4
+"""The shortest run id prefix a command accepts for a run."""
+
+
+def check_prefix(prefix: str) -> None:
+    """UnknownRun for a prefix shorter than MIN_PREFIX (after no run had it as its id)."""
+    if len(prefix) < MIN_PREFIX:
+        raise UnknownRun(f"unknown run id '{prefix}' (a run id prefix needs at least "
+                         f"{MIN_PREFIX} characters)")
+
+
+def only_match(prefix: str, ids: list[str]) -> str:
+    """The one run id a prefix matched (ids: at most two of its matches)."""
+    if not ids:
+        raise UnknownRun(f"unknown run id '{prefix}'")
+    if len(ids) > 1:
+        raise UsageError(f"run id prefix '{prefix}' is ambiguous; give more characters")
+    return ids[0]
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,10 @@ from typing import Any
 
 from runner.diff import Diff, PatchConflict, apply_ops
 from runner.document import utc_now
-from runner.errors import SeqGap, StateError, UnknownRun, UsageError
-from runner.state.backend import RunSummary
+from runner.errors import SeqGap, StateError, UnknownRun
+from runner.state.backend import RunSummary, check_prefix, only_match
 from runner.state.database_schema import LOCK_CLASS, connect, migrate
 
-MIN_PREFIX = 4
 SNAPSHOT_EVERY = 200
 
 
@@ -105,16 +104,10 @@ class DatabaseBackend:
         with self._tx() as conn:
             if conn.execute("SELECT 1 FROM state_runs WHERE id = %s", (prefix,)).fetchone():
                 return prefix
-            if len(prefix) < MIN_PREFIX:
-                raise UnknownRun(f"unknown run id '{prefix}' (a run id prefix needs at least "
-                                 f"{MIN_PREFIX} characters)")
+            check_prefix(prefix)
             rows = conn.execute("SELECT id FROM state_runs WHERE starts_with(id, %s) LIMIT 2",
                                 (prefix,)).fetchall()
-        if not rows:
-            raise UnknownRun(f"unknown run id '{prefix}'")
-        if len(rows) > 1:
-            raise UsageError(f"run id prefix '{prefix}' is ambiguous; give more characters")
-        return str(rows[0][0])
+        return only_match(prefix, [str(r[0]) for r in rows])
 
     def load(self, run_id: str) -> dict[str, Any]:
         """The materialized document (a private copy); accepts a unique id prefix."""

@@ -24,12 +24,11 @@ from typing import Any
 
 from runner.diff import Diff, PatchConflict, apply_ops
 from runner.document import utc_now
-from runner.errors import SeqGap, StateError, UnknownRun, UsageError
-from runner.state.backend import RunSummary
+from runner.errors import SeqGap, StateError, UnknownRun
+from runner.state.backend import RunSummary, check_prefix, only_match
 from runner.state.logfiles import TaskLogs
 from runner.state.sqlite_schema import open_connection, state_error
 
-MIN_PREFIX = 4
 """A run id prefix shorter than this is not looked up (like git's short SHAs)."""
 
 _ROW_FIELDS = ("name", "status", "started_at", "ended_at")
@@ -147,19 +146,13 @@ class LocalBackend:
                 conn = self.conn
                 if conn.execute("SELECT 1 FROM runs WHERE id = ?", (prefix,)).fetchone():
                     return prefix
-                if len(prefix) < MIN_PREFIX:
-                    raise UnknownRun(f"unknown run id '{prefix}' (a run id prefix needs at "
-                                     f"least {MIN_PREFIX} characters)")
+                check_prefix(prefix)
                 # A range scan on the primary key: LIKE would need escaping and skip the index.
                 rows = conn.execute("SELECT id FROM runs WHERE id >= ? AND id < ? LIMIT 2",
                                     (prefix, prefix + "\U0010ffff")).fetchall()
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
-        if not rows:
-            raise UnknownRun(f"unknown run id '{prefix}'")
-        if len(rows) > 1:
-            raise UsageError(f"run id prefix '{prefix}' is ambiguous; give more characters")
-        return str(rows[0][0])
+        return only_match(prefix, [str(r[0]) for r in rows])
 
     def load(self, run_id: str) -> dict[str, Any]:
         """The materialized document (a private copy); accepts a unique id prefix."""
