@@ -7,7 +7,7 @@ right after extraction (and the hand-over to the step user): every path's type, 
 size, mtime and ctime. When its task ends, the checkout is walked: a path not recorded is
 removed, a file or link whose record differs (a write, chmod, rename or replacement changes the
 ctime, which no step can set back) is extracted again from the archive, exactly as the first
-extraction wrote it (the same `data` filter), and so is a recorded path that is gone;
+extraction wrote it (`unpack`), and so is a recorded path that is gone;
 directories get their mode back. The checkout is then the commit again, and waits (idle, in its
 run's `workspaces/` folder) for the next task of that run; at most `keep` wait, the oldest is
 removed first. Anything unexpected while resetting: the checkout is removed, the next task
@@ -26,7 +26,10 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+
+from runner.control.unpack import Archive, member_path
+from runner.errors import PermanentError
 
 log = logging.getLogger("ferry.daemon")
 
@@ -99,10 +102,6 @@ def _changes(root: Path, recorded: Record) -> set[str]:
     return again
 
 
-def _member_path(member: tarfile.TarInfo) -> str:
-    return str(PurePosixPath(member.name))
-
-
 @dataclass
 class _Entry:
     path: Path
@@ -144,7 +143,7 @@ class Checkouts:
         """A checkout just extracted (and handed over) at `dest`: record it for reuse."""
         if len(members) > MAX_MEMBERS:
             return
-        entry = _Entry(dest, archive, {_member_path(m): m for m in members}, record(dest),
+        entry = _Entry(dest, archive, {member_path(m): m for m in members}, record(dest),
                        owner)
         with self._lock:
             self._busy[dest] = entry
@@ -161,7 +160,7 @@ class Checkouts:
         try:
             _reset(entry)
             os.rename(dest, idle)
-        except (OSError, tarfile.TarError) as exc:
+        except (OSError, PermanentError) as exc:
             log.warning("task checkout %s could not be reset (%s): removed; the next task "
                         "extracts a fresh one", dest, exc)
             shutil.rmtree(dest, ignore_errors=True)
@@ -198,9 +197,7 @@ def _reset(entry: _Entry) -> None:
             raise OSError(f"'{path}' was not extracted from the archive: cannot restore it")
         os.makedirs(root / path, exist_ok=True)
         os.chmod(root / path, stat.S_IMODE(entry.recorded[path][0]))
-    with tarfile.open(entry.archive, mode="r:*") as archive:
-        for member in wanted:
-            archive.extract(member, root, filter="data")
+    Archive.read(entry.archive).write(root, wanted)
     if entry.owner is not None:
         uid, gid = entry.owner
         for path in again:

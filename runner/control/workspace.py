@@ -3,12 +3,11 @@
 Workflow files are cached under `<cache>/workflows/<repo>/<commit>/<path>`: a commit never
 changes, so a cached copy is always right. Archives come from the network and are checked
 member by member before anything is written: absolute names, `..`, links pointing outside the
-workspace, devices and FIFOs are refused with the member's name.
+workspace, devices and FIFOs are refused with the member's name (`unpack`).
 """
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
@@ -20,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from runner.control.checkouts import Checkouts
+from runner.control.unpack import Archive, UnsafeArchive
 from runner.errors import PermanentError
 
 _COMMIT = re.compile(r"^[0-9a-fA-F]{7,64}$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9._@+-][A-Za-z0-9._@+ -]*$")
 
-
-class UnsafeArchive(PermanentError):
-    """The workspace archive has a member that would land outside the workspace."""
+__all__ = ["UnsafeArchive", "WorkflowCache", "Workspace", "extract_archive", "prepare"]
 
 
 def _relative_parts(value: str, what: str) -> tuple[str, ...]:
@@ -80,25 +78,6 @@ class WorkflowCache:
         return target
 
 
-def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
-    name = member.name
-    pure = PurePosixPath(name)
-    if pure.is_absolute() or name.startswith("/"):
-        raise UnsafeArchive(f"archive member '{name}' has an absolute path")
-    if ".." in pure.parts:
-        raise UnsafeArchive(f"archive member '{name}' contains '..'")
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise UnsafeArchive(f"archive member '{name}' is a device, FIFO or other special file")
-    if member.issym() or member.islnk():
-        link = PurePosixPath(member.linkname)
-        if link.is_absolute():
-            raise UnsafeArchive(f"archive link '{name}' points to an absolute path '{link}'")
-        base = (dest / pure).parent if member.issym() else dest
-        resolved = os.path.normpath(base / link)
-        if os.path.commonpath([resolved, str(dest)]) != str(dest):
-            raise UnsafeArchive(f"archive link '{name}' -> '{link}' points outside the workspace")
-
-
 def extract_archive(data: bytes, dest: Path) -> int:
     """Extract a tar(.gz) into `dest` (created, must be empty or missing); returns the number of
     members. Refuses the whole archive, writing nothing, if one member is unsafe."""
@@ -108,21 +87,15 @@ def extract_archive(data: bytes, dest: Path) -> int:
 def extract_members(data: bytes, dest: Path) -> list[tarfile.TarInfo]:
     """`extract_archive`, returning the members extracted."""
     dest = dest.absolute()
+    archive = Archive(data)
+    archive.check(dest)
+    dest.mkdir(mode=0o755, parents=True, exist_ok=True)
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
-            members = archive.getmembers()
-            for member in members:
-                _check_member(member, dest)
-            dest.mkdir(mode=0o755, parents=True, exist_ok=True)
-            try:
-                # The 'data' filter re-checks what we checked and drops setuid bits and owners.
-                archive.extractall(dest, members=members, filter="data")
-            except (tarfile.TarError, OSError) as exc:
-                shutil.rmtree(dest, ignore_errors=True)
-                raise UnsafeArchive(f"workspace archive refused: {exc}") from None
-    except tarfile.TarError as exc:
-        raise PermanentError(f"workspace archive is not a tar file: {exc}") from None
-    return members
+        archive.write(dest)
+    except OSError as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise UnsafeArchive(f"workspace archive refused: {exc}") from None
+    return archive.members
 
 
 def hand_over(run_dir: Path, workspace: Path, owner: tuple[int, int]) -> None:
