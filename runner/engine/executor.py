@@ -97,6 +97,9 @@ class ExecutorSettings:
     can reach its files without listing or adding any."""
     codemod_bin: Path | None = None
     """The Codemod CLI that runs codemod steps (None: they fail saying how to install it)."""
+    checkout: bool = False
+    """The workspace is a fresh checkout of a commit (a claimed run's): the base of the run's
+    patches is every file in it, as a distributed task's is."""
 
 
 class Executor:
@@ -202,7 +205,8 @@ class Executor:
         if kinds.isdisjoint({"js-ast-grep", "ast-grep", "codemod", "shard"}):
             return None
         run_dir = control_dir_under(self.control_root, run_id, "snapshot").parent.parent
-        keeper = (PatchKeeper(run_dir / "snapshot.git", self.workspace, self.env)
+        keeper = (PatchKeeper(run_dir / "snapshot.git", self.workspace, self.env,
+                              checkout=self.settings.checkout)
                   if task is None else
                   TaskPatchKeeper(run_dir / "snapshot.git", self.workspace, self.env, task))
         keeper.begin()

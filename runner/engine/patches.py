@@ -3,8 +3,9 @@ order the tasks ended, so that applying them in that order (`git apply`) replays
 
 A private git directory (`<control root>/<run>/snapshot.git`, never the user's repository)
 tracks the workspace: its `base` is the workspace when the run first started (kept across
-resumes), `current` is `base` plus every patch taken so far. When a task ends, the files it
-changed are staged in that private index and diffed against `current`:
+resumes; honouring `.gitignore`, but a claimed run's checkout: every file of the commit, see
+`snapshot_base`), `current` is `base` plus every patch taken so far. When a task ends, the
+files it changed are staged in that private index and diffed against `current`:
 - a task that ran only codemod steps: exactly the files the Codemod CLI reported (git-ignored
   ones too: a codemod may change them);
 - a task that ran a shell step (or a commit checkpoint): every change in the workspace not yet
@@ -23,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner.document import patch_log_id as patch_log_id
+from runner.engine.snapshot_base import import_tree
 from runner.errors import StateError
 
 _ENV = {"GIT_AUTHOR_NAME": "Ferry", "GIT_AUTHOR_EMAIL": "ferry@localhost",
@@ -35,9 +37,13 @@ CURRENT = "refs/ferry/current"
 class PatchKeeper:
     """One run's snapshot of its workspace and the patches taken from it (thread-safe)."""
 
-    def __init__(self, git_dir: Path, workspace: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, git_dir: Path, workspace: Path, env: Mapping[str, str], *,
+                 checkout: bool = False) -> None:
         self.git_dir = git_dir
         self.workspace = workspace
+        self.checkout = checkout
+        """The workspace is a fresh checkout of a commit: the base is every file in it
+        (`snapshot_base`), not what `git add -A` takes."""
         self._env = {"PATH": env.get("PATH", "/usr/bin:/bin"), **_ENV,
                      "GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(workspace),
                      "HOME": str(git_dir)}
@@ -69,6 +75,11 @@ class PatchKeeper:
                     return
             self.git_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._git("init", "-q")
+            if self.checkout:
+                import_tree(self._env, self.workspace, BASE)
+                self._git("read-tree", BASE)  # the index `take` stages into
+                self._git("update-ref", CURRENT, BASE)
+                return
             self._git("add", "-A")
             tree = self._git("write-tree").decode().strip()
             commit = self._git("commit-tree", tree, "-m", "base", data=b"").decode().strip()

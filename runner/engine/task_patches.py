@@ -12,14 +12,13 @@ tree against the tree of its index after the changed files are staged.
 
 from __future__ import annotations
 
-import os
-import stat
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner.engine.patches import BASE, PatchKeeper
+from runner.engine.snapshot_base import import_tree
 from runner.errors import StateError
 
 _LOCKS: dict[Path, threading.Lock] = {}
@@ -57,7 +56,7 @@ class TaskPatchKeeper(PatchKeeper):
                 if probe.returncode != 0 or not (self.git_dir / "HEAD").is_file():
                     self.git_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
                     self._git("init", "-q")
-                    self._import_base()
+                    import_tree(self._env, self.workspace, BASE)
                     probe = subprocess.run(["git", "rev-parse", f"{BASE}^{{tree}}"],
                                            env=self._env, capture_output=True, check=False)
                 tree = probe.stdout.decode().strip()
@@ -92,58 +91,3 @@ class TaskPatchKeeper(PatchKeeper):
                              self._tree, tree).decode("utf-8", "surrogateescape")
             self._tree = tree
             return text
-
-    def _import_base(self) -> None:
-        """`base`: every file of the checkout (not `.git`), through `git fast-import`."""
-        proc = subprocess.Popen(["git", "fast-import", "--quiet"], cwd=self.workspace,
-                                env=self._env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        assert proc.stdin is not None and proc.stderr is not None
-        try:
-            proc.stdin.write(f"commit {BASE}\ncommitter Ferry <ferry@localhost> 0 +0000\n"
-                             "data 4\nbase\n".encode())
-            for path, mode, data in _files(self.workspace):
-                proc.stdin.write(b"M %s inline %s\ndata %d\n" % (mode, _quote(path), len(data)))
-                proc.stdin.write(data + b"\n")
-            proc.stdin.close()
-        except BrokenPipeError:  # git stopped: its complaint is on stderr
-            pass
-        err = proc.stderr.read()
-        if proc.wait() != 0:
-            lines = err.decode(errors="replace").strip().splitlines()
-            raise StateError(f"cannot keep the run's patch (git fast-import): "
-                             f"{lines[-1] if lines else 'failed'}")
-
-
-def _files(root: Path) -> Iterator[tuple[bytes, bytes, bytes]]:
-    """(path, git mode, content) of every file and link under `root`, `.git` left out."""
-    base = os.fsencode(root)
-    stack = [b""]
-    while stack:
-        rel = stack.pop()
-        with os.scandir(os.path.join(base, rel) if rel else base) as entries:
-            for entry in entries:
-                path = rel + b"/" + entry.name if rel else entry.name
-                st = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    if entry.name != b".git":
-                        stack.append(path)
-                elif stat.S_ISLNK(st.st_mode):
-                    yield path, b"120000", os.readlink(entry.path)
-                elif stat.S_ISREG(st.st_mode):
-                    with open(entry.path, "rb") as fh:
-                        data = fh.read()
-                    yield path, b"100755" if st.st_mode & 0o100 else b"100644", data
-
-
-def _quote(path: bytes) -> bytes:
-    """A path as a C-style quoted string (fast-import's syntax for any name)."""
-    out = bytearray(b'"')
-    for byte in path:
-        if byte in (0x22, 0x5C):
-            out += b"\\" + bytes([byte])
-        elif byte < 0x20 or byte >= 0x7F:
-            out += b"\\%03o" % byte
-        else:
-            out.append(byte)
-    return bytes(out + b'"')

@@ -78,9 +78,11 @@ class ApiBackend:
                  mirror: StateBackend | None = None, policy: RetryPolicy = DEFAULT_POLICY,
                  background: bool = True, fsync: bool = True,
                  on_retry: Callable[[BaseException, float], None] | None = None,
-                 on_ack: Callable[[int], None] | None = None) -> None:
+                 on_ack: Callable[[int], None] | None = None,
+                 log_linger: float = 0.0) -> None:
         self.client = client
         self.journal_dir = journal_dir
+        self._log_linger = log_linger
         self.logs_dir = logs_dir
         self._logs = TaskLogs(logs_dir)
         self.mirror = mirror
@@ -142,7 +144,8 @@ class ApiBackend:
         run_id = str(doc["id"])
         journal = Journal.for_run(self.journal_dir, run_id, fsync=self._fsync)
         syncer = Syncer(self.client, journal, lease=lease, policy=self.policy,
-                        on_retry=self._on_retry, on_ack=self._on_ack)
+                        on_retry=self._on_retry, on_ack=self._on_ack,
+                        log_linger=self._log_linger)
         return _Run(base=copy.deepcopy(doc), doc=copy.deepcopy(doc), journal=journal,
                     syncer=syncer, lease=lease)
 

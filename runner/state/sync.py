@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -64,9 +65,14 @@ class Syncer:
     def __init__(self, client: ControlClient, journal: Journal, *, lease: str | None = None,
                  policy: RetryPolicy = DEFAULT_POLICY, stop_event: threading.Event | None = None,
                  on_retry: Callable[[BaseException, float], None] | None = None,
-                 on_ack: Callable[[int], None] | None = None) -> None:
+                 on_ack: Callable[[int], None] | None = None,
+                 log_linger: float = 0.0) -> None:
         self.client = client
         self.journal = journal
+        self.log_linger = log_linger
+        """How long the background thread lets records wait that are all log output (no diff
+        among them) for more to come, so that a task's output goes as a few requests rather
+        than one per chunk its steps printed; a diff, `flush` or `stop` sends at once."""
         self.lease = lease
         self.policy = policy
         self.stop_event = stop_event or threading.Event()
@@ -76,6 +82,7 @@ class Syncer:
         self.delivered = 0
         self._wake = threading.Event()
         self._idle = threading.Condition()
+        self._flushing = 0
         self._thread: threading.Thread | None = None
 
     @property
@@ -133,9 +140,15 @@ class Syncer:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record is acknowledged (True), the timeout passes (False), or the
         background thread stopped on an error (raised here)."""
-        self.kick()
         with self._idle:
-            ok = self._idle.wait_for(self._settled, timeout=timeout)
+            self._flushing += 1
+        self.kick()
+        try:
+            with self._idle:
+                ok = self._idle.wait_for(self._settled, timeout=timeout)
+        finally:
+            with self._idle:
+                self._flushing -= 1
         if self.error is not None:
             raise self.error
         return bool(ok) and self.journal.backlog() == 0
@@ -162,6 +175,7 @@ class Syncer:
         forever = replace(self.policy, max_attempts=None, max_time=None)
         while not self.stop_event.is_set():
             self._wake.clear()
+            self._linger()
             try:
                 if self.journal.backlog():
                     self.sync(forever)
@@ -178,6 +192,24 @@ class Syncer:
             self._wake.wait(IDLE_WAKE)
         with self._idle:
             self._idle.notify_all()
+
+    def _linger(self) -> None:
+        """Wait (up to `log_linger`) while every pending record is log output."""
+        if self.log_linger <= 0:
+            return
+        deadline = time.monotonic() + self.log_linger
+        while not self.stop_event.is_set():
+            with self._idle:
+                if self._flushing:
+                    return
+            pending = self.journal.pending(limit=WINDOW)
+            if not pending or any(r.kind != "log" for r in pending):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.wait(left)
+            self._wake.clear()
 
     # -- one request -----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from runner.engine.patches import PatchKeeper
 from runner.engine.task_patches import TaskPatchKeeper
 
 FILES = {
@@ -89,3 +90,26 @@ def test_a_shell_task_patch_holds_every_change_of_its_checkout(tmp_path: Path) -
     idle = TaskPatchKeeper(snapshot, checkout(tmp_path / "idle"), ENV, "t2")
     idle.begin()
     assert idle.take(None) == ""
+
+
+def test_a_whole_run_on_a_checkout_patches_committed_ignored_files_as_changes(
+        tmp_path: Path) -> None:
+    """A claimed run taken whole (one checkout, `PatchKeeper(checkout=True)`): its base is every
+    file of the commit, as a task's is, so a codemod changing a committed file that .gitignore
+    matches gives a patch that applies to the commit (with `git add -A` as the base, the file
+    was not in it and the patch said "new file", which `git apply` refuses on the commit)."""
+    work = checkout(tmp_path / "work")
+    keeper = PatchKeeper(tmp_path / "run" / "snapshot.git", work, ENV, checkout=True)
+    keeper.begin()
+    (work / "gen" / "committed.ts").write_text("const g = 1\n")
+    (work / "src" / "a.ts").write_text("const a = 1\n")
+    text = keeper.take(["gen/committed.ts", "src/a.ts"])
+    assert text.count("diff --git") == 2 and "new file" not in text
+    (work / "bin" / "run.sh").unlink()
+    shell = keeper.take(None)  # a shell task's change: everything not yet in a patch
+    assert "deleted file mode 100755" in shell and "committed.ts" not in shell
+    target = checkout(tmp_path / "target")
+    apply([text, shell], target)
+    assert (target / "gen" / "committed.ts").read_text() == "const g = 1\n"
+    assert (target / "src" / "a.ts").read_text() == "const a = 1\n"
+    assert not (target / "bin" / "run.sh").exists()

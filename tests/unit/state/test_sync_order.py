@@ -80,3 +80,62 @@ def test_batches_stay_under_the_request_limits(tmp_path: Path) -> None:
     for batch in batches:
         assert json_size(batch.model_dump(mode="json")) <= MAX_REQUEST_BYTES
         assert sum(len(d.ops) for d in batch.diffs) <= MAX_OPS_PER_BATCH
+
+
+def _wait(predicate: Any, timeout: float = 10.0) -> None:
+    from tests.helpers import wait_until
+
+    wait_until(predicate, timeout=timeout, interval=0.005)
+
+
+def test_output_alone_lingers_and_goes_as_one_request(tmp_path: Path) -> None:
+    """A background syncer with `log_linger`: chunks a step prints within the linger are one
+    request; without it each kick is one (the daemon sent 20 requests per 100-file shard)."""
+    rows = []
+    for linger in (0.0, 0.5):
+        journal = Journal.for_run(tmp_path / str(linger), "r1")
+        client = Recorder()
+        syncer = Syncer(client, journal, log_linger=linger)  # type: ignore[arg-type]
+        syncer.start()
+        try:
+            offset = 0
+            for n in range(5):
+                text = f"line {n}\n"
+                journal.append([_log("t1", offset, text)])
+                offset += len(text)
+                syncer.kick()
+                if linger == 0.0:  # each chunk goes before the next is printed
+                    _wait(lambda: journal.backlog() == 0)
+            _wait(lambda: journal.backlog() == 0)
+        finally:
+            syncer.stop()
+        rows.append((linger, len(client.calls)))
+        sent = b"".join(base64.b64decode(body.data) for _, body in client.calls)
+        assert sent == b"".join(f"line {n}\n".encode() for n in range(5))
+    print("\nlinger  log requests for 5 chunks\n" + "\n".join(f"{a:6} {b:3}" for a, b in rows))
+    assert rows == [(0.0, 5), (0.5, 1)]
+
+
+def test_a_diff_or_a_flush_does_not_wait_for_the_linger(tmp_path: Path) -> None:
+    import time
+
+    journal = Journal.for_run(tmp_path, "r1")
+    client = Recorder()
+    syncer = Syncer(client, journal, log_linger=60.0)  # type: ignore[arg-type]
+    syncer.start()
+    try:
+        journal.append([_log("t1", 0, "out\n")])
+        syncer.kick()
+        time.sleep(0.2)  # lingering: nothing may have gone yet
+        assert client.calls == []
+        started = time.monotonic()
+        journal.append([_diff(1, _status("t2", "Running"))])  # a state change: sent at once
+        syncer.kick()
+        _wait(lambda: journal.backlog() == 0)
+        assert _summary(client.calls) == ["diffs 1", "log t1"]
+        journal.append([_log("t1", 4, "more\n")])
+        assert syncer.flush(timeout=10)  # a flush (a run's end, a drain) does not linger
+        assert time.monotonic() - started < 10
+        assert _summary(client.calls)[-1] == "log t1"
+    finally:
+        syncer.stop()
