@@ -5,6 +5,7 @@ Every git call is a fixed argv (no shell); names and paths are checked before th
 
 from __future__ import annotations
 
+import gzip
 import re
 import subprocess
 import threading
@@ -23,17 +24,21 @@ GIT_TIMEOUT = 60.0
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _CACHE_BLOBS = 256
 _CACHE_BLOB_BYTES = 256 * 1024
+_CACHE_ARCHIVE_BYTES = 16 * 1024 * 1024
+"""Compressed archives kept in memory, oldest dropped first (the newest always stays)."""
 
 
 class Repos:
     """Access to the bare repositories in one directory. Commits are immutable, so full SHAs
-    that resolved once and small files read at a full SHA are cached."""
+    that resolved once, small files read at a full SHA and archives are cached."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._lock = threading.Lock()
         self._shas: set[tuple[str, str]] = set()
         self._blobs: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._archives: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._archive_bytes = 0
 
     def locate(self, name: str) -> Path:
         """The repository's directory (`name` or `name.git`); 400 for a bad name, 404 if absent."""
@@ -104,9 +109,24 @@ class Repos:
         return proc.returncode == 0 and proc.stdout.strip() == b"blob"
 
     def archive(self, name: str, commit: str) -> bytes:
-        """The tree of `commit` as a tar.gz."""
+        """The tree of `commit` as a tar.gz: `git archive` writes the tar, zlib compresses it
+        (git's own tar.gz took 0.17 s for 2,000 files where tar + zlib take 0.06 s). The last
+        few archives are kept (a run's tasks, and the runs of one commit, fetch the same)."""
         sha = self.resolve(name, commit)
-        return self._git(self.locate(name), "archive", "--format=tar.gz", sha)
+        key = (name, sha)
+        with self._lock:
+            cached = self._archives.get(key)
+            if cached is not None:
+                self._archives.move_to_end(key)
+                return cached
+        data = gzip.compress(self._git(self.locate(name), "archive", "--format=tar", sha),
+                             compresslevel=6, mtime=0)
+        with self._lock:
+            self._archives[key] = data
+            self._archive_bytes += len(data)
+            while self._archive_bytes > _CACHE_ARCHIVE_BYTES and len(self._archives) > 1:
+                self._archive_bytes -= len(self._archives.popitem(last=False)[1])
+        return data
 
 
 def check_path(path: str) -> str:
