@@ -197,7 +197,7 @@ def _reset(entry: _Entry) -> None:
             raise OSError(f"'{path}' was not extracted from the archive: cannot restore it")
         os.makedirs(root / path, exist_ok=True)
         os.chmod(root / path, stat.S_IMODE(entry.recorded[path][0]))
-    Archive.read(entry.archive).write(root, wanted)
+    Archive.read(entry.archive, list(entry.members.values())).write(root, wanted)
     if entry.owner is not None:
         uid, gid = entry.owner
         for path in again:

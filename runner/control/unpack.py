@@ -60,7 +60,8 @@ def file_mode(member: tarfile.TarInfo) -> int:
 class Archive:
     """An archive held in memory, decompressed: its members and their contents."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, members: list[tarfile.TarInfo] | None = None) -> None:
+        """`members`: the archive's members as listed before (not listed again)."""
         for magic, decompress in _DECOMPRESS:
             if data.startswith(magic):
                 try:
@@ -69,16 +70,19 @@ class Archive:
                     raise PermanentError(f"workspace archive is not a tar file: {exc}") from None
                 break
         self._raw = data
+        if members is not None:
+            self.members = members
+            return
         try:
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-                self.members: list[tarfile.TarInfo] = tar.getmembers()
+                self.members = tar.getmembers()
         except tarfile.TarError as exc:
             raise PermanentError(f"workspace archive is not a tar file: {exc}") from None
 
     @classmethod
-    def read(cls, path: Path) -> Archive:
-        """The archive stored at `path`."""
-        return cls(path.read_bytes())
+    def read(cls, path: Path, members: list[tarfile.TarInfo] | None = None) -> Archive:
+        """The archive stored at `path` (`members`: as listed before)."""
+        return cls(path.read_bytes(), members)
 
     def content(self, member: tarfile.TarInfo) -> bytes:
         """A file member's bytes."""
