@@ -4,8 +4,8 @@ order the tasks ended, so that applying them in that order (`git apply`) replays
 A private git directory (`<control root>/<run>/snapshot.git`, never the user's repository)
 tracks the workspace: its `base` is the workspace when the run first started (kept across
 resumes; honouring `.gitignore`, but a claimed run's checkout: every file of the commit, see
-`snapshot_base`), `current` is `base` plus every patch taken so far. When a task ends, the
-files it changed are staged in that private index and diffed against `current`:
+`snapshot_base`), `current` is the tree of `base` plus every patch taken so far. When a task
+ends, the files it changed are staged in that private index and diffed against `current`:
 - a task that ran only codemod steps: exactly the files the Codemod CLI reported (git-ignored
   ones too: a codemod may change them);
 - a task that ran a shell step (or a commit checkpoint): every change in the workspace not yet
@@ -48,6 +48,7 @@ class PatchKeeper:
                      "GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(workspace),
                      "HOME": str(git_dir)}
         self._lock = threading.Lock()
+        self._current: str | None = None  # the tree `current` names
 
     def _git(self, *args: str, data: bytes | None = None) -> bytes:
         done = subprocess.run(["git", *args], cwd=self.workspace, env=self.git_env(),
@@ -69,27 +70,31 @@ class PatchKeeper:
         """Snapshot the workspace as the run's base, unless an earlier start did."""
         with self._lock:
             if (self.git_dir / "HEAD").is_file():
-                probe = subprocess.run(["git", "rev-parse", "--verify", "-q", CURRENT],
+                probe = subprocess.run(["git", "rev-parse", "--verify", "-q",
+                                        f"{CURRENT}^{{tree}}"],
                                        env=self._env, capture_output=True, check=False)
                 if probe.returncode == 0:
+                    self._current = probe.stdout.decode().strip()
                     return
             self.git_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._git("init", "-q")
             if self.checkout:
                 import_tree(self._env, self.workspace, BASE)
                 self._git("read-tree", BASE)  # the index `take` stages into
-                self._git("update-ref", CURRENT, BASE)
-                return
-            self._git("add", "-A")
-            tree = self._git("write-tree").decode().strip()
-            commit = self._git("commit-tree", tree, "-m", "base", data=b"").decode().strip()
-            self._git("update-ref", BASE, commit)
-            self._git("update-ref", CURRENT, commit)
+            else:
+                self._git("add", "-A")
+                tree = self._git("write-tree").decode().strip()
+                commit = self._git("commit-tree", tree, "-m", "base", data=b"").decode().strip()
+                self._git("update-ref", BASE, commit)
+            self._current = self._git("rev-parse", f"{BASE}^{{tree}}").decode().strip()
+            self._git("update-ref", CURRENT, self._current)
 
     def take(self, paths: Sequence[str] | None) -> str:
         """The patch of what changed since the last patch: in `paths` (files reported by the
         Codemod CLI, relative to the workspace), or anywhere when None."""
         with self._lock:
+            if self._current is None:
+                raise StateError("cannot keep the run's patch: its snapshot was not begun")
             if paths is not None and not paths:
                 return ""
             if paths is None:
@@ -97,13 +102,11 @@ class PatchKeeper:
             else:
                 self._git("add", "-A", "-f", "--", *paths)
             tree = self._git("write-tree").decode().strip()
-            current, before = self._git("rev-parse", CURRENT,
-                                        f"{CURRENT}^{{tree}}").decode().split()
-            if tree == before:
+            if tree == self._current:
                 return ""
             text = self._git("diff-tree", "-p", "--binary", "--full-index", "--no-color",
-                             before, tree).decode("utf-8", "surrogateescape")
-            commit = self._git("commit-tree", tree, "-p", current, "-m", "task",
-                               data=b"").decode().strip()
-            self._git("update-ref", CURRENT, commit)
+                             self._current, tree).decode("utf-8", "surrogateescape")
+            # `current` names the tree itself (no commit per task: one git call less each)
+            self._git("update-ref", CURRENT, tree)
+            self._current = tree
             return text
