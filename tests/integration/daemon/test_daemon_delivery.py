@@ -34,8 +34,12 @@ def _sync(daemon: DaemonProc) -> subprocess.CompletedProcess[str]:
 
 
 def _finished_offline(server: Server, daemon: DaemonProc, side: Path, run_id: str) -> None:
-    """The daemon runs the run; the server is killed mid-run; the run ends offline."""
+    """The daemon runs the run; the server is killed mid-run, once it has the first task's
+    end (else a later attempt rightly runs that task again: at least once until the server has
+    its end); the run ends offline."""
     wait_until(lambda: lines(side / "second-start"), timeout=60, message="second task started")
+    wait_until(lambda: _tasks(server.run(run_id))["first"]["status"] == "Completed", timeout=30,
+               message="the first task's end on the server")
     server.kill()
     (side / "gate").touch()
     wait_until(lambda: lines(side / "second-done"), timeout=30, message="second task done")
