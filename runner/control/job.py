@@ -110,8 +110,9 @@ class JobSettings:
     """Task checkouts kept, reset, for the next task of their run (`control.checkouts`)."""
     log_linger: float = 0.2
     """Seconds step output waits in the journal for more before it is sent when no state
-    change goes with it (`Syncer.log_linger`): a task's output as a few requests, not one per
-    chunk its steps printed (20 per 100-file codemod shard before), at most this much later."""
+    change goes with it (`Syncer.log_linger`): a task's output as fewer requests, not one per
+    chunk its steps printed (a 100-file codemod shard: 20 before, 10 now), at most this much
+    later."""
 
 
 ExecutorFactory = Callable[[ApiBackend, Mapping[str, Runtime], ExecutorSettings, EventSink],
