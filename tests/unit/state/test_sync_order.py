@@ -105,8 +105,8 @@ def test_output_alone_lingers_and_goes_as_one_request(tmp_path: Path) -> None:
                 offset += len(text)
                 syncer.kick()
                 if linger == 0.0:  # each chunk goes before the next is printed
-                    _wait(lambda: journal.backlog() == 0)
-            _wait(lambda: journal.backlog() == 0)
+                    _wait(lambda j=journal: j.backlog() == 0)
+            _wait(lambda j=journal: j.backlog() == 0)
         finally:
             syncer.stop()
         rows.append((linger, len(client.calls)))
