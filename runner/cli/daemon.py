@@ -244,6 +244,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     try:
         code = daemon.run()  # its last line says this very exit code
     finally:
+        job.settle(timeout=30.0)  # checkouts still being reset: finished, not cut half-way
         if ticker is not None:
             ticker.stop()
         if retention is not None:

@@ -114,15 +114,23 @@ class _Entry:
 class Checkouts:
     """Idle checkouts by run folder, reset to their commit (thread-safe)."""
 
-    def __init__(self, keep: int) -> None:
+    def __init__(self, keep: int, wait: float = 30.0) -> None:
         self.keep = keep
+        self.wait = wait
+        """How long `take` waits for a checkout of its run being reset (`release`)."""
         self._idle: OrderedDict[Path, _Entry] = OrderedDict()
         self._busy: dict[Path, _Entry] = {}
+        self._resetting: dict[Path, int] = {}  # run folder -> checkouts being given back
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
 
     def take(self, run_dir: Path, dest: Path) -> bool:
-        """Move an idle checkout of `run_dir`'s run to `dest` (missing); False: none."""
-        with self._lock:
+        """Move an idle checkout of `run_dir`'s run to `dest` (missing); False: none. When one
+        of the run's checkouts is being reset, waits for it (a reset takes tens of ms, a new
+        extraction hundreds)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._resetting.get(run_dir, 0) == 0 or any(
+                k.parent.parent == run_dir for k in self._idle), timeout=self.wait)
             idle = next((k for k in self._idle if k.parent.parent == run_dir), None)
             entry = self._idle.pop(idle) if idle is not None else None
         if entry is None:
@@ -148,6 +156,33 @@ class Checkouts:
         with self._lock:
             self._busy[dest] = entry
 
+    def release(self, dest: Path) -> threading.Thread:
+        """`give_back` on a thread of its own: the job's slot is free while its checkout is
+        reset, and the run's next task waits in `take` only for what is left of the reset."""
+        run_dir = dest.parent.parent
+        with self._changed:
+            self._resetting[run_dir] = self._resetting.get(run_dir, 0) + 1
+
+        def reset() -> None:
+            try:
+                self.give_back(dest)
+            except Exception:  # a bug here must not lose the count: the next take would wait
+                log.exception("task checkout %s could not be given back", dest)
+                shutil.rmtree(dest, ignore_errors=True)
+            finally:
+                with self._changed:
+                    left = self._resetting[run_dir] - 1
+                    if left:
+                        self._resetting[run_dir] = left
+                    else:
+                        del self._resetting[run_dir]
+                    self._changed.notify_all()
+
+        thread = threading.Thread(target=reset, name=f"ferry-reset-{dest.name[:8]}",
+                                  daemon=True)
+        thread.start()
+        return thread
+
     def give_back(self, dest: Path) -> None:
         """The job at `dest` is over: a recorded task checkout is reset and kept idle, any
         other checkout (a whole run's, or one that cannot be reset) is removed."""
@@ -167,12 +202,18 @@ class Checkouts:
             return
         entry.path = idle
         evicted: list[Path] = []
-        with self._lock:
+        with self._changed:
             self._idle[idle] = entry
             while len(self._idle) > self.keep:
                 evicted.append(self._idle.popitem(last=False)[0])
+            self._changed.notify_all()
         for path in evicted:
             shutil.rmtree(path, ignore_errors=True)
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until no checkout is being reset (`release`); False when some still are."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._resetting, timeout=timeout)
 
     def clear(self) -> None:
         """Remove every idle checkout."""

@@ -115,6 +115,25 @@ class JobSettings:
     later."""
 
 
+class _Handback:
+    """A job's checkout, given back to `Checkouts` once (reset on a thread of its own for
+    the run's next task, or removed), as soon as the job no longer needs it."""
+
+    def __init__(self, checkouts: Checkouts, path: Path, *, keep: bool) -> None:
+        self._checkouts = checkouts
+        self._path = path
+        self._done = keep  # --keep-workspace: it stays as the job left it
+
+    def release(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._path.parent.name == "workspaces":  # a task's: reset on a thread of its own
+            self._checkouts.release(self._path)
+        else:  # a whole run's is removed before the job ends
+            self._checkouts.give_back(self._path)
+
+
 ExecutorFactory = Callable[[ApiBackend, Mapping[str, Runtime], ExecutorSettings, EventSink],
                           Executor]
 
@@ -191,17 +210,25 @@ class RunJob:
                             self._writer(claim), self.settings.drain_timeout, self._bounded,
                             self._stop_delivery, keeper.lost, self.settings.fetch_retry,
                             self.settings.flush_step, task=claim.task)
+        checkout = _Handback(self._checkouts, workspace_dir(self._paths.run_work_dir(run.id),
+                                                            claim.task),
+                             keep=self.settings.keep_workspace)
         try:
-            return self._execute(claim, cancel, keeper, backend, document, delivery)
+            return self._execute(claim, cancel, keeper, backend, document, delivery, checkout)
         finally:
             keeper.stop()
             backend.close(timeout=1.0 if self._stop_delivery.is_set() else 10.0)
             if claim.task:  # delivered: its journal file is gone, its folder goes too
                 with contextlib.suppress(OSError):  # not empty: records wait for a replay
                     journal.rmdir()
-            if not self.settings.keep_workspace:  # a task's: reset for the run's next task
-                self._checkouts.give_back(workspace_dir(self._paths.run_work_dir(run.id),
-                                                        claim.task))
+            checkout.release()
+
+    def settle(self, timeout: float) -> None:
+        """Before the daemon exits: let checkouts being reset finish (said when they do not)."""
+        if not self._checkouts.settle(timeout):
+            log.warning("task checkouts were still being reset after %.0f s: they stay in their "
+                        "run's work folder until it is pruned (runner.retention, ferry prune)",
+                        timeout)
 
     def _writer(self, claim: ClaimResponse) -> str:
         """This attempt's diff writer: the run's, or the task's for a task job."""
@@ -210,7 +237,8 @@ class RunJob:
 
     # -- steps -------------------------------------------------------------------------------
     def _execute(self, claim: ClaimResponse, cancel: threading.Event, keeper: LeaseKeeper,
-                 backend: ApiBackend, document: Prefetch, delivery: Delivery) -> JobOutcome:
+                 backend: ApiBackend, document: Prefetch, delivery: Delivery,
+                 checkout: _Handback) -> JobOutcome:
         run = claim.run
         writer = self._writer(claim)
         doc: dict[str, Any] | None = None
@@ -251,6 +279,9 @@ class RunJob:
             status = self._execute_run(backend, workspace, claim, writer, cancel)
         except (StateError, TooLarge) as exc:  # a change could not be journaled
             return delivery.report_directly(str(exc))
+        finally:
+            # its steps are over and its patch journaled: reset while the records are delivered
+            checkout.release()
         if keeper.lost.is_set():
             self._metrics.inc("runs_lease_lost")
             return LEASE_LOST

@@ -202,3 +202,25 @@ def test_workflows_that_commit_get_a_fresh_checkout_each_time(tmp_path: Path) ->
     checkouts.give_back(first)
     assert not first.exists()
     assert not any((tmp_path / "work" / "run" / "workspaces").iterdir())
+
+
+def test_a_released_checkout_is_reset_on_its_own_thread_and_the_next_task_waits_for_it(
+        tmp_path: Path) -> None:
+    """`release` (what a job does once its steps are over): the reset runs while the job
+    delivers and the daemon claims the next task; that task's `take` waits for the reset
+    instead of extracting a new checkout, and gets the commit back."""
+    fresh = tmp_path / "fresh"
+    extract_archive(ARCHIVE, fresh)
+    want = tree(fresh)
+    checkouts = Checkouts(keep=1)
+    first = _prepare(tmp_path, checkouts, "t1")
+    inode = os.stat(first).st_ino
+    for n in range(3000):  # enough for the reset to take a while
+        (first / "src" / f"new{n}.ts").write_text("added by the task\n")
+    (first / "src" / "a.ts").write_text("changed\n")
+    thread = checkouts.release(first)
+    second = _prepare(tmp_path, checkouts, "t2")  # at once: the reset is still running
+    assert os.stat(second).st_ino == inode, "a new extraction instead of the reset checkout"
+    assert tree(second) == want
+    thread.join(30)
+    assert checkouts.settle(timeout=5)
