@@ -29,7 +29,10 @@ from runner.errors import StateError
 
 _ENV = {"GIT_AUTHOR_NAME": "Ferry", "GIT_AUTHOR_EMAIL": "ferry@localhost",
         "GIT_COMMITTER_NAME": "Ferry", "GIT_COMMITTER_EMAIL": "ferry@localhost",
-        "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
+        "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
+        # the paths a codemod reported are names, not patterns: `src/[id].tsx` (a Next.js
+        # route) must not also stage `src/i.tsx` and `src/d.tsx`
+        "GIT_LITERAL_PATHSPECS": "1"}
 BASE = "refs/ferry/base"
 CURRENT = "refs/ferry/current"
 

@@ -8,8 +8,11 @@ import subprocess
 import threading
 from pathlib import Path
 
+import pytest
+
 from runner.engine.patches import PatchKeeper
 from runner.engine.task_patches import TaskPatchKeeper
+from runner.errors import StateError
 
 FILES = {
     ".gitignore": "gen/\n",
@@ -113,3 +116,53 @@ def test_a_whole_run_on_a_checkout_patches_committed_ignored_files_as_changes(
     assert (target / "gen" / "committed.ts").read_text() == "const g = 1\n"
     assert (target / "src" / "a.ts").read_text() == "const a = 1\n"
     assert not (target / "bin" / "run.sh").exists()
+
+
+def _change(root: Path) -> list[str]:
+    """Every kind of change a codemod can report: edit, new file, deletion, binary, mode."""
+    (root / "src" / "a.ts").write_text("const a = 1\n")
+    (root / "src" / "new.ts").write_text("export const fresh = true\n")
+    (root / "src" / "b.ts").unlink()
+    (root / "src" / "logo.bin").write_bytes(bytes(range(256)) * 4)
+    os.chmod(root / "bin" / "run.sh", 0o644)
+    return ["src/a.ts", "src/new.ts", "src/b.ts", "src/logo.bin", "bin/run.sh"]
+
+
+def test_a_reported_task_patch_is_what_staging_every_change_gives(tmp_path: Path) -> None:
+    """The first take of reported files (`git diff-files`, no object written) gives the same
+    text as staging the whole checkout and diffing trees, and it applies to the commit."""
+    snapshot = tmp_path / "run" / "snapshot.git"
+    one, two = checkout(tmp_path / "one"), checkout(tmp_path / "two")
+    reported = TaskPatchKeeper(snapshot, one, ENV, "t1")
+    staged = TaskPatchKeeper(snapshot, two, ENV, "t2")
+    reported.begin()
+    staged.begin()
+    paths = _change(one)
+    _change(two)
+    text = reported.take(paths)
+    assert text == staged.take(None)
+    assert "new file mode" in text and "deleted file mode" in text and "GIT binary patch" in text
+    with pytest.raises(StateError, match="taken already"):
+        reported.take(paths)
+    target = checkout(tmp_path / "target")
+    apply([text], target)
+    assert (target / "src" / "new.ts").read_text() == "export const fresh = true\n"
+    assert not (target / "src" / "b.ts").exists()
+    assert (target / "src" / "logo.bin").read_bytes() == bytes(range(256)) * 4
+
+
+@pytest.mark.parametrize("keeper", ["task", "run"])
+def test_reported_paths_are_names_not_patterns(tmp_path: Path, keeper: str) -> None:
+    """`src/[id].tsx` (a Next.js route) reported by the CLI: only that file is in the patch,
+    not `src/i.tsx`, which the pattern `[id]` matches and another task changed."""
+    work = checkout(tmp_path / "work")
+    (work / "src" / "[id].tsx").write_text("var route;\n")
+    (work / "src" / "i.tsx").write_text("var i;\n")
+    snapshot = tmp_path / "run" / "snapshot.git"
+    patches = (TaskPatchKeeper(snapshot, work, ENV, "t1") if keeper == "task" else
+               PatchKeeper(snapshot, work, ENV, checkout=True))
+    patches.begin()
+    (work / "src" / "[id].tsx").write_text("const route = 1\n")
+    (work / "src" / "i.tsx").write_text("const i = 1\n")
+    text = patches.take(["src/[id].tsx"])
+    assert "src/[id].tsx" in text and "src/i.tsx" not in text
