@@ -8,6 +8,7 @@ workspace, devices and FIFOs are refused with the member's name (`unpack`).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from runner.control.checkouts import Checkouts
 from runner.control.unpack import Archive, UnsafeArchive
-from runner.errors import PermanentError
+from runner.errors import NoSpace, PermanentError
 
 _COMMIT = re.compile(r"^[0-9a-fA-F]{7,64}$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9._@+-][A-Za-z0-9._@+ -]*$")
@@ -94,6 +95,8 @@ def extract_members(data: bytes, dest: Path) -> list[tarfile.TarInfo]:
         archive.write(dest)
     except OSError as exc:
         shutil.rmtree(dest, ignore_errors=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # this runner's disk, not the archive
+            raise NoSpace(dest.parent, "cannot extract the workspace") from None
         raise UnsafeArchive(f"workspace archive refused: {exc}") from None
     return archive.members
 

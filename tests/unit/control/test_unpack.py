@@ -154,3 +154,17 @@ def test_a_truncated_member_is_refused(tmp_path: Path) -> None:
     raw = _tar([("file", "a", "x" * 5000, 0o644)], "")
     with pytest.raises(PermanentError, match=r"truncated in 'a'|not a tar file"):
         extract_archive(raw[:2048], tmp_path / "ws")
+
+
+def test_a_full_disk_while_extracting_says_so_and_leaves_nothing(tmp_path: Path) -> None:
+    """The runner's disk, not the archive: `NoSpace` naming the folder (the run then fails
+    with "no space left on device under ...", as a full disk anywhere else does), and the
+    half-written checkout is removed."""
+    from runner.errors import NoSpace
+    from tests.helpers.tmpfs import small_disk
+
+    data = _tar([("file", f"f{n}.bin", "x" * 200_000, 0o644) for n in range(20)])  # 4 MB
+    with small_disk(tmp_path / "disk", "2m") as disk:
+        with pytest.raises(NoSpace, match=f"no space left on device under {disk}"):
+            extract_archive(data, disk / "ws")
+        assert not (disk / "ws").exists()
