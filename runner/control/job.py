@@ -119,16 +119,17 @@ class _Handback:
     """A job's checkout, given back to `Checkouts` once (reset on a thread of its own for
     the run's next task, or removed), as soon as the job no longer needs it."""
 
-    def __init__(self, checkouts: Checkouts, path: Path, *, keep: bool) -> None:
+    def __init__(self, checkouts: Checkouts, path: Path, *, task: bool, keep: bool) -> None:
         self._checkouts = checkouts
         self._path = path
+        self._task = task
         self._done = keep  # --keep-workspace: it stays as the job left it
 
     def release(self) -> None:
         if self._done:
             return
         self._done = True
-        if self._path.parent.name == "workspaces":  # a task's: reset on a thread of its own
+        if self._task:  # a task's: reset on a thread of its own
             self._checkouts.release(self._path)
         else:  # a whole run's is removed before the job ends
             self._checkouts.give_back(self._path)
@@ -212,7 +213,7 @@ class RunJob:
                             self.settings.flush_step, task=claim.task)
         checkout = _Handback(self._checkouts, workspace_dir(self._paths.run_work_dir(run.id),
                                                             claim.task),
-                             keep=self.settings.keep_workspace)
+                             task=claim.task is not None, keep=self.settings.keep_workspace)
         try:
             return self._execute(claim, cancel, keeper, backend, document, delivery, checkout)
         finally:
