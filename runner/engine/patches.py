@@ -82,15 +82,15 @@ class PatchKeeper:
             self.git_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._git("init", "-q")
             if self.checkout:
-                import_tree(self._env, self.workspace, BASE)
-                self._git("read-tree", BASE)  # the index `take` stages into
+                tree = import_tree(self._env, self.workspace, BASE)
+                self._git("read-tree", tree)  # the index `take` stages into
             else:
                 self._git("add", "-A")
                 tree = self._git("write-tree").decode().strip()
                 commit = self._git("commit-tree", tree, "-m", "base", data=b"").decode().strip()
                 self._git("update-ref", BASE, commit)
-            self._current = self._git("rev-parse", f"{BASE}^{{tree}}").decode().strip()
-            self._git("update-ref", CURRENT, self._current)
+            self._git("update-ref", CURRENT, tree)
+            self._current = tree
 
     def take(self, paths: Sequence[str] | None) -> str:
         """The patch of what changed since the last patch: in `paths` (files reported by the

@@ -15,9 +15,9 @@ from pathlib import Path
 from runner.errors import StateError
 
 
-def import_tree(env: Mapping[str, str], workspace: Path, ref: str) -> None:
+def import_tree(env: Mapping[str, str], workspace: Path, ref: str) -> str:
     """Commit every file of `workspace` (not `.git`) as `ref` in the git directory `env`
-    names (GIT_DIR); StateError naming git's complaint."""
+    names (GIT_DIR); returns the commit's tree. StateError naming git's complaint."""
     proc = subprocess.Popen(["git", "fast-import", "--quiet"], cwd=workspace, env=dict(env),
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -29,13 +29,19 @@ def import_tree(env: Mapping[str, str], workspace: Path, ref: str) -> None:
             proc.stdin.write(b"M %s inline %s\ndata %d\n" % (mode, _quote(path), len(data)))
             proc.stdin.write(data + b"\n")
         proc.stdin.close()
-    except BrokenPipeError:  # git stopped: its complaint is on stderr
+    except BrokenPipeError:  # git stopped reading: its complaint, on stderr, is raised below
         pass
     err = proc.stderr.read()
     if proc.wait() != 0:
         lines = err.decode(errors="replace").strip().splitlines()
         raise StateError(f"cannot keep the run's patch (git fast-import): "
                          f"{lines[-1] if lines else 'failed'}")
+    probe = subprocess.run(["git", "rev-parse", f"{ref}^{{tree}}"], env=dict(env),
+                           capture_output=True, check=False)
+    tree = probe.stdout.decode().strip()
+    if probe.returncode != 0 or not tree:
+        raise StateError("cannot keep the run's patch: the base just imported is unreadable")
+    return tree
 
 
 def _files(root: Path) -> Iterator[tuple[bytes, bytes, bytes]]:

@@ -56,14 +56,12 @@ class TaskPatchKeeper(PatchKeeper):
             if tree is None:
                 probe = subprocess.run(["git", "rev-parse", "--verify", "-q", f"{BASE}^{{tree}}"],
                                        env=self._env, capture_output=True, check=False)
+                tree = probe.stdout.decode().strip()
                 if probe.returncode != 0 or not (self.git_dir / "HEAD").is_file():
                     self.git_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
                     self._git("init", "-q")
-                    import_tree(self._env, self.workspace, BASE)
-                    probe = subprocess.run(["git", "rev-parse", f"{BASE}^{{tree}}"],
-                                           env=self._env, capture_output=True, check=False)
-                tree = probe.stdout.decode().strip()
-                if probe.returncode != 0 or not tree:
+                    tree = import_tree(self._env, self.workspace, BASE)
+                if not tree:
                     raise StateError("cannot keep the run's patch: the run's base is unreadable")
                 _TREES[self.git_dir] = tree
             self._index.parent.mkdir(mode=0o700, exist_ok=True)
@@ -110,9 +108,8 @@ class TaskPatchKeeper(PatchKeeper):
         new = [p for p in paths if p not in base and os.path.lexists(self.workspace / p)]
         if new:
             self._git("add", "-N", "-f", "--", *new)
-        text = self._git("diff-files", "-p", "--binary", "--full-index", "--no-color", "--",
+        return self._git("diff-files", "-p", "--binary", "--full-index", "--no-color", "--",
                          *paths).decode("utf-8", "surrogateescape")
-        return text
 
     def _base_paths(self) -> frozenset[str]:
         """Every path of the run's base (listed once per snapshot in this process)."""
